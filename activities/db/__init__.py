@@ -1,0 +1,1 @@
+"""PostgreSQL access: the pool, the migration runner and the one query module."""

@@ -1,0 +1,42 @@
+"""Activities that read plan versions for workflows (which may not do I/O themselves)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.db import plan_store
+from journeys.errors import NotFound
+from journeys.plan.models import Plan
+
+
+class LoadPlanInput(BaseModel):
+    """Which pinned version to load."""
+
+    plan_id: str
+    version: int
+
+
+class LoadPlanOutput(BaseModel):
+    """The plan as that version stored it."""
+
+    plan: Plan
+
+
+class PlanActivities:
+    """Plan-store activities; the worker builds one with the shared pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @activity.defn(name="load_plan_version")
+    async def load_plan_version(self, data: LoadPlanInput) -> LoadPlanOutput:
+        """Load a pinned plan version; a missing version is a business failure, not retried."""
+        try:
+            plan = await plan_store.load(self._pool, data.plan_id, data.version)
+        except NotFound as exc:
+            raise ApplicationError(str(exc), type=exc.kind, non_retryable=True) from exc
+        return LoadPlanOutput(plan=plan)

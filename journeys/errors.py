@@ -1,0 +1,60 @@
+"""The typed error tree.
+
+Everything the product raises on purpose derives from :class:`JourneysError`; the CLI prints
+these as one readable line. Workflows turn business failures into
+``ApplicationError(non_retryable=True)`` with :attr:`JourneysError.kind` as the type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class JourneysError(Exception):
+    """Base of every deliberate Journeys error."""
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, at a dotted path (``steps.split.ab_split.arms``)."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+class InvalidInput(JourneysError):
+    """An input (plan file, channels file, event, audience file) is wrong; lists every problem."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        count = len(problems)
+        head = f"{source}: {count} problem{'s' if count != 1 else ''}"
+        super().__init__(head + "".join(f"\n  {p}" for p in problems))
+
+
+class PlanInvalid(InvalidInput):
+    """A plan file fails validation."""
+
+
+class ChannelsInvalid(InvalidInput):
+    """A channels file fails validation."""
+
+
+class NotFound(JourneysError):
+    """A named thing (plan, version, run, audience) does not exist."""
+
+
+class ServiceUnavailable(JourneysError):
+    """A backing service (Temporal, Redis, PostgreSQL) cannot be reached or started."""
+
+
+class MigrationError(JourneysError):
+    """A schema migration failed or the recorded history disagrees with the files."""

@@ -1,0 +1,60 @@
+"""Names shared between processes: task queues, Redis keys, search attributes.
+
+Keeping them in one module means a key layout change is one diff, and the workers, the
+ingest API and the tests can never disagree about where a thing lives. Every per-shard key
+carries a Redis Cluster hash tag ``{...:k}`` so one shard's keys share a slot and shard-local
+multi-key commands (ZUNIONSTORE, RENAME, Lua) work on a cluster.
+"""
+
+from __future__ import annotations
+
+# Temporal search attributes registered on the dev server and in tests (name -> type).
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "JourneyPlanId": "Keyword",
+    "JourneyPlanVersion": "Int",
+    "JourneyRunKey": "Keyword",
+    "JourneyShard": "Int",
+    "JourneyStatus": "Keyword",
+}
+
+KEY_PREFIX = "jny"
+
+
+def run_workflow_id(plan_id: str, version: int, run_key: str) -> str:
+    """``plan/{plan_id}/v{version}/{run_key}``: the PlanRunWorkflow id, also the run id."""
+    return f"plan/{plan_id}/v{version}/{run_key}"
+
+
+def shard_workflow_id(run_id: str, shard: int) -> str:
+    """``{run_workflow_id}/shard/{k}``."""
+    return f"{run_id}/shard/{shard}"
+
+
+def audience_shard_key(audience: str, shard: int) -> str:
+    """Sorted set of one shard of a saved (named) audience; kept after runs end."""
+    return f"{KEY_PREFIX}:aud:{{{audience}:{shard}}}"
+
+
+def audience_staging_key(audience: str, shard: int) -> str:
+    """Where an upload writes before it atomically replaces the saved shard (same slot)."""
+    return f"{KEY_PREFIX}:aud:{{{audience}:{shard}}}:staging"
+
+
+def run_shard_prefix(run_id: str, shard: int) -> str:
+    """Prefix of every working key of one shard of one run (deleted when the run ends)."""
+    return f"{KEY_PREFIX}:run:{{{run_id}:{shard}}}"
+
+
+def run_audience_key(run_id: str, shard: int) -> str:
+    """The run's own copy of its audience for one shard: the entry cohort."""
+    return f"{run_shard_prefix(run_id, shard)}:aud"
+
+
+def cohort_key(run_id: str, shard: int, cohort: str) -> str:
+    """A sub-cohort of one shard (e.g. ``push.failed.1``); deterministic, so retries rewrite it."""
+    return f"{run_shard_prefix(run_id, shard)}:c:{cohort}"
+
+
+def rate_key(scope: str) -> str:
+    """Token-bucket state (hash: tokens, stamp, rate, burst) for a run or a channel."""
+    return f"{KEY_PREFIX}:rate:{{{scope}}}"

@@ -1,0 +1,99 @@
+"""Who a plan targets: an uploaded file, a saved list, a segment rule, SQL, everyone, or sets."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from journeys.plan.common import AudienceName, PlanModel, Text
+from journeys.rules import Rule
+
+# words that change data or state; a read-only query never needs them
+_WRITE_WORDS = {
+    *("INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "TRUNCATE", "GRANT", "REVOKE"),
+    *("COPY", "MERGE", "INTO", "CALL", "LOCK", "VACUUM"),
+}
+_LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
+
+
+def check_sql(query: str) -> str:
+    """Return ``query`` if it is one read-only ``SELECT`` / ``WITH`` statement, else raise."""
+    # string literals and comments may mention any word; only the code itself is checked
+    code = _LITERALS_AND_COMMENTS.sub(" ", query).strip()
+    code = code.removesuffix(";").rstrip()
+    if ";" in code:
+        raise ValueError("must be a single statement (no ; except at the end)")
+    first = re.match(r"[\s(]*([A-Za-z]+)", code)
+    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
+        raise ValueError("must start with SELECT or WITH")
+    found = sorted({word.upper() for word in re.findall(r"[A-Za-z_]+", code)} & _WRITE_WORDS)
+    if found:
+        raise ValueError(f"must be read-only, found {', '.join(found)}")
+    return query
+
+
+class _Source(PlanModel):
+    mode: Literal["snapshot", "per_run"] = "snapshot"
+    """``snapshot``: evaluated once and reused by every run; ``per_run``: evaluated per run."""
+
+
+class FileAudience(_Source):
+    """User ids from a CSV / one-id-per-line file, path relative to the plan file."""
+
+    source: Literal["file"] = "file"
+    path: Text
+
+
+class ListAudience(_Source):
+    """A saved audience uploaded earlier with ``journeys audience upload``."""
+
+    source: Literal["list"] = "list"
+    name: AudienceName
+
+
+class SegmentAudience(_Source):
+    """The users a rule selects, evaluated in PostgreSQL."""
+
+    source: Literal["segment"] = "segment"
+    rule: Rule
+
+
+class SqlAudience(_Source):
+    """The ``user_id`` column of a read-only query."""
+
+    source: Literal["sql"] = "sql"
+    query: Annotated[Text, AfterValidator(check_sql)]
+
+
+class AllAudience(_Source):
+    """Every known user."""
+
+    source: Literal["all"] = "all"
+
+
+class SetAudience(_Source):
+    """A union / intersection / difference (first minus the others) of audiences."""
+
+    source: Literal["union", "intersect", "difference"]
+    of: list[Audience] = Field(min_length=2)
+
+    @field_validator("of")
+    @classmethod
+    def _modes(cls, members: list[Audience]) -> list[Audience]:
+        # members are evaluated together with the top level, so their own mode means nothing;
+        # "snapshot" (the default) is accepted because serialised plans write it out
+        for index, member in enumerate(members):
+            if member.mode != "snapshot":
+                raise ValueError(f"of.{index}: only the top-level audience sets mode")
+        return members
+
+
+Audience = Annotated[
+    FileAudience | ListAudience | SegmentAudience | SqlAudience | AllAudience | SetAudience,
+    Field(discriminator="source"),
+]
+"""Where the users come from, discriminated on ``source``."""
+
+SetAudience.model_rebuild()

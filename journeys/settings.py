@@ -1,0 +1,49 @@
+"""The one place that reads the environment.
+
+Every process (CLI, worker, ingest API, tests) builds a :class:`Settings` once and passes it
+down; no other module looks at ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from journeys.durations import Duration
+
+
+class Settings(BaseSettings):
+    """Connection and tuning settings, read from environment variables of the same name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    temporal_address: str = Field(default="localhost:7233", alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field(default="journeys", alias="TEMPORAL_TASK_QUEUE")
+    temporal_ui_url: str = Field(default="http://localhost:8233", alias="TEMPORAL_UI_URL")
+    redis_url: str = Field(default="redis://localhost:6379/0", alias="REDIS_URL")
+    database_url: str = Field(
+        default="postgresql://postgres@localhost:5432/journeys", alias="DATABASE_URL"
+    )
+    channels_file: Path = Field(default=Path("channels.yaml"), alias="JOURNEYS_CHANNELS")
+    home: Path = Field(default=Path(".journeys"), alias="JOURNEYS_HOME")
+    ingest_host: str = Field(default="127.0.0.1", alias="JOURNEYS_INGEST_HOST")
+    ingest_port: int = Field(default=8088, alias="JOURNEYS_INGEST_PORT")
+    log_level: str = Field(default="INFO", alias="JOURNEYS_LOG_LEVEL")
+    db_pool_size: int = Field(default=10, ge=1, alias="JOURNEYS_DB_POOL_SIZE")
+    worker_max_activities: int = Field(default=64, ge=1, alias="JOURNEYS_WORKER_MAX_ACTIVITIES")
+    debug: bool = Field(default=False, alias="JOURNEYS_DEBUG")
+    demo_exit: bool = Field(default=False, alias="DEMO_EXIT")
+    service_start_timeout: Duration = Field(
+        default=timedelta(seconds=60), alias="JOURNEYS_SERVICE_START_TIMEOUT"
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the environment once per process."""
+    return Settings()

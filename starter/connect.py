@@ -1,0 +1,61 @@
+"""Connections for CLI commands, with errors that say which service and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.db.pool import create_pool
+from journeys.errors import ServiceUnavailable
+from journeys.settings import Settings
+
+_HINT = "is the stack running? start it with `journeys dev`"
+
+
+async def temporal_client(settings: Settings) -> Client:
+    """A client using the pydantic data converter, like every worker."""
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:
+        raise ServiceUnavailable(
+            f"cannot reach Temporal at {settings.temporal_address} ({_HINT})"
+        ) from exc
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Any]:
+    """A pool to PostgreSQL, closed on exit."""
+    try:
+        pool = await create_pool(settings, max_size=4)
+    except (OSError, ConnectionError) as exc:
+        raise ServiceUnavailable(
+            f"cannot reach PostgreSQL at {settings.database_url} ({_HINT})"
+        ) from exc
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client, checked with PING, closed on exit."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await client.ping()
+    except (OSError, aioredis.ConnectionError) as exc:
+        await client.aclose()
+        raise ServiceUnavailable(f"cannot reach Redis at {settings.redis_url} ({_HINT})") from exc
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -1,0 +1,58 @@
+"""``journeys validate`` and ``journeys schema``: check plan files without any service running."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from journeys.plan.models import plan_json_schema
+from starter.plan_files import check_plan_file
+
+
+def validate(
+    plan_file: Path = typer.Argument(..., metavar="PLAN", help="Plan file (.yaml, .yml or .json)."),
+    channels: Path | None = typer.Option(
+        None,
+        "--channels",
+        help="Channels file; default JOURNEYS_CHANNELS, else channels.yaml beside the plan.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Check a plan file and list every problem in it."""
+    plan, problems = check_plan_file(plan_file, channels_file=channels)
+    if as_json:
+        result = {
+            "file": str(plan_file),
+            "valid": plan is not None,
+            "problems": [{"path": p.path, "reason": p.reason} for p in problems],
+        }
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        # soft_wrap: one problem per line however narrow the terminal, so output greps well
+        console = Console(highlight=False, soft_wrap=True)
+        if plan is not None:
+            count = len(plan.steps)
+            line = f"✓ {plan_file}: plan {plan.id} is valid ({count} step{'s' * (count != 1)})"
+            console.print(line, style="green", markup=False)
+        else:
+            count = len(problems)
+            head = f"✗ {plan_file}: {count} problem{'s' * (count != 1)}"
+            console.print(head, style="bold red", markup=False)
+            for problem in problems:
+                console.print(f"  {problem}", markup=False)
+    if plan is None:
+        raise typer.Exit(code=1)
+
+
+def schema() -> None:
+    """Print the JSON Schema of plan files."""
+    typer.echo(json.dumps(plan_json_schema(), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``validate`` and ``schema`` commands to ``app``."""
+    app.command("validate")(validate)
+    app.command("schema")(schema)

@@ -1,0 +1,64 @@
+"""Find the channels file for a plan and validate both, as every plan command does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from journeys.channels_config import ChannelsFile, load_channels
+from journeys.errors import ChannelsInvalid, PlanInvalid, Problem
+from journeys.plan.models import Plan
+from journeys.plan.problems import sorted_problems
+from journeys.plan.validate import load_plan
+from journeys.settings import get_settings
+
+NO_CHANNELS = Problem(
+    "channels", "no channels file found (pass --channels or set JOURNEYS_CHANNELS)"
+)
+
+
+def find_channels_file(plan_file: Path, *, explicit: Path | None) -> Path | None:
+    """``--channels``, else JOURNEYS_CHANNELS if it exists, else channels.yaml beside the plan."""
+    if explicit is not None:
+        return explicit
+    configured = get_settings().channels_file
+    if configured.exists():
+        return configured
+    beside = plan_file.parent / "channels.yaml"
+    return beside if beside.exists() else None
+
+
+def check_plan_file(
+    plan_file: Path, *, channels_file: Path | None
+) -> tuple[Plan | None, list[Problem]]:
+    """Validate ``plan_file`` against its channels file; the plan only when nothing is wrong.
+
+    A missing or invalid channels file is reported among the plan's problems (the channels
+    file's own problems say which file they are in), and the plan is still checked without it.
+    """
+    problems: list[Problem] = []
+    channels: ChannelsFile | None = None
+    path = find_channels_file(plan_file, explicit=channels_file)
+    if path is None:
+        problems.append(NO_CHANNELS)
+    else:
+        try:
+            channels = load_channels(path)
+        except ChannelsInvalid as exc:
+            problems.extend(
+                Problem(problem.path or "channels", f"{problem.reason} (in {path})")
+                for problem in exc.problems
+            )
+    plan: Plan | None = None
+    try:
+        plan = load_plan(plan_file, channels=channels)
+    except PlanInvalid as exc:
+        problems.extend(exc.problems)
+    return (plan if not problems else None), sorted_problems(problems)
+
+
+def read_plan(plan_file: Path, *, channels: Path | None) -> Plan:
+    """Load and fully validate ``plan_file``; raises PlanInvalid listing every problem."""
+    plan, problems = check_plan_file(plan_file, channels_file=channels)
+    if plan is None:
+        raise PlanInvalid(str(plan_file), problems)
+    return plan

@@ -1,0 +1,1 @@
+"""The embedded stack: Temporal dev server, Redis and PostgreSQL from PyPI packages."""

@@ -1,0 +1,88 @@
+"""``journeys publish`` / ``versions`` / ``rollback``: immutable plan versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from activities.db import plan_store
+from journeys.settings import get_settings
+
+from .aio import run
+from .connect import database
+from .console import out, print_json
+from .plan_files import read_plan
+
+
+def publish(
+    plan_file: Path = typer.Argument(..., help="Plan file (YAML or JSON)."),
+    channels: Path | None = typer.Option(None, help="Channels file (default JOURNEYS_CHANNELS)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Validate PLAN and store it as a new immutable version (unless unchanged)."""
+    plan = read_plan(plan_file, channels=channels)
+
+    async def go() -> plan_store.VersionInfo:
+        async with database(get_settings()) as pool:
+            return await plan_store.publish(pool, plan, source=str(plan_file))
+
+    info = run(go())
+    if as_json:
+        print_json(info)
+    elif info.created:
+        out.print(f"[green]published[/] {info.plan_id} v{info.version}")
+    else:
+        out.print(f"unchanged: {info.plan_id} v{info.version} is already this plan")
+
+
+def versions(
+    plan_id: str = typer.Argument(..., help="Plan id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the published versions of PLAN_ID."""
+
+    async def go() -> list[plan_store.VersionInfo]:
+        async with database(get_settings()) as pool:
+            return await plan_store.versions(pool, plan_id)
+
+    found = run(go())
+    if as_json:
+        print_json(found)
+        return
+    table = Table("version", "published", "checksum", "source", "note", title=plan_id)
+    for v in found:
+        table.add_row(
+            str(v.version),
+            v.published_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            v.checksum[:12],
+            v.source or "",
+            v.note or "",
+        )
+    out.print(table)
+
+
+def rollback(
+    plan_id: str = typer.Argument(..., help="Plan id."),
+    to: int = typer.Option(..., "--to", help="The version to publish again."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Publish an older version again as the newest; runs already going keep theirs."""
+
+    async def go() -> plan_store.VersionInfo:
+        async with database(get_settings()) as pool:
+            return await plan_store.rollback(pool, plan_id, to=to)
+
+    info = run(go())
+    if as_json:
+        print_json(info)
+    else:
+        out.print(f"[green]published[/] {info.plan_id} v{info.version} (= v{to})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the version commands to ``app``."""
+    app.command()(publish)
+    app.command()(versions)
+    app.command()(rollback)

@@ -1,0 +1,138 @@
+"""Real services for the suite.
+
+With TEMPORAL_ADDRESS, REDIS_URL and DATABASE_URL all set, the tests use those services (give
+them disposable ones: the tests create and drop their own databases and flush nothing).
+Otherwise the session starts the embedded stack on free ports under ``.journeys/`` and
+stops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from activities.db.migrate import migrate
+from activities.db.pool import create_pool
+from journeys.settings import Settings
+from starter.stack.devstack import DevStack
+from starter.stack.postgres import ensure_database
+from starter.stack.probes import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+_SERVICE_VARS = ("TEMPORAL_ADDRESS", "REDIS_URL", "DATABASE_URL")
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` on the same server."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def embedded_settings(home: Path, **overrides: Any) -> Settings:
+    """Settings for a private embedded stack on free ports under ``home``."""
+    values: dict[str, Any] = {
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/journeys",
+        "JOURNEYS_HOME": str(home),
+        "TEMPORAL_TASK_QUEUE": f"journeys-test-{uuid.uuid4().hex[:8]}",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """Settings pointing at running Temporal, Redis and PostgreSQL, migrated."""
+    if all(os.environ.get(name) for name in _SERVICE_VARS):
+        base = Settings()
+        db_name = f"journeys_test_{uuid.uuid4().hex[:10]}"
+        settings = base.model_copy(
+            update={
+                "database_url": with_database(base.database_url, db_name),
+                "temporal_task_queue": f"journeys-test-{uuid.uuid4().hex[:8]}",
+            }
+        )
+        asyncio.run(ensure_database(settings.database_url))
+        asyncio.run(migrate(settings.database_url))
+        yield settings
+        asyncio.run(_drop_database(base.database_url, db_name))
+        return
+    home = ROOT / ".journeys" / f"test-stack-{os.getpid()}"
+    settings = embedded_settings(home)
+    stack = DevStack(settings, home=home, ui=False)
+    asyncio.run(stack.start())
+    try:
+        asyncio.run(migrate(settings.database_url))
+        yield settings
+    finally:
+        stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(with_database(admin_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pool(stack_settings: Settings) -> AsyncIterator[Any]:
+    """A session-wide asyncpg pool on the migrated test database."""
+    p = await create_pool(stack_settings)
+    yield p
+    await p.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def redis(stack_settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client on the test Redis."""
+    client = aioredis.Redis.from_url(stack_settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh_database_url(stack_settings: Settings) -> AsyncIterator[str]:
+    """An empty database of its own on the test server, dropped afterwards."""
+    name = f"journeys_t_{uuid.uuid4().hex[:10]}"
+    url = with_database(stack_settings.database_url, name)
+    await ensure_database(url)
+    yield url
+    await _drop_database(stack_settings.database_url, name)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``settings`` as the Journeys variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    env.update(
+        TEMPORAL_ADDRESS=settings.temporal_address,
+        TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+        TEMPORAL_UI_URL=settings.temporal_ui_url,
+        REDIS_URL=settings.redis_url,
+        DATABASE_URL=settings.database_url,
+        JOURNEYS_HOME=str(settings.home),
+        JOURNEYS_CHANNELS=str(ROOT / "examples" / "channels.yaml"),
+        COLUMNS="200",
+    )
+    return env
+
+
+@pytest.fixture
+def cli_env(stack_settings: Settings) -> dict[str, str]:
+    """Environment for running the real ``journeys`` console script against the test stack."""
+    return settings_env(stack_settings)
