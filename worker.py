@@ -16,20 +16,36 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.channels.runtime import ChannelRuntime
 from activities.db.migrate import migrate
 from activities.db.pool import create_pool
+from activities.delivery import DeliveryActivities
 from activities.plans import PlanActivities
+from activities.runs import RunActivities
 from journeys.settings import Settings, get_settings
+from workflows.plan_run import PlanRunWorkflow
+from workflows.shard import ShardWorkflow
 
 log = logging.getLogger("journeys.worker")
 
-WORKFLOWS: Sequence[type] = ()
+WORKFLOWS: Sequence[type] = (PlanRunWorkflow, ShardWorkflow)
 
 
-def build_activities(pool: Any, redis: aioredis.Redis) -> list[Callable[..., Any]]:
+def build_activities(
+    *, pool: Any, redis: aioredis.Redis, channels: ChannelRuntime
+) -> list[Callable[..., Any]]:
     """Every activity the worker hosts, bound to the shared pools."""
     plans = PlanActivities(pool)
-    return [plans.load_plan_version]
+    runs = RunActivities(pool=pool, redis=redis)
+    delivery = DeliveryActivities(pool=pool, redis=redis, channels=channels)
+    return [
+        plans.load_plan_version,
+        runs.materialise_audience,
+        runs.cohort_size,
+        runs.set_rate,
+        runs.cleanup_run,
+        delivery.deliver_page,
+    ]
 
 
 async def run_worker(
@@ -42,6 +58,7 @@ async def run_worker(
     await migrate(settings.database_url)
     pool = await create_pool(settings)
     redis = aioredis.Redis.from_url(settings.redis_url)
+    channels = await ChannelRuntime.open(settings.channels_file, pool=pool)
     try:
         client = await Client.connect(
             settings.temporal_address,
@@ -52,7 +69,7 @@ async def run_worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
-            activities=build_activities(pool, redis),
+            activities=build_activities(pool=pool, redis=redis, channels=channels),
             max_concurrent_activities=settings.worker_max_activities,
         )
         async with worker:
@@ -63,6 +80,7 @@ async def run_worker(
                 ready.set()
             await (stop or asyncio.Event()).wait()
     finally:
+        await channels.aclose()
         await redis.aclose()
         await pool.close()
 

@@ -2,8 +2,7 @@
 
 Keeping them in one module means a key layout change is one diff, and the workers, the
 ingest API and the tests can never disagree about where a thing lives. Every per-shard key
-carries a Redis Cluster hash tag ``{...:k}`` so one shard's keys share a slot and shard-local
-multi-key commands (ZUNIONSTORE, RENAME, Lua) work on a cluster.
+carries the shard's Redis Cluster hash tag (:func:`shard_tag`).
 """
 
 from __future__ import annotations
@@ -30,19 +29,26 @@ def shard_workflow_id(run_id: str, shard: int) -> str:
     return f"{run_id}/shard/{shard}"
 
 
+def shard_tag(shard: int) -> str:
+    """``{s7}``: the hash tag of shard 7. Every key of shard k (any audience, any run) shares
+    one Redis Cluster slot, so set operations between audiences and the copy of an audience
+    into a run stay server-side (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE) even on a cluster."""
+    return f"{{s{shard}}}"
+
+
 def audience_shard_key(audience: str, shard: int) -> str:
     """Sorted set of one shard of a saved (named) audience; kept after runs end."""
-    return f"{KEY_PREFIX}:aud:{{{audience}:{shard}}}"
+    return f"{KEY_PREFIX}:aud:{audience}:{shard_tag(shard)}"
 
 
 def audience_staging_key(audience: str, shard: int) -> str:
-    """Where an upload writes before it atomically replaces the saved shard (same slot)."""
-    return f"{KEY_PREFIX}:aud:{{{audience}:{shard}}}:staging"
+    """Where an upload writes before it atomically RENAMEs over the saved shard."""
+    return f"{audience_shard_key(audience, shard)}:staging"
 
 
 def run_shard_prefix(run_id: str, shard: int) -> str:
     """Prefix of every working key of one shard of one run (deleted when the run ends)."""
-    return f"{KEY_PREFIX}:run:{{{run_id}:{shard}}}"
+    return f"{KEY_PREFIX}:run:{run_id}:{shard_tag(shard)}"
 
 
 def run_audience_key(run_id: str, shard: int) -> str:
@@ -51,7 +57,7 @@ def run_audience_key(run_id: str, shard: int) -> str:
 
 
 def cohort_key(run_id: str, shard: int, cohort: str) -> str:
-    """A sub-cohort of one shard (e.g. ``push.failed.1``); deterministic, so retries rewrite it."""
+    """A sub-cohort of one shard (e.g. ``send.failed.1``); deterministic, so retries rewrite it."""
     return f"{run_shard_prefix(run_id, shard)}:c:{cohort}"
 
 

@@ -10,7 +10,7 @@ import typer
 from journeys.errors import JourneysError
 from journeys.settings import get_settings
 
-from . import dev_commands, plan_commands, version_commands
+from . import audience_commands, dev_commands, plan_commands, run_commands, version_commands
 from .console import error_line
 
 app = typer.Typer(
@@ -23,6 +23,8 @@ app = typer.Typer(
 plan_commands.register(app)
 version_commands.register(app)
 dev_commands.register(app)
+audience_commands.register(app)
+run_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

@@ -1,20 +1,27 @@
-"""``journeys demo``: seed users, publish the example plans, show what was stored."""
+"""``journeys demo``: seed users, publish the examples, run one through the real workflows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
 from typing import Any
 
+from rich.live import Live
 from rich.table import Table
+from temporalio.client import WorkflowExecutionStatus
 
+from activities.audience.shard_sets import save_audience
 from activities.db import plan_store, queries
 from journeys.settings import Settings
+from workflows.models import PlanRunResult, RunProgress
 
-from .connect import database
+from .connect import database, redis_client, temporal_client
 from .console import out
+from .launching import launch
 from .plan_files import read_plan
+from .progress_view import progress_table, result_table
 
 DEMO_USERS = 2_000
 _ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "UTC"]
@@ -61,22 +68,56 @@ async def seed_users(pool: Any, *, count: int) -> int:
     return total
 
 
-async def run_demo(settings: Settings) -> None:
-    """The demo scenario, against services the caller has started."""
-    async with database(settings) as pool:
+def demo_settings(settings: Settings) -> Settings:
+    """The example channels, unless JOURNEYS_CHANNELS names a file that exists."""
+    if settings.channels_file.exists():
+        return settings
+    return settings.model_copy(update={"channels_file": examples_dir() / "channels.yaml"})
+
+
+async def run_demo(settings: Settings) -> PlanRunResult:
+    """The demo scenario, against services (and a worker) the caller has started."""
+    channels = examples_dir() / "channels.yaml"
+    client = await temporal_client(settings)
+    async with database(settings) as pool, redis_client(settings) as redis:
         total = await seed_users(pool, count=DEMO_USERS)
         out.print(f"demo users: {total} profiles in PostgreSQL")
+        ids = [row[0] for row in demo_users(DEMO_USERS)]
+        audience = await save_audience(
+            redis, pool, name="new-signups", ids=ids, shards=16, source="journeys demo"
+        )
+        out.print(f"audience new-signups: {audience.total} users in {audience.shards} shard sets")
         table = Table("plan", "version", "entry", "steps", "file", title="published plans")
         for path in sorted(examples_dir().glob("*.yaml")):
             if path.name == "channels.yaml":
                 continue
-            plan = read_plan(path, channels=examples_dir() / "channels.yaml")
+            plan = read_plan(path, channels=channels)
             info = await plan_store.publish(pool, plan, source=str(path.name))
             table.add_row(
                 plan.id, f"v{info.version}", plan.entry.type, str(len(plan.steps)), path.name
             )
         out.print(table)
-    out.print(
-        "Runs of these plans start with `journeys launch` once the blast engine is installed; "
-        f"inspect workflows at {settings.temporal_ui_url}"
-    )
+        blast = examples_dir() / "welcome-blast.yaml"
+        launched, handle = await launch(
+            settings,
+            client=client,
+            pool=pool,
+            redis=redis,
+            plan=read_plan(blast, channels=channels),
+            plan_file=blast,
+        )
+    out.print(f"launched [bold]{launched.run_id}[/]")
+    with Live(console=out, auto_refresh=False) as live:
+        while not await _done(handle):
+            progress = await handle.query("progress", result_type=RunProgress)
+            live.update(progress_table(progress), refresh=True)
+            await asyncio.sleep(0.5)
+    result: PlanRunResult = await handle.result()
+    out.print()
+    out.print(result_table(result))
+    out.print(f"watch it in the Temporal UI: {launched.ui_url}", soft_wrap=True)
+    return result
+
+
+async def _done(handle: Any) -> bool:
+    return bool((await handle.describe()).status != WorkflowExecutionStatus.RUNNING)

@@ -13,7 +13,7 @@ from worker import run_worker
 
 from .aio import run
 from .console import out
-from .demo import run_demo
+from .demo import demo_settings, run_demo
 from .session import stack_session, wait_forever
 
 
@@ -25,7 +25,7 @@ def dev(
     Services already answering at their configured addresses are used, not started again.
     Ctrl-C stops everything this command started and nothing else.
     """
-    settings = get_settings()
+    settings = demo_settings(get_settings())
 
     async def go() -> None:
         async with stack_session(settings, with_worker=worker):
@@ -51,7 +51,7 @@ def demo() -> None:
     Starts the embedded stack when the services are not already running. Leaves the UI up
     until Ctrl-C unless DEMO_EXIT=1.
     """
-    settings = get_settings()
+    settings = demo_settings(get_settings())
 
     async def go() -> None:
         async with stack_session(settings, with_worker=True):

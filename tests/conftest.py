@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +30,7 @@ from journeys.settings import Settings
 from starter.stack.devstack import DevStack
 from starter.stack.postgres import ensure_database
 from starter.stack.probes import free_port
+from starter.stack.process import PidFile, is_alive, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 _SERVICE_VARS = ("TEMPORAL_ADDRESS", "REDIS_URL", "DATABASE_URL")
@@ -52,6 +55,21 @@ def embedded_settings(home: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def reap_abandoned_stacks() -> None:
+    """Stop the services of test stacks whose pytest process died (a killed CI run, say)."""
+    for home in (ROOT / ".journeys").glob("test-stack-*"):
+        owner = int(home.name.rsplit("-", 1)[1])
+        if is_alive(owner):
+            continue
+        for pidfile in (home / "run").glob("*.pid"):
+            # redis-server rewrites its command line to "redis-server host:port"
+            marker = "redis-server" if pidfile.stem == "redis" else str(home)
+            recorded = PidFile(pidfile, marker=marker).read_live()
+            if recorded is not None:
+                terminate(recorded.pid, sig=signal.SIGKILL, timeout=timedelta(seconds=10))
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings pointing at running Temporal, Redis and PostgreSQL, migrated."""
@@ -69,6 +87,7 @@ def stack_settings() -> Iterator[Settings]:
         yield settings
         asyncio.run(_drop_database(base.database_url, db_name))
         return
+    reap_abandoned_stacks()
     home = ROOT / ".journeys" / f"test-stack-{os.getpid()}"
     settings = embedded_settings(home)
     stack = DevStack(settings, home=home, ui=False)
@@ -136,3 +155,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def cli_env(stack_settings: Settings) -> dict[str, str]:
     """Environment for running the real ``journeys`` console script against the test stack."""
     return settings_env(stack_settings)
+
+
+# the real local HTTP provider, as a fixture for every test module
+from tests.receiver import receiver  # noqa: E402, F401

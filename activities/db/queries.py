@@ -34,3 +34,76 @@ ON CONFLICT (user_id) DO UPDATE SET
 """
 
 USERS_COUNT = "SELECT count(*) FROM users"
+
+USERS_BY_IDS = """
+SELECT user_id, email, phone, timezone, attrs FROM users WHERE user_id = ANY($1::text[])
+"""
+
+# Claim a page's delivery rows: new users get a 'pending' row stamped with this pass; rows
+# that exist (an earlier execution of this page, or an earlier pass) come back as they are.
+# Rows inserted by the CTE are invisible to the second SELECT, hence the UNION.
+DELIVERIES_CLAIM = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[]) AS t(idempotency_key, user_id)
+), ins AS (
+    INSERT INTO deliveries (idempotency_key, run_id, node_id, user_id, entry, channel,
+                            status, attempts)
+    SELECT idempotency_key, $3, $4, user_id, $5, $6, 'pending', $7 FROM input
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key, status, attempts, reason
+)
+SELECT idempotency_key, status, attempts, reason FROM ins
+UNION ALL
+SELECT d.idempotency_key, d.status, d.attempts, d.reason
+FROM deliveries d JOIN input i USING (idempotency_key)
+"""
+
+# Record the outcome of each message of a page in one statement.
+DELIVERIES_SETTLE = """
+UPDATE deliveries AS d SET
+    status = r.status,
+    reason = r.reason,
+    provider_id = r.provider_id,
+    attempts = $5,
+    sent_at = CASE WHEN r.status = 'sent' THEN now() ELSE d.sent_at END,
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    AS r(idempotency_key, status, reason, provider_id)
+WHERE d.idempotency_key = r.idempotency_key
+"""
+
+COHORT_SETTLED_COUNTS = """
+SELECT status, count(*) AS n FROM deliveries WHERE run_id = $1 GROUP BY status
+"""
+
+# In-app messages, one row per message keyed by its idempotency key: a replayed send adds none.
+INBOX_INSERT = """
+INSERT INTO inbox (message_id, user_id, channel, slot, title, body, data)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[]
+)
+ON CONFLICT (message_id) DO NOTHING
+"""
+
+INBOX_UNREAD = """
+SELECT message_id, channel, slot, title, body, data, created_at FROM inbox
+WHERE user_id = $1 AND read_at IS NULL ORDER BY created_at, message_id
+"""
+
+# Saved audiences (activities/audience/shard_sets.py). Uploads of one name are serialised by a
+# transaction-scoped advisory lock; the prefix keeps it apart from the plan-publish lock.
+AUDIENCE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('audience:' || $1))"
+
+# clock_timestamp(), not now(): the transaction began before the ids were written.
+AUDIENCE_UPSERT = """
+INSERT INTO audiences (name, shards, total, per_shard, source, updated_at)
+VALUES ($1, $2, $3, $4::bigint[], $5, clock_timestamp())
+ON CONFLICT (name) DO UPDATE SET
+    shards = EXCLUDED.shards, total = EXCLUDED.total, per_shard = EXCLUDED.per_shard,
+    source = EXCLUDED.source, updated_at = EXCLUDED.updated_at
+RETURNING name, shards, total, per_shard, source, updated_at
+"""
+
+AUDIENCE_SELECT = """
+SELECT name, shards, total, per_shard, source, updated_at FROM audiences WHERE name = $1
+"""

@@ -1,0 +1,119 @@
+"""The channel runtime a worker opens once: render templates, send pages, retry briefly.
+
+```python
+runtime = await ChannelRuntime.open(path, pool=pool)
+content = runtime.render("push", "coupon", recipient=recipient, vars={"amount": 10})
+results = await runtime.send("push", messages)
+await runtime.aclose()
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from journeys.channels_config import (
+    Channel,
+    ChannelsFile,
+    HttpProvider,
+    InboxProvider,
+    LogProvider,
+    SmtpProvider,
+    load_channels,
+)
+
+from .http_provider import MAX_CONNECTIONS, HttpSender, make_client
+from .inbox_provider import InboxSender
+from .log_provider import LogSender
+from .message import Message, Outcome, Recipient, Sender, SendResult, failed
+from .render import Renderer
+from .smtp_provider import SmtpSender
+
+
+class ChannelRuntime:
+    """Renderers and providers for every channel of one channels file."""
+
+    def __init__(self, channels: ChannelsFile, *, pool: Any) -> None:
+        self._channels = channels
+        self._renderer = Renderer(channels)
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._senders: dict[str, Sender] = {
+            name: self._sender(channel, pool=pool) for name, channel in channels.channels.items()
+        }
+
+    @classmethod
+    async def open(cls, channels_file: Path, *, pool: Any) -> ChannelRuntime:
+        """Load and validate ``channels_file`` (raises ``ChannelsInvalid``) and set up providers."""
+        channels = await asyncio.to_thread(load_channels, channels_file)
+        return cls(channels, pool=pool)
+
+    def channel(self, name: str) -> Channel | None:
+        """The configuration of channel ``name``, if there is one."""
+        return self._channels.channels.get(name)
+
+    def render(
+        self, channel: str, template: str, *, recipient: Recipient, vars: dict[str, Any]
+    ) -> dict[str, str]:
+        """The rendered template fields for one recipient; raises :class:`RenderError`."""
+        return self._renderer.render(channel, template, recipient=recipient, vars=vars)
+
+    async def send(
+        self,
+        channel: str,
+        messages: list[Message],
+        *,
+        retries: int = 2,
+        backoff: timedelta = timedelta(milliseconds=200),
+    ) -> list[SendResult]:
+        """Send a page through ``channel``; one final result per message, in input order.
+
+        Messages that come back RETRYABLE are sent again, only those, up to ``retries`` more
+        times after ``backoff``, ``2 * backoff``, ... Longer outages are the caller's to retry.
+        """
+        sender = self._senders.get(channel)
+        if sender is None:
+            reason = f'unknown channel "{channel}"'
+            return [failed(m, retryable=False, reason=reason) for m in messages]
+        final: list[SendResult | None] = [None] * len(messages)
+        pending = list(range(len(messages)))
+        for attempt in range(max(retries, 0) + 1):
+            if not pending:
+                break
+            if attempt:
+                await asyncio.sleep((backoff * 2 ** (attempt - 1)).total_seconds())
+            answers = await sender.send([messages[i] for i in pending])
+            for index, answer in zip(pending, answers, strict=True):
+                final[index] = answer
+            pending = [
+                i for i, a in zip(pending, answers, strict=True) if a.outcome is Outcome.RETRYABLE
+            ]
+        return [result for result in final if result is not None]
+
+    async def aclose(self) -> None:
+        """Close every provider and the shared HTTP client."""
+        for sender in self._senders.values():
+            await sender.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _sender(self, channel: Channel, *, pool: Any) -> Sender:
+        provider = channel.provider
+        if isinstance(provider, HttpProvider):
+            if self._client is None:
+                self._client = make_client()
+            return HttpSender(
+                provider, channel_type=channel.type, client=self._client, slots=self._slots
+            )
+        if isinstance(provider, SmtpProvider):
+            return SmtpSender(provider)
+        if isinstance(provider, InboxProvider):
+            return InboxSender(provider, pool=pool)
+        assert isinstance(provider, LogProvider)
+        return LogSender()

@@ -1,0 +1,229 @@
+"""The ``deliver_page`` activity: one page of a cohort through one channel, exactly once.
+
+Exactly-once rests on three facts. (1) Every message has the idempotency key
+``{run}:{node}:{user}:{entry}`` and one row in ``deliveries``, claimed before sending and
+settled after, so a retried or replayed page never sends a settled message again. (2) A
+message claimed but not settled (the worker died mid-page) is sent again with the same key,
+which the provider de-duplicates (``Idempotency-Key``; the inbox's primary key). (3) Each
+row remembers the pass (cohort attempt) that settled it, so counts are attributed once:
+a pass counts the rows it settled, and ignores rows an earlier pass settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from temporalio import activity
+
+from activities.channels.message import Message, Outcome, Recipient, SendResult
+from activities.channels.render import RenderError
+from activities.channels.runtime import ChannelRuntime
+from activities.db import queries
+from activities.rate_limit import RateLimiter
+from workflows.models import Counters, DeliverPageInput, DeliverPageOutput
+
+_FINAL = {"sent", "skipped", "failed", "dead"}
+
+
+def idempotency_key(run_id: str, node: str, user_id: str, entry: int = 0) -> str:
+    """``{run}:{node}:{user}:{entry}``: one message per user, node and entry of a run."""
+    return f"{run_id}:{node}:{user_id}:{entry}"
+
+
+class DeliveryActivities:
+    """Sends pages; the worker builds one with the shared pools and the channel runtime."""
+
+    def __init__(self, *, pool: Any, redis: aioredis.Redis, channels: ChannelRuntime) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._channels = channels
+        self._limiter = RateLimiter(redis)
+
+    @activity.defn(name="deliver_page")
+    async def deliver_page(self, data: DeliverPageInput) -> DeliverPageOutput:
+        """Claim, render, rate-limit, send and settle one page; return its counts."""
+        async with heartbeating():
+            return await self._deliver(data)
+
+    async def _deliver(self, data: DeliverPageInput) -> DeliverPageOutput:
+        start = data.page * data.page_size
+        raw = await self._redis.zrange(data.cohort_key, start, start + data.page_size - 1)
+        users = [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+        if not users:
+            return DeliverPageOutput(counters=Counters())
+        keys = [idempotency_key(data.run_id, data.node, u) for u in users]
+        rows = await self._pool.fetch(
+            queries.DELIVERIES_CLAIM,
+            keys,
+            users,
+            data.run_id,
+            data.node,
+            0,
+            data.channel,
+            data.attempt,
+        )
+        state = {r["idempotency_key"]: r for r in rows}
+        counters = Counters()
+        outcomes: dict[str, SendResult] = {}
+        todo: list[tuple[str, str]] = []
+        passed: list[str] = []
+        for key, user in zip(keys, users, strict=True):
+            row = state[key]
+            if row["status"] in _FINAL:
+                if row["attempts"] == data.attempt:  # an earlier execution of this page did it
+                    _count_settled(counters, row["status"], row["reason"])
+                    if row["status"] in ("sent", "skipped"):
+                        passed.append(user)
+                continue  # settled by an earlier pass, and counted there
+            todo.append((key, user))
+        if todo:
+            outcomes = await self._send(data, todo)
+        retry_users = self._tally(data, todo, outcomes, counters)
+        passed += [u for k, u in todo if outcomes[k].outcome is Outcome.SENT]
+        await self._settle(data, outcomes)
+        # Settled first, then queued: a crash in between re-runs the page, which finds the
+        # rows settled in this pass and queues the same users again (ZADD is idempotent).
+        pipe = self._redis.pipeline(transaction=False)
+        if retry_users:
+            pipe.zadd(data.retry_key, dict.fromkeys(retry_users, 0))
+        if passed and data.passed_key is not None:
+            pipe.zadd(data.passed_key, dict.fromkeys(passed, 0))
+        await pipe.execute()
+        return DeliverPageOutput(counters=counters, retry=len(retry_users))
+
+    async def _send(
+        self, data: DeliverPageInput, todo: list[tuple[str, str]]
+    ) -> dict[str, SendResult]:
+        profiles = await self._profiles([user for _, user in todo])
+        results: dict[str, SendResult] = {}
+        messages: list[Message] = []
+        for key, user in todo:
+            recipient = profiles.get(user) or Recipient(user_id=user)
+            try:
+                content = self._channels.render(
+                    data.channel, data.template, recipient=recipient, vars=dict(data.vars)
+                )
+            except RenderError as exc:
+                results[key] = SendResult(
+                    idempotency_key=key, outcome=Outcome.PERMANENT, reason=f"render: {exc}"
+                )
+                continue
+            messages.append(
+                Message(
+                    idempotency_key=key,
+                    run_id=data.run_id,
+                    node_id=data.node,
+                    channel=data.channel,
+                    template=data.template,
+                    user_id=user,
+                    to=recipient,
+                    content=content,
+                    data=dict(data.vars),
+                )
+            )
+        while messages:
+            take = len(messages)
+            if data.rate_scope is not None:
+                take = await self._limiter.acquire(data.rate_scope, want=len(messages))
+            chunk, messages = messages[:take], messages[take:]
+            for result in await self._channels.send(data.channel, chunk):
+                results[result.idempotency_key] = result
+        return results
+
+    async def _profiles(self, users: list[str]) -> dict[str, Recipient]:
+        rows = await self._pool.fetch(queries.USERS_BY_IDS, users)
+        return {
+            r["user_id"]: Recipient(
+                user_id=r["user_id"],
+                email=r["email"],
+                phone=r["phone"],
+                timezone=r["timezone"],
+                attrs=r["attrs"] or {},
+            )
+            for r in rows
+        }
+
+    @staticmethod
+    def _tally(
+        data: DeliverPageInput,
+        todo: list[tuple[str, str]],
+        outcomes: dict[str, SendResult],
+        counters: Counters,
+    ) -> list[str]:
+        retry: list[str] = []
+        failed: Counter[str] = Counter()
+        for key, user in todo:
+            result = outcomes[key]
+            if result.outcome is Outcome.SENT:
+                counters.delivered += 1
+            elif result.outcome is Outcome.PERMANENT:
+                failed[_reason(result)] += 1
+            elif data.attempt < data.max_attempts:
+                retry.append(user)
+            else:
+                failed[f"dead: {_reason(result)}"] += 1
+        counters.failed.update(dict(failed))
+        return retry
+
+    async def _settle(self, data: DeliverPageInput, outcomes: dict[str, SendResult]) -> None:
+        if not outcomes:
+            return
+        keys, statuses, reasons, providers = [], [], [], []
+        for key, result in outcomes.items():
+            keys.append(key)
+            statuses.append(_status(result, last_pass=data.attempt >= data.max_attempts))
+            reasons.append(result.reason)
+            providers.append(result.provider_id)
+        await self._pool.execute(
+            queries.DELIVERIES_SETTLE, keys, statuses, reasons, providers, data.attempt
+        )
+
+
+def _reason(result: SendResult) -> str:
+    return result.reason or result.outcome.value
+
+
+def _status(result: SendResult, *, last_pass: bool) -> str:
+    if result.outcome is Outcome.SENT:
+        return "sent"
+    if result.outcome is Outcome.PERMANENT:
+        return "failed"
+    return "dead" if last_pass else "retrying"
+
+
+def _count_settled(counters: Counters, status: str, reason: str | None) -> None:
+    if status == "sent":
+        counters.delivered += 1
+        return
+    label = reason or status
+    bucket = counters.skipped if status == "skipped" else counters.failed
+    if status == "dead":
+        label = f"dead: {label}"
+    bucket[label] = bucket.get(label, 0) + 1
+
+
+@asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat on a clock while the block runs: a page that waits on a slow provider or
+    a rate limit is alive, and one on a killed worker is noticed within the timeout."""
+    timeout = activity.info().heartbeat_timeout
+    every = (timeout / 3).total_seconds() if timeout else 10.0
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

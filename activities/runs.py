@@ -1,0 +1,104 @@
+"""Run-level activities: materialise the audience, set the rate, size cohorts, clean up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.audience.materialise import materialise, saved_into
+from activities.rate_limit import RateLimiter
+from journeys.errors import InvalidInput, NotFound, Problem
+from journeys.names import run_audience_key, run_shard_prefix
+from workflows.models import (
+    CleanupInput,
+    CleanupOutput,
+    CohortSizeInput,
+    CohortSizeOutput,
+    MaterialiseInput,
+    MaterialiseOutput,
+    SetRateInput,
+    SetRateOutput,
+)
+
+
+class RunActivities:
+    """Activities about a whole run; the worker builds one with the shared pools."""
+
+    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._limiter = RateLimiter(redis)
+
+    @activity.defn(name="materialise_audience")
+    async def materialise_audience(self, data: MaterialiseInput) -> MaterialiseOutput:
+        """Fill the run's shard keys from its audience and set the plan's rate limit."""
+        plan, shards = data.plan, data.plan.shards
+
+        def target(k: int) -> str:
+            return run_audience_key(data.run_id, k)
+
+        try:
+            if data.audience.preloaded:
+                counts = await self._sizes([target(k) for k in range(shards)])
+            elif data.audience.saved is not None:
+                counts = await saved_into(
+                    self._redis, self._pool, name=data.audience.saved, shards=shards, target=target
+                )
+            elif plan.audience is not None:
+                counts = await materialise(
+                    self._redis,
+                    self._pool,
+                    audience=plan.audience,
+                    run_id=data.run_id,
+                    shards=shards,
+                    target=target,
+                )
+            else:
+                reason = "the plan has no audience and none was given at launch"
+                raise InvalidInput("audience", [Problem("audience", reason)])
+        except (InvalidInput, NotFound) as exc:
+            raise ApplicationError(str(exc), type=exc.kind, non_retryable=True) from exc
+        if plan.limits.rate is not None:
+            await self._limiter.set_rate(data.run_id, per_second=plan.limits.rate.per_second)
+        return MaterialiseOutput(per_shard=counts)
+
+    @activity.defn(name="cohort_size")
+    async def cohort_size(self, data: CohortSizeInput) -> CohortSizeOutput:
+        """ZCARD of a cohort (a retry cohort's true size after crashes)."""
+        return CohortSizeOutput(size=int(await self._redis.zcard(data.key)))
+
+    @activity.defn(name="set_rate")
+    async def set_rate(self, data: SetRateInput) -> SetRateOutput:
+        """Change a run's rate while it is going; every worker sees it at its next permit."""
+        await self._limiter.set_rate(data.scope, per_second=data.per_second)
+        return SetRateOutput(per_second=data.per_second)
+
+    @activity.defn(name="cleanup_run")
+    async def cleanup_run(self, data: CleanupInput) -> CleanupOutput:
+        """Delete the run's working keys (saved audiences are not the run's and stay)."""
+        deleted = 0
+        for k in range(data.shards):
+            pattern = f"{run_shard_prefix(data.run_id, k)}:*"
+            keys = [
+                key async for key in self._redis.scan_iter(match=_glob_escape(pattern), count=1000)
+            ]
+            if keys:
+                deleted += int(await self._redis.delete(*keys))
+        await self._limiter.delete(data.run_id)
+        return CleanupOutput(deleted=deleted)
+
+    async def _sizes(self, keys: list[str]) -> list[int]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zcard(key)
+        return [int(n) for n in await pipe.execute()]
+
+
+def _glob_escape(pattern: str) -> str:
+    """Escape glob metacharacters of the literal prefix (hash tags use braces; ids may hold [)."""
+    head, _, tail = pattern.rpartition(":*")
+    escaped = "".join(f"\\{c}" if c in "[]?*\\" else c for c in head)
+    return f"{escaped}:*{tail}"

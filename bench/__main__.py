@@ -1,0 +1,151 @@
+"""``python -m bench [scenario ...] [--sizes 10000,100000,1000000] [--skip-largest]``.
+
+Runs against the services of the environment settings (``REDIS_URL``, ``DATABASE_URL``,
+``TEMPORAL_ADDRESS``). When they do not answer, it starts a private embedded stack on free ports
+under a temporary home and stops it afterwards. Each scenario prints its table and writes its
+JSON under ``bench/results/`` (git-ignored); docs/benchmarks.md keeps the numbers worth keeping.
+
+A scenario is ``async def run(settings, sizes) -> result``; add yours to :data:`SCENARIOS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from activities.db.migrate import migrate
+from bench import blast, upload
+from journeys.settings import Settings, get_settings
+from starter.stack.devstack import DevStack
+from starter.stack.probes import free_port, host_port, is_listening
+
+Scenario = Callable[[Settings, list[int]], Awaitable[Any]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "upload": upload.run,
+    "blast": blast.run,
+}
+DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
+
+console = Console(highlight=False)
+
+
+def sizes_argument(text: str) -> list[int]:
+    """``10000,100000`` (``_`` separators allowed) -> sorted positive sizes."""
+    try:
+        sizes = sorted({int(part.replace("_", "")) for part in text.split(",") if part.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from exc
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive integers")
+    return sizes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Journeys benchmarks, against the configured services or a private stack.",
+    )
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="scenario", help=f"one of {', '.join(SCENARIOS)} (all)"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=sizes_argument,
+        default=DEFAULT_SIZES,
+        help="comma-separated numbers of ids (default 10000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--skip-largest", action="store_true", help="drop the largest size (a quick run)"
+    )
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    args.scenarios = args.scenarios or list(SCENARIOS)
+    if args.skip_largest:
+        args.sizes = args.sizes[:-1] or args.sizes
+    return args
+
+
+def reachable(settings: Settings) -> bool:
+    """Redis, PostgreSQL and Temporal all accept connections at their configured addresses."""
+    return all(
+        is_listening(*host_port(address, default_port=port))
+        for address, port in (
+            (settings.redis_url, 6379),
+            (settings.database_url, 5432),
+            (settings.temporal_address, 7233),
+        )
+    )
+
+
+def temporary_home() -> Path:
+    """A fresh directory for a private stack's data, logs and pid files."""
+    home = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
+    # mkdtemp makes it 0700; PostgreSQL runs as another user (with root's group when we are
+    # root), so it needs group and other traversal to reach its data directory.
+    home.chmod(0o755)
+    return home
+
+
+@asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[Settings]:
+    """The configured services, or a private embedded stack that is stopped on exit."""
+    if reachable(settings):
+        console.print(f"using the configured services (Redis {settings.redis_url})")
+        yield settings
+        return
+    home = temporary_home()
+    private = settings.model_copy(
+        update={
+            "temporal_address": f"127.0.0.1:{free_port()}",
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            "database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/journeys",
+            "home": home,
+        }
+    )
+    console.print(f"configured services not reachable: starting an embedded stack in {home}")
+    stack = DevStack(private, home=home, ui=False)
+    try:
+        await stack.start()
+        await migrate(private.database_url)
+        yield private
+    finally:
+        stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def run(names: list[str], sizes: list[int]) -> None:
+    async with services(get_settings()) as settings:
+        for name in names:
+            console.rule(f"{name}: sizes {', '.join(f'{s:,}' for s in sizes)}")
+            await SCENARIOS[name](settings, sizes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        asyncio.run(run(args.scenarios, args.sizes))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal SDK (used to probe the embedded stack) can abort at interpreter shutdown
+    # (sdk-python#300): leave without finalizers once the output is flushed.
+    os._exit(code)

@@ -1,0 +1,144 @@
+"""Start a run: publish the plan if it changed, resolve the audience, start the workflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.audience.shard_sets import load_file_into_run
+from activities.db import plan_store
+from journeys.errors import JourneysError
+from journeys.names import run_workflow_id
+from journeys.plan.audience import FileAudience
+from journeys.plan.entry import AtEntry, ImmediateEntry
+from journeys.plan.models import Plan
+from journeys.settings import Settings
+from workflows import search
+from workflows.models import AudienceRef, PlanRunInput, PlanRunResult, RunOptions, RunStatus
+from workflows.plan_run import PlanRunWorkflow
+
+
+class RunExists(JourneysError):
+    """A run with this run key was started before."""
+
+
+class Launched(BaseModel):
+    """What ``journeys launch`` started."""
+
+    run_id: str
+    plan_id: str
+    version: int
+    published: bool
+    targeted_from_file: int | None = None
+    start_at: datetime | None = None
+    ui_url: str
+
+
+def ui_link(settings: Settings, run_id: str) -> str:
+    """The run's page in the Temporal UI."""
+    return (
+        f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
+        f"/workflows/{quote(run_id, safe='')}"
+    )
+
+
+def start_time(plan: Plan, *, at: datetime | None) -> datetime | None:
+    """When the run should start: ``--at``, else the plan's ``at`` entry, else now (None)."""
+    if at is not None:
+        return at
+    if isinstance(plan.entry, AtEntry):
+        return plan.entry.at
+    if isinstance(plan.entry, ImmediateEntry):
+        return None
+    raise JourneysError(
+        f"plan {plan.id} has a {plan.entry.type} entry; `journeys launch` starts immediate and "
+        "at entries (schedules and event entries are started by their own commands)"
+    )
+
+
+async def launch(
+    settings: Settings,
+    *,
+    client: Client,
+    pool: Any,
+    redis: aioredis.Redis,
+    plan: Plan,
+    plan_file: Path,
+    audience_file: Path | None = None,
+    at: datetime | None = None,
+    run_key: str | None = None,
+    options: RunOptions | None = None,
+    max_bad_share: float = 0.01,
+) -> tuple[Launched, WorkflowHandle[PlanRunWorkflow, PlanRunResult]]:
+    """Publish ``plan`` if it changed and start one run of the pinned version."""
+    begin = start_time(plan, at=at)
+    info = await plan_store.publish(pool, plan, source=str(plan_file))
+    key = run_key or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
+    run_id = run_workflow_id(plan.id, info.version, key)
+    await _refuse_existing(client, run_id)  # before touching the run's Redis keys
+    if audience_file is None and isinstance(plan.audience, FileAudience):
+        audience_file = (plan_file.parent / plan.audience.path).resolve()
+    audience = AudienceRef()
+    loaded: int | None = None
+    if audience_file is not None:
+        parsed, _ = await load_file_into_run(
+            redis, audience_file, run_id=run_id, shards=plan.shards, max_bad_share=max_bad_share
+        )
+        audience = AudienceRef(preloaded=True)
+        loaded = len(parsed.ids)
+    delay = None
+    if begin is not None:
+        delay = max(timedelta(0), begin - datetime.now(UTC))
+    try:
+        handle = await client.start_workflow(
+            PlanRunWorkflow.run,
+            PlanRunInput(
+                plan_id=plan.id,
+                version=info.version,
+                run_key=key,
+                audience=audience,
+                options=options or RunOptions(),
+            ),
+            id=run_id,
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=search.run_attributes(
+                plan_id=plan.id,
+                version=info.version,
+                run_key=key,
+                status=RunStatus.STARTING.value,
+            ),
+            static_summary=f"{plan.id} v{info.version} · {plan.name}",
+            start_delay=delay or None,
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise RunExists(f"run {run_id} already exists; pick another --run-key") from exc
+    launched = Launched(
+        run_id=run_id,
+        plan_id=plan.id,
+        version=info.version,
+        published=info.created,
+        targeted_from_file=loaded,
+        start_at=begin,
+        ui_url=ui_link(settings, run_id),
+    )
+    return launched, handle
+
+
+async def _refuse_existing(client: Client, run_id: str) -> None:
+    try:
+        await client.get_workflow_handle(run_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+    raise RunExists(f"run {run_id} already exists; pick another --run-key")

@@ -1,0 +1,65 @@
+"""Rich renderings of a run's progress and result."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from workflows.models import Counters, PlanRunResult, RunProgress
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "-"
+
+
+def _bar(c: Counters) -> ProgressBar:
+    return ProgressBar(total=max(c.targeted, 1), completed=c.settled, width=30)
+
+
+def progress_table(progress: RunProgress) -> Group:
+    """Totals and one bar per shard."""
+    t = progress.totals
+    head = Table.grid(padding=(0, 2))
+    head.add_row("run", progress.run_id)
+    head.add_row("status", progress.status.value)
+    head.add_row(
+        "totals",
+        f"{t.settled}/{t.targeted} settled · {t.delivered} delivered · "
+        f"skipped {_reasons(t.skipped)} · failed {_reasons(t.failed)} · "
+        f"retrying {t.retrying} · cancelled {t.cancelled}",
+    )
+    head.add_row("progress", _bar(t))
+    shards = Table("shard", "progress", "settled", "delivered", "failed", "status", "nodes")
+    for s in progress.per_shard:
+        c = s.counters
+        nodes = ", ".join(f"{n}: {x.delivered}" for n, x in sorted(s.nodes.items()))
+        shards.add_row(
+            str(s.shard),
+            _bar(c),
+            f"{c.settled}/{c.targeted}",
+            str(c.delivered),
+            str(sum(c.failed.values())),
+            s.status.value,
+            nodes,
+        )
+    return Group(head, shards)
+
+
+def result_table(result: PlanRunResult) -> Table:
+    """The summary of a finished run."""
+    t = result.totals
+    table = Table(
+        "run", "status", "targeted", "delivered", "skipped", "failed", "cancelled", "took"
+    )
+    table.add_row(
+        result.run_id,
+        result.status.value,
+        str(t.targeted),
+        str(t.delivered),
+        _reasons(t.skipped),
+        _reasons(t.failed),
+        str(t.cancelled),
+        f"{result.duration.total_seconds():.1f}s",
+    )
+    return table

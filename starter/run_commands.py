@@ -1,0 +1,191 @@
+"""``journeys launch`` / ``status`` / ``pause`` / ``resume`` / ``cancel`` / ``rate``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+
+from journeys.durations import parse_rate
+from journeys.errors import InvalidInput, NotFound, Problem
+from journeys.settings import get_settings
+from workflows.models import (
+    ControlSignal,
+    PlanRunResult,
+    RateUpdate,
+    RateUpdateResult,
+    RunProgress,
+)
+
+from .aio import run
+from .connect import database, redis_client, temporal_client
+from .console import out, print_json
+from .launching import launch as start_run
+from .plan_files import read_plan
+from .progress_view import progress_table, result_table
+
+
+def launch(
+    plan_file: Path = typer.Argument(..., metavar="PLAN", help="Plan file (YAML or JSON)."),
+    audience: Path | None = typer.Option(None, help="User ids (CSV or one per line)."),
+    at: datetime | None = typer.Option(None, help="Start time, ISO 8601 with an offset."),
+    run_key: str | None = typer.Option(None, help="Names the run (default: a timestamp)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run and print its summary."),
+    channels: Path | None = typer.Option(None, help="Channels file (default JOURNEYS_CHANNELS)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Start a run of PLAN (publishing it first if it changed); prints the run id."""
+    if at is not None and at.tzinfo is None:
+        raise InvalidInput("--at", [Problem("--at", "give an offset, e.g. 2026-11-23T09:00+08:00")])
+    plan = read_plan(plan_file, channels=channels)
+    settings = get_settings()
+
+    async def go() -> None:
+        client = await temporal_client(settings)
+        async with database(settings) as pool, redis_client(settings) as redis:
+            launched, handle = await start_run(
+                settings,
+                client=client,
+                pool=pool,
+                redis=redis,
+                plan=plan,
+                plan_file=plan_file,
+                audience_file=audience,
+                at=at,
+                run_key=run_key,
+            )
+        if not wait:
+            if as_json:
+                print_json(launched)
+            else:
+                out.print(f"launched [bold]{launched.run_id}[/]")
+                out.print(f"Temporal UI: {launched.ui_url}", soft_wrap=True)
+            return
+        result = await handle.result()
+        if as_json:
+            print_json(
+                {
+                    "launched": launched.model_dump(mode="json"),
+                    "result": result.model_dump(mode="json"),
+                }
+            )
+        else:
+            out.print(f"launched [bold]{launched.run_id}[/]")
+            out.print(result_table(result))
+
+    run(go())
+
+
+async def _handle(client: Client, run_id: str) -> WorkflowHandle[object, PlanRunResult]:
+    handle = client.get_workflow_handle(run_id, result_type=PlanRunResult)
+    try:
+        await handle.describe()
+    except Exception as exc:
+        raise NotFound(f"no run {run_id!r}") from exc
+    return handle
+
+
+def status(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (plan/ID/vN/KEY)."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until the run ends."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Live progress of RUN per shard and node."""
+    settings = get_settings()
+
+    async def snapshot(
+        handle: WorkflowHandle[object, PlanRunResult],
+    ) -> RunProgress | PlanRunResult:
+        described = await handle.describe()
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            progress: RunProgress = await handle.query("progress", result_type=RunProgress)
+            return progress
+        result: PlanRunResult = await handle.result()
+        return result
+
+    async def go() -> None:
+        client = await temporal_client(settings)
+        handle = await _handle(client, run_id)
+        if not watch:
+            state = await snapshot(handle)
+            if as_json:
+                print_json(state)
+            else:
+                out.print(
+                    progress_table(state) if isinstance(state, RunProgress) else result_table(state)
+                )
+            return
+        from rich.live import Live
+
+        with Live(console=out, auto_refresh=False) as live:
+            while True:
+                state = await snapshot(handle)
+                view = (
+                    progress_table(state) if isinstance(state, RunProgress) else result_table(state)
+                )
+                live.update(view, refresh=True)
+                if isinstance(state, PlanRunResult):
+                    return
+                await asyncio.sleep(1)
+
+    run(go())
+
+
+def _control(run_id: str, name: str) -> None:
+    settings = get_settings()
+
+    async def go() -> None:
+        client = await temporal_client(settings)
+        handle = await _handle(client, run_id)
+        await handle.signal(name, ControlSignal())
+
+    run(go())
+    out.print(f"{name} sent to {run_id}; it takes effect at the next page boundary")
+
+
+def pause(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+    """Pause RUN: nothing more is sent after the pages in flight."""
+    _control(run_id, "pause")
+
+
+def resume(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+    """Resume RUN where it stopped."""
+    _control(run_id, "resume")
+
+
+def cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+    """Cancel RUN: it stops after the pages in flight and reports what it did."""
+    _control(run_id, "cancel")
+
+
+def rate(
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    value: str = typer.Argument(..., metavar="RATE", help="e.g. 200/s, 1000/m, or 0 for unlimited"),
+) -> None:
+    """Change RUN's rate limit while it is going."""
+    per_second = 0.0 if value.strip() == "0" else parse_rate(value).per_second
+    settings = get_settings()
+
+    async def go() -> RateUpdateResult:
+        client = await temporal_client(settings)
+        handle = await _handle(client, run_id)
+        updated: RateUpdateResult = await handle.execute_update(
+            "set_rate", RateUpdate(per_second=per_second), result_type=RateUpdateResult
+        )
+        return updated
+
+    result = run(go())
+    out.print(f"rate of {run_id} is now {result.per_second:g}/s")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the run commands to ``app``."""
+    app.command()(launch)
+    app.command()(status)
+    app.command()(pause)
+    app.command()(resume)
+    app.command()(cancel)
+    app.command()(rate)

@@ -1,0 +1,34 @@
+"""Recorded histories must replay against today's workflow code (determinism guard)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.plan_run import PlanRunWorkflow
+from workflows.shard import ShardWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "replay").glob("*.json"))
+
+
+def test_there_are_recorded_histories() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert "plan_run_v1" in names
+    assert len([n for n in names if n.startswith("shard_v1_run")]) >= 2  # a continue-as-new
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_history_replays(path: Path) -> None:
+    recorded = json.loads(await asyncio.to_thread(path.read_text))
+    history = WorkflowHistory.from_json(recorded["workflow_id"], recorded["history"])
+    replayer = Replayer(
+        workflows=[PlanRunWorkflow, ShardWorkflow], data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None

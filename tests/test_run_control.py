@@ -1,0 +1,153 @@
+"""Pause, resume, cancel, a live rate change and continue-as-new on a running blast."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from activities.rate_limit import RateLimiter
+from journeys.names import shard_workflow_id
+from journeys.settings import Settings
+from tests.engine import (
+    client_for,
+    for_test,
+    start_blast,
+    until,
+    worker_running,
+    write_channels,
+    write_ids,
+    write_plan,
+)
+from tests.receiver import Receiver
+from workflows.models import (
+    ControlSignal,
+    RateUpdate,
+    RateUpdateResult,
+    RunOptions,
+    RunProgress,
+    RunStatus,
+    ShardInput,
+    ShardSummary,
+)
+
+OPTIONS = RunOptions(page_heartbeat_timeout=timedelta(seconds=5), progress_every=timedelta(0))
+
+
+async def shard_states(settings: Settings, run_id: str, shards: int) -> list[ShardSummary]:
+    client = await client_for(settings)
+    return [
+        await client.get_workflow_handle(shard_workflow_id(run_id, k)).query(
+            "progress", result_type=ShardSummary
+        )
+        for k in range(shards)
+    ]
+
+
+async def test_pause_holds_resume_continues_cancel_stops(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    plan = write_plan(tmp_path, channel="push", shards=2, rate="200/s", page_size=20, concurrency=1)
+    ids = write_ids(tmp_path, 2_000, prefix="ctl")
+    async with worker_running(settings):
+        launched, handle = await start_blast(
+            settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=OPTIONS
+        )
+        await until(handle, lambda p: p.totals.delivered >= 100)
+        await handle.signal("pause", ControlSignal())
+        async with asyncio.timeout(60):
+            while True:
+                states = await shard_states(settings, launched.run_id, 2)
+                if all(s.status is RunStatus.PAUSED and s.inflight == 0 for s in states):
+                    break
+        held = len(receiver.messages())
+        for _ in range(20):  # the receiver hears nothing while paused
+            progress = await handle.query("progress", result_type=RunProgress)
+            assert progress.status is RunStatus.PAUSED
+        assert len(receiver.messages()) == held
+        assert sum(s.counters.delivered for s in states) == held
+
+        await handle.signal("resume", ControlSignal())
+        await until(handle, lambda p: p.totals.delivered >= held + 200)
+        await handle.signal("cancel", ControlSignal())
+        result = await handle.result()
+
+    totals = result.totals
+    assert result.status is RunStatus.CANCELLED
+    assert totals.delivered + totals.cancelled == 2_000
+    assert 0 < totals.cancelled < 2_000 - held
+    assert len(receiver.messages()) == totals.delivered
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE run_id = $1 AND status = 'sent'", launched.run_id
+    )
+    assert rows == totals.delivered
+
+
+async def test_rate_can_change_while_running(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    plan = write_plan(tmp_path, channel="push", shards=2, rate="20/s", page_size=10)
+    ids = write_ids(tmp_path, 400, prefix="rate")
+    limiter = RateLimiter(redis)
+    async with worker_running(settings):
+        launched, handle = await start_blast(
+            settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=OPTIONS
+        )
+        await until(handle, lambda p: p.totals.delivered >= 20)
+        assert await limiter.rate(launched.run_id) == 20
+        before = (await handle.query("progress", result_type=RunProgress)).totals.delivered
+        assert before < 400  # 20/s cannot have finished 400 users yet
+        changed = await handle.execute_update(
+            "set_rate", RateUpdate(per_second=5_000), result_type=RateUpdateResult
+        )
+        assert changed.per_second == 5_000
+        assert await limiter.rate(launched.run_id) == 5_000
+        result = await handle.result()
+    assert result.totals.delivered == 400
+    assert await limiter.rate(launched.run_id) == 0  # the bucket went with the run
+
+
+async def test_token_bucket_grants_a_burst_then_waits(redis: aioredis.Redis) -> None:
+    limiter = RateLimiter(redis)
+    await limiter.set_rate("bucket-test", per_second=10)
+    granted, wait = await limiter.take("bucket-test", want=100)
+    assert granted == 10  # one second's burst
+    again, wait = await limiter.take("bucket-test", want=100)
+    assert again <= 1 and wait > timedelta(0)
+    await limiter.set_rate("bucket-test", per_second=0)
+    unlimited, _ = await limiter.take("bucket-test", want=100)
+    assert unlimited == 100
+    await limiter.delete("bucket-test")
+
+
+async def test_continue_as_new_carries_the_cursor(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    plan = write_plan(tmp_path, channel="popup", shards=1, page_size=100, concurrency=3)
+    ids = write_ids(tmp_path, 1_500, prefix="can")
+    options = OPTIONS.model_copy(update={"continue_as_new_after_pages": 4})
+    async with worker_running(settings):
+        launched, handle = await start_blast(
+            settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=options
+        )
+        result = await handle.result()
+        client = await client_for(settings)
+        history = await client.get_workflow_handle(
+            shard_workflow_id(launched.run_id, 0)
+        ).fetch_history()
+
+    assert result.totals.delivered == 1_500 and result.totals.settled == 1_500
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.continued_execution_run_id  # the latest run was continued from another
+    (carried,) = await client.data_converter.decode(started.input.payloads, [ShardInput])
+    assert carried.generation >= 3  # 15 pages, a new run every 4
+    sent = await pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE run_id = $1 AND status = 'sent'", launched.run_id
+    )
+    assert sent == 1_500

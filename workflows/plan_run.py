@@ -1,0 +1,259 @@
+"""PlanRunWorkflow: one run of one pinned plan version.
+
+Materialises the audience into shard keys, starts one ShardWorkflow per non-empty shard
+(bounded parallelism), forwards pause / resume / cancel, answers ``progress`` from the
+counters the shards report, deletes the run's Redis keys at the end and returns a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.plans import LoadPlanInput, LoadPlanOutput
+    from journeys.names import run_audience_key, shard_workflow_id
+    from journeys.plan.models import Plan
+    from workflows import search
+    from workflows.models import (
+        CleanupInput,
+        CleanupOutput,
+        Cohort,
+        ControlSignal,
+        Counters,
+        MaterialiseInput,
+        MaterialiseOutput,
+        PlanRunInput,
+        PlanRunResult,
+        RateUpdate,
+        RateUpdateResult,
+        RunProgress,
+        RunStatus,
+        SetRateInput,
+        SetRateOutput,
+        ShardInput,
+        ShardResult,
+        ShardSummary,
+    )
+    from workflows.shard import ShardWorkflow
+
+RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
+
+
+@workflow.defn(name="PlanRunWorkflow")
+class PlanRunWorkflow:
+    """The parent of a run's shard workflows."""
+
+    def __init__(self) -> None:
+        self._input: PlanRunInput | None = None
+        self._plan: Plan | None = None
+        self._status = RunStatus.STARTING
+        self._per_shard: list[int] = []
+        self._shards: dict[int, ShardSummary] = {}
+        self._children: dict[int, ChildWorkflowHandle[ShardWorkflow, ShardResult]] = {}
+        self._controls: list[str] = []
+        self._paused = False
+        self._cancelled = False
+        self._unstarted_cancelled = 0
+        self._failures: list[str] = []
+
+    @workflow.run
+    async def run(self, data: PlanRunInput) -> PlanRunResult:
+        self._input = data
+        run_id = workflow.info().workflow_id
+        started = workflow.now()
+        loaded = await workflow.execute_activity(
+            "load_plan_version",
+            LoadPlanInput(plan_id=data.plan_id, version=data.version),
+            result_type=LoadPlanOutput,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"load {data.plan_id} v{data.version}",
+        )
+        self._plan = plan = loaded.plan
+        materialised = await workflow.execute_activity(
+            "materialise_audience",
+            MaterialiseInput(run_id=run_id, plan=plan, audience=data.audience),
+            result_type=MaterialiseOutput,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            summary=f"materialise audience into {plan.shards} shards",
+        )
+        self._per_shard = materialised.per_shard
+        self._set_status(RunStatus.PAUSED if self._paused else RunStatus.RUNNING)
+        forwarder = asyncio.create_task(self._forward_controls())
+        waits = [
+            asyncio.create_task(self._run_shard(k, size))
+            for k, size in enumerate(self._per_shard)
+            if size > 0
+        ]
+        await asyncio.gather(*waits)
+        forwarder.cancel()
+        await workflow.execute_activity(
+            "cleanup_run",
+            CleanupInput(run_id=run_id, shards=plan.shards),
+            result_type=CleanupOutput,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+            summary="delete the run's Redis keys",
+        )
+        if self._failures:
+            self._set_status(RunStatus.FAILED)
+            raise ApplicationError(
+                f"{len(self._failures)} shard(s) failed: {'; '.join(self._failures)}",
+                type="ShardsFailed",
+                non_retryable=True,
+            )
+        self._set_status(RunStatus.CANCELLED if self._cancelled else RunStatus.COMPLETED)
+        return PlanRunResult(
+            run_id=run_id,
+            status=self._status,
+            totals=self._totals(),
+            shards=plan.shards,
+            duration=workflow.now() - started,
+        )
+
+    async def _run_shard(self, k: int, size: int) -> None:
+        """Start shard ``k`` when a slot is free, wait for it, record its result."""
+        assert self._input is not None and self._plan is not None
+        limit = self._input.options.max_parallel_shards
+        await workflow.wait_condition(lambda: len(self._children) < limit or self._cancelled)
+        if self._cancelled:
+            self._unstarted_cancelled += size
+            return
+        run_id = workflow.info().workflow_id
+        plan, data = self._plan, self._input
+        handle = await workflow.start_child_workflow(
+            ShardWorkflow.run,
+            ShardInput(
+                run_id=run_id,
+                plan=plan,
+                version=data.version,
+                shard=k,
+                shards=plan.shards,
+                cohorts=[
+                    Cohort(
+                        id="entry", node=plan.start_step, key=run_audience_key(run_id, k), size=size
+                    )
+                ],
+                counters=Counters(targeted=size),
+                options=data.options,
+                paused=self._paused,
+            ),
+            id=shard_workflow_id(run_id, k),
+            search_attributes=search.run_attributes(
+                plan_id=plan.id,
+                version=data.version,
+                run_key=data.run_key,
+                status=RunStatus.RUNNING.value,
+                shard=k,
+            ),
+            static_summary=f"shard {k}/{plan.shards} · {plan.id} v{data.version} · {size} users",
+            parent_close_policy=ParentClosePolicy.TERMINATE,
+        )
+        self._children[k] = handle
+        try:
+            result = await handle
+            self._shards[k] = ShardSummary(
+                shard=k, status=result.status, counters=result.counters, nodes=result.nodes
+            )
+        except ChildWorkflowError as exc:
+            self._failures.append(f"shard {k}: {exc.cause or exc}")
+            previous = self._shards.get(k)
+            self._shards[k] = ShardSummary(
+                shard=k,
+                status=RunStatus.FAILED,
+                counters=previous.counters if previous else Counters(targeted=size),
+            )
+        finally:
+            del self._children[k]
+
+    async def _forward_controls(self) -> None:
+        """Relay control signals to running shards (handlers only queue them)."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._controls))
+            name = self._controls.pop(0)
+            for k in sorted(self._children):
+                await self._children[k].signal(name, ControlSignal())
+
+    # --- signals, queries, updates ----------------------------------------------------------
+
+    @workflow.signal
+    def pause(self, _: ControlSignal) -> None:
+        """Pause every shard after its pages in flight."""
+        if self._cancelled:
+            return
+        self._paused = True
+        self._controls.append("pause")
+        self._set_status(RunStatus.PAUSED)
+
+    @workflow.signal
+    def resume(self, _: ControlSignal) -> None:
+        """Resume every shard where it stopped."""
+        if self._cancelled:
+            return
+        self._paused = False
+        self._controls.append("resume")
+        self._set_status(RunStatus.RUNNING)
+
+    @workflow.signal
+    def cancel(self, _: ControlSignal) -> None:
+        """Stop every shard after its pages in flight; start no more."""
+        self._cancelled = True
+        self._controls.append("cancel")
+        self._set_status(RunStatus.CANCELLING)
+
+    @workflow.signal
+    def shard_progress(self, summary: ShardSummary) -> None:
+        """A shard's latest counters (sent every few seconds while it works)."""
+        if summary.shard in self._children:
+            self._shards[summary.shard] = summary
+
+    @workflow.update
+    async def set_rate(self, update: RateUpdate) -> RateUpdateResult:
+        """Change the plan's rate limit for this run; every worker sees it at once."""
+        out = await workflow.execute_activity(
+            "set_rate",
+            SetRateInput(scope=workflow.info().workflow_id, per_second=update.per_second),
+            result_type=SetRateOutput,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"rate {update.per_second:g}/s",
+        )
+        return RateUpdateResult(per_second=out.per_second)
+
+    @workflow.query
+    def progress(self) -> RunProgress:
+        """Live counters per shard and in total."""
+        assert self._input is not None
+        return RunProgress(
+            run_id=workflow.info().workflow_id,
+            plan_id=self._input.plan_id,
+            version=self._input.version,
+            status=self._status,
+            shards=len(self._per_shard),
+            totals=self._totals(),
+            per_shard=[self._shards[k] for k in sorted(self._shards)],
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _totals(self) -> Counters:
+        totals = Counters(targeted=sum(self._per_shard))
+        for k in sorted(self._shards):
+            part = self._shards[k].counters.model_copy(update={"targeted": 0})
+            totals.add(part)
+            totals.retrying += part.retrying
+        totals.cancelled += self._unstarted_cancelled
+        return totals
+
+    def _set_status(self, status: RunStatus) -> None:
+        self._status = status
+        search.upsert_status(status.value)
+        workflow.set_current_details(f"{status.value}")

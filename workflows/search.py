@@ -1,0 +1,36 @@
+"""The custom search attributes, typed, and the helpers that set them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+PLAN_ID = SearchAttributeKey.for_keyword("JourneyPlanId")
+PLAN_VERSION = SearchAttributeKey.for_int("JourneyPlanVersion")
+RUN_KEY = SearchAttributeKey.for_keyword("JourneyRunKey")
+SHARD = SearchAttributeKey.for_int("JourneyShard")
+STATUS = SearchAttributeKey.for_keyword("JourneyStatus")
+
+
+def run_attributes(
+    *, plan_id: str, version: int, run_key: str, status: str, shard: int | None = None
+) -> TypedSearchAttributes:
+    """What a run (or, with ``shard``, a shard) is started with; children do not inherit."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(PLAN_ID, plan_id),
+        SearchAttributePair(PLAN_VERSION, version),
+        SearchAttributePair(RUN_KEY, run_key),
+        SearchAttributePair(STATUS, status),
+    ]
+    if shard is not None:
+        pairs.append(SearchAttributePair(SHARD, shard))
+    return TypedSearchAttributes(pairs)
+
+
+def upsert_status(status: str) -> None:
+    """Set JourneyStatus on the current workflow, if it changed."""
+    current = workflow.info().typed_search_attributes.get(STATUS)
+    if current != status:
+        workflow.upsert_search_attributes([STATUS.value_set(status)])
