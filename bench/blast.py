@@ -115,6 +115,7 @@ async def measure(
             directory, channel=CHANNEL, shards=SHARDS, page_size=page_size, concurrency=CONCURRENCY
         )
         ids = write_ids(directory, size, prefix="blast")
+        load_before = round(os.getloadavg()[0], 2)  # other jobs on a shared machine
         async with worker_running(own):
             rss_reset = _reset_peak_rss()
             cpu_before = _cpu_seconds(settings)
@@ -176,6 +177,7 @@ async def measure(
         "redis_used_memory_peak": memory.get("used_memory_peak_human"),
         "redis_used_memory_after": memory.get("used_memory_human"),
         "cpu_s": cpu,
+        "loadavg_1m_before": load_before,
         "workflows": [wf.as_json() for wf in histories],
     }
 

@@ -15,13 +15,14 @@ from temporalio.client import WorkflowExecutionStatus
 from activities.audience.shard_sets import save_audience
 from activities.db import plan_store, queries
 from journeys.settings import Settings
-from workflows.models import PlanRunResult, RunProgress
+from workflows.models import PlanRunResult
 
 from .connect import database, redis_client, temporal_client
 from .console import out
 from .launching import launch
 from .plan_files import read_plan
 from .progress_view import progress_table, result_table
+from .run_state import live_progress
 
 DEMO_USERS = 2_000
 _ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "UTC"]
@@ -109,8 +110,7 @@ async def run_demo(settings: Settings) -> PlanRunResult:
     out.print(f"launched [bold]{launched.run_id}[/]")
     with Live(console=out, auto_refresh=False) as live:
         while not await _done(handle):
-            progress = await handle.query("progress", result_type=RunProgress)
-            live.update(progress_table(progress), refresh=True)
+            live.update(progress_table(await live_progress(client, handle)), refresh=True)
             await asyncio.sleep(0.5)
     result: PlanRunResult = await handle.result()
     out.print()

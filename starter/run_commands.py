@@ -10,7 +10,7 @@ import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from journeys.durations import parse_rate
-from journeys.errors import InvalidInput, NotFound, Problem
+from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
 from journeys.settings import get_settings
 from workflows.models import (
     ControlSignal,
@@ -26,6 +26,7 @@ from .console import out, print_json
 from .launching import launch as start_run
 from .plan_files import read_plan
 from .progress_view import progress_table, result_table
+from .run_state import snapshot
 
 
 def launch(
@@ -96,21 +97,11 @@ def status(
     """Live progress of RUN per shard and node."""
     settings = get_settings()
 
-    async def snapshot(
-        handle: WorkflowHandle[object, PlanRunResult],
-    ) -> RunProgress | PlanRunResult:
-        described = await handle.describe()
-        if described.status == WorkflowExecutionStatus.RUNNING:
-            progress: RunProgress = await handle.query("progress", result_type=RunProgress)
-            return progress
-        result: PlanRunResult = await handle.result()
-        return result
-
     async def go() -> None:
         client = await temporal_client(settings)
         handle = await _handle(client, run_id)
         if not watch:
-            state = await snapshot(handle)
+            state = await snapshot(client, handle)
             if as_json:
                 print_json(state)
             else:
@@ -122,7 +113,7 @@ def status(
 
         with Live(console=out, auto_refresh=False) as live:
             while True:
-                state = await snapshot(handle)
+                state = await snapshot(client, handle)
                 view = (
                     progress_table(state) if isinstance(state, RunProgress) else result_table(state)
                 )
@@ -140,6 +131,10 @@ def _control(run_id: str, name: str) -> None:
     async def go() -> None:
         client = await temporal_client(settings)
         handle = await _handle(client, run_id)
+        status = (await handle.describe()).status
+        if status != WorkflowExecutionStatus.RUNNING:
+            ended = status.name.lower() if status is not None else "unknown"
+            raise JourneysError(f"run {run_id} has already ended ({ended})")
         await handle.signal(name, ControlSignal())
 
     run(go())

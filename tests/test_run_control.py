@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from activities.rate_limit import RateLimiter
 from journeys.names import shard_workflow_id
 from journeys.settings import Settings
+from starter.run_state import live_progress
 from tests.engine import (
     client_for,
     for_test,
@@ -151,3 +152,34 @@ async def test_continue_as_new_carries_the_cursor(
         "SELECT count(*) FROM deliveries WHERE run_id = $1 AND status = 'sent'", launched.run_id
     )
     assert sent == 1_500
+
+
+async def test_progress_signals_stay_within_budget_and_status_stays_live(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    plan = write_plan(tmp_path, channel="push", shards=2, page_size=25, concurrency=1, rate="400/s")
+    ids = write_ids(tmp_path, 800, prefix="budget")
+    options = OPTIONS.model_copy(update={"progress_budget": 4})
+    async with worker_running(settings):
+        client = await client_for(settings)
+        _, handle = await start_blast(
+            settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=options
+        )
+        async with asyncio.timeout(120):
+            while (await live_progress(client, handle)).totals.delivered < 300:
+                pass
+        live = await live_progress(client, handle)
+        reported = await handle.query("progress", result_type=RunProgress)
+        result = await handle.result()
+        history = await handle.fetch_history()
+
+    signals = [
+        e
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == "shard_progress"
+    ]
+    assert len(signals) <= 4  # 2 shards x (4 // 2)
+    assert live.totals.delivered >= 300 > reported.totals.delivered  # the run stopped hearing
+    assert result.totals.delivered == 800  # and still ends with the exact counts

@@ -70,6 +70,10 @@ class RunOptions(BaseModel):
 
     max_parallel_shards: int = Field(default=16, ge=1, le=1024)
     progress_every: timedelta = timedelta(seconds=2)
+    """Least time between two progress signals of a shard to its run."""
+    progress_budget: int = Field(default=2_000, ge=1)
+    """Progress signals the run accepts in all (shared out among shards): its history stays
+    bounded however long the run; live numbers come from querying the shards themselves."""
     continue_as_new_after_pages: int | None = None
     """Force continue-as-new after this many pages (tests); None = when Temporal suggests."""
     page_heartbeat_timeout: timedelta = timedelta(seconds=30)
@@ -147,6 +151,7 @@ class ShardInput(BaseModel):
     paused: bool = False
     cancelled: bool = False
     generation: int = 0
+    reports_sent: int = 0
 
 
 class ShardResult(BaseModel):

@@ -158,6 +158,9 @@ class PlanRunWorkflow:
             parent_close_policy=ParentClosePolicy.TERMINATE,
         )
         self._children[k] = handle
+        self._shards[k] = ShardSummary(
+            shard=k, status=RunStatus.RUNNING, counters=Counters(targeted=size)
+        )
         try:
             result = await handle
             self._shards[k] = ShardSummary(
