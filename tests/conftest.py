@@ -12,7 +12,9 @@ import asyncio
 import os
 import shutil
 import signal
+import sys
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -149,6 +151,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
         COLUMNS="200",
     )
     return env
+
+
+async def spawn_journeys(
+    *args: str, env: dict[str, str], stdout: int | None = PIPE, stderr: int | None = PIPE
+) -> asyncio.subprocess.Process:
+    """The real ``journeys`` command (``python -m starter.cli``) as a child process."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "starter.cli", *args, cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+    )
 
 
 @pytest.fixture

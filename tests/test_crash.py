@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from journeys.settings import Settings
-from tests.conftest import ROOT, settings_env
+from tests.conftest import settings_env, spawn_journeys
 from tests.engine import for_test, start_blast, write_channels, write_ids, write_plan
 from tests.receiver import Receiver
 from workflows.models import RunOptions
@@ -33,16 +32,7 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 
 async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     """`journeys worker` in its own process, returned once it polls its task queue."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starter.cli",
-        "worker",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_journeys("worker", env=env, stdout=asyncio.subprocess.DEVNULL)
     assert proc.stderr is not None
     async with asyncio.timeout(60):
         while b"worker polling" not in (line := await proc.stderr.readline()):

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -22,7 +21,7 @@ from temporalio.client import Client
 from journeys.names import SEARCH_ATTRIBUTES
 from journeys.settings import Settings
 from starter.stack.probes import is_listening
-from tests.conftest import ROOT, embedded_settings, settings_env
+from tests.conftest import ROOT, embedded_settings, settings_env, spawn_journeys
 
 READY = "ready · Ctrl-C stops the stack"
 
@@ -69,16 +68,7 @@ async def dev_env() -> AsyncIterator[tuple[Settings, dict[str, str]]]:
 
 
 async def start_dev(env: dict[str, str]) -> DevProcess:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starter.cli",
-        "dev",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await spawn_journeys("dev", env=env, stderr=asyncio.subprocess.STDOUT)
     dev = DevProcess(proc)
     await dev.wait_for_line(READY)
     return dev

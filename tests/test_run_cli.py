@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from journeys.settings import Settings
-from tests.conftest import ROOT, settings_env
+from tests.conftest import settings_env, spawn_journeys
 from tests.engine import client_for, for_test, worker_running, write_channels, write_ids, write_plan
 from tests.receiver import Receiver
 from workflows.models import PlanRunResult, RunStatus
 
 
 async def journeys(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "starter.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_journeys(*args, env=env)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

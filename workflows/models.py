@@ -71,7 +71,7 @@ class RunOptions(BaseModel):
     max_parallel_shards: int = Field(default=16, ge=1, le=1024)
     progress_every: timedelta = timedelta(seconds=2)
     """Least time between two progress signals of a shard to its run."""
-    progress_budget: int = Field(default=2_000, ge=1)
+    progress_budget: int = Field(default=1_200, ge=1)
     """Progress signals the run accepts in all (shared out among shards): its history stays
     bounded however long the run; live numbers come from querying the shards themselves."""
     continue_as_new_after_pages: int | None = None
