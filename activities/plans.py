@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import plan_store
 from journeys.errors import NotFound
-from journeys.plan.models import Plan
-
-
-class LoadPlanInput(BaseModel):
-    """Which pinned version to load."""
-
-    plan_id: str
-    version: int
-
-
-class LoadPlanOutput(BaseModel):
-    """The plan as that version stored it."""
-
-    plan: Plan
+from workflows.models import LoadPlanInput, LoadPlanOutput
 
 
 class PlanActivities:

@@ -184,6 +184,19 @@ class RateUpdateResult(BaseModel):
 # --- activity payloads -------------------------------------------------------------------
 
 
+class LoadPlanInput(BaseModel):
+    """Which pinned plan version to load."""
+
+    plan_id: str
+    version: int
+
+
+class LoadPlanOutput(BaseModel):
+    """The plan as that version stored it."""
+
+    plan: Plan
+
+
 class MaterialiseInput(BaseModel):
     """Put the run's audience into its shard keys and set its rate limit."""
 

@@ -16,7 +16,6 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.plans import LoadPlanInput, LoadPlanOutput
     from journeys.names import run_audience_key, shard_workflow_id
     from journeys.plan.models import Plan
     from workflows import search
@@ -26,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         Cohort,
         ControlSignal,
         Counters,
+        LoadPlanInput,
+        LoadPlanOutput,
         MaterialiseInput,
         MaterialiseOutput,
         PlanRunInput,
