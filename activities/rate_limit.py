@@ -8,7 +8,6 @@ with skewed clocks still agree.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import redis.asyncio as aioredis
@@ -59,13 +58,7 @@ class RateLimiter:
         granted, wait_ms = await self._take(keys=[rate_key(scope)], args=[want])
         return int(granted), timedelta(milliseconds=int(wait_ms))
 
-    async def acquire(
-        self,
-        scope: str,
-        *,
-        want: int,
-        on_wait: Callable[[], Awaitable[None]] | None = None,
-    ) -> int:
+    async def acquire(self, scope: str, *, want: int) -> int:
         """Take permits for up to ``want`` messages, waiting for at least one.
 
         Returns how many were granted (at most one burst), so callers send in chunks and a
@@ -75,8 +68,6 @@ class RateLimiter:
             granted, wait = await self.take(scope, want=want)
             if granted:
                 return granted
-            if on_wait is not None:
-                await on_wait()
             await asyncio.sleep(wait.total_seconds())
 
     async def delete(self, scope: str) -> None:

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.audience.materialise import materialise, saved_into
 from activities.rate_limit import RateLimiter
 from journeys.errors import InvalidInput, NotFound, Problem
-from journeys.names import run_audience_key, run_shard_prefix
+from journeys.names import run_audience_key, run_keys_pattern
 from workflows.models import (
     CleanupInput,
     CleanupOutput,
@@ -79,14 +79,14 @@ class RunActivities:
     @activity.defn(name="cleanup_run")
     async def cleanup_run(self, data: CleanupInput) -> CleanupOutput:
         """Delete the run's working keys (saved audiences are not the run's and stay)."""
+        # One pass over the keyspace for all shards; deletes go per key because a run's keys
+        # live in different cluster slots (one hash tag per shard).
         deleted = 0
-        for k in range(data.shards):
-            pattern = f"{run_shard_prefix(data.run_id, k)}:*"
-            keys = [
-                key async for key in self._redis.scan_iter(match=_glob_escape(pattern), count=1000)
-            ]
-            if keys:
-                deleted += int(await self._redis.delete(*keys))
+        pipe = self._redis.pipeline(transaction=False)
+        async for key in self._redis.scan_iter(match=run_keys_pattern(data.run_id), count=1000):
+            pipe.delete(key)
+        for removed in await pipe.execute():
+            deleted += int(removed)
         await self._limiter.delete(data.run_id)
         return CleanupOutput(deleted=deleted)
 
@@ -95,10 +95,3 @@ class RunActivities:
         for key in keys:
             pipe.zcard(key)
         return [int(n) for n in await pipe.execute()]
-
-
-def _glob_escape(pattern: str) -> str:
-    """Escape glob metacharacters of the literal prefix (hash tags use braces; ids may hold [)."""
-    head, _, tail = pattern.rpartition(":*")
-    escaped = "".join(f"\\{c}" if c in "[]?*\\" else c for c in head)
-    return f"{escaped}:*{tail}"

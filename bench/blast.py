@@ -23,10 +23,8 @@ blast through ``/proc/self/clear_refs`` where the kernel allows. The Redis peak 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
-import subprocess
 import tempfile
 import time
 import uuid
@@ -52,6 +50,8 @@ from starter.connect import database, redis_client
 from tests.engine import client_for, for_test, start_blast, worker_running, write_ids, write_plan
 from workflows.models import RunOptions, RunStatus
 
+from .results import save
+
 SHARDS = 16
 PAGE_SIZE = 1000
 CONCURRENCY = 4
@@ -66,7 +66,6 @@ FLOOR_COLUMNS = (
     "attempts", "reason", "provider_id", "created_at", "sent_at", "updated_at",
 )  # fmt: skip
 SERVICES = ("temporal", "postgres", "redis")  # pid files of the embedded stack
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
@@ -80,23 +79,15 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     console = Console(width=160)
     console.print(throughput_table(rows))
     console.print(history_table(rows))
-    result = {
-        "scenario": "blast",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "nproc": os.cpu_count(),
-        "shards": SHARDS,
-        "concurrency": CONCURRENCY,
-        "channel": CHANNEL,
-        "read_chunk": READ_CHUNK,
-        "floor_repeat": REPEAT,
-        "rows": rows,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"blast-{datetime.now(UTC):%Y-%m-%d}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    Console().print(f"results: {path}")
-    return result
+    return save(
+        "blast",
+        rows=rows,
+        shards=SHARDS,
+        concurrency=CONCURRENCY,
+        channel=CHANNEL,
+        read_chunk=READ_CHUNK,
+        floor_repeat=REPEAT,
+    )
 
 
 def page_sizes(size: int) -> list[int]:
@@ -479,16 +470,3 @@ def history_table(rows: list[dict[str, Any]]) -> Table:
             ", ".join(f"{k} {v:.1f}" for k, v in row["cpu_s"].items()),
         )
     return out
-
-
-def _commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return f"{head} plus uncommitted work" if dirty else head

@@ -13,14 +13,10 @@ neighbour slows one sample, not the comparison.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,10 +31,11 @@ from journeys.names import audience_shard_key
 from journeys.settings import Settings
 from starter.connect import redis_client
 
+from .results import save
+
 SHARDS = 16
 BATCH = 1000  # write_shards' default batch_size
 REPEAT = 3
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
@@ -48,22 +45,14 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
         for size in sizes:
             rows.append(await measure(redis, size))
     Console(width=120).print(table(rows))
-    result = {
-        "scenario": "upload",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "nproc": os.cpu_count(),
-        "shards": SHARDS,
-        "batch_size": BATCH,
-        "flush_members": FLUSH_MEMBERS,
-        "repeat": REPEAT,
-        "rows": rows,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"upload-{datetime.now(UTC):%Y-%m-%d}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    Console().print(f"results: {path}")
-    return result
+    return save(
+        "upload",
+        rows=rows,
+        shards=SHARDS,
+        batch_size=BATCH,
+        flush_members=FLUSH_MEMBERS,
+        repeat=REPEAT,
+    )
 
 
 async def measure(redis: aioredis.Redis, size: int) -> dict[str, Any]:
@@ -162,13 +151,3 @@ async def _delete(redis: aioredis.Redis, *keys: Callable[[int], str]) -> None:
         for shard in range(SHARDS):
             pipe.delete(key(shard))
     await pipe.execute()
-
-
-def _commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip()

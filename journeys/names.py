@@ -51,6 +51,12 @@ def run_shard_prefix(run_id: str, shard: int) -> str:
     return f"{KEY_PREFIX}:run:{run_id}:{shard_tag(shard)}"
 
 
+def run_keys_pattern(run_id: str) -> str:
+    """SCAN pattern matching every working key of a run, all shards (glob chars escaped)."""
+    escaped = "".join(f"\\{c}" if c in "[]?*\\" else c for c in f"{KEY_PREFIX}:run:{run_id}:")
+    return f"{escaped}*"
+
+
 def run_audience_key(run_id: str, shard: int) -> str:
     """The run's own copy of its audience for one shard: the entry cohort."""
     return f"{run_shard_prefix(run_id, shard)}:aud"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from journeys.errors import InvalidInput, Problem
 from journeys.settings import get_settings
 from journeys.sharding import DEFAULT_SHARDS, MAX_SHARDS, is_valid_shard_count
 
-from .aio import run
 from .connect import database, redis_client
 from .console import out, print_json
 
@@ -61,7 +61,7 @@ def upload(
                 redis, pool, name=name, ids=parsed.ids, shards=shards, source=str(file)
             )
 
-    info = run(go())
+    info = asyncio.run(go())
     elapsed = time.perf_counter() - started
     if as_json:
         print_json(_upload_json(info, parsed, elapsed))
@@ -89,7 +89,7 @@ def show(
             info = await audience_info(pool, name)
             return info, await check_audience(redis, info)
 
-    info, damaged = run(go())
+    info, damaged = asyncio.run(go())
     if as_json:
         print_json(info.model_dump(mode="json") | {"damaged_shards": damaged})
         return

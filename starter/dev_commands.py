@@ -11,7 +11,6 @@ import typer
 from journeys.settings import get_settings
 from worker import run_worker
 
-from .aio import run
 from .console import out
 from .demo import demo_settings, run_demo
 from .session import stack_session, wait_forever
@@ -33,7 +32,7 @@ def dev(
             await wait_forever()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        run(go())
+        asyncio.run(go())
     out.print("stopped")
 
 
@@ -42,7 +41,7 @@ def worker_command() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        run(run_worker(settings))
+        asyncio.run(run_worker(settings))
 
 
 def demo() -> None:
@@ -63,7 +62,7 @@ def demo() -> None:
                 await wait_forever()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        run(go())
+        asyncio.run(go())
 
 
 def register(app: typer.Typer) -> None:

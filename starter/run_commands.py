@@ -20,7 +20,6 @@ from workflows.models import (
     RunProgress,
 )
 
-from .aio import run
 from .connect import database, redis_client, temporal_client
 from .console import out, print_json
 from .launching import launch as start_run
@@ -77,7 +76,7 @@ def launch(
             out.print(f"launched [bold]{launched.run_id}[/]")
             out.print(result_table(result))
 
-    run(go())
+    asyncio.run(go())
 
 
 async def _handle(client: Client, run_id: str) -> WorkflowHandle[object, PlanRunResult]:
@@ -122,7 +121,7 @@ def status(
                     return
                 await asyncio.sleep(1)
 
-    run(go())
+    asyncio.run(go())
 
 
 def _control(run_id: str, name: str) -> None:
@@ -137,7 +136,7 @@ def _control(run_id: str, name: str) -> None:
             raise JourneysError(f"run {run_id} has already ended ({ended})")
         await handle.signal(name, ControlSignal())
 
-    run(go())
+    asyncio.run(go())
     out.print(f"{name} sent to {run_id}; it takes effect at the next page boundary")
 
 
@@ -172,7 +171,7 @@ def rate(
         )
         return updated
 
-    result = run(go())
+    result = asyncio.run(go())
     out.print(f"rate of {run_id} is now {result.per_second:g}/s")
 
 

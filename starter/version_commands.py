@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
@@ -10,7 +11,6 @@ from rich.table import Table
 from activities.db import plan_store
 from journeys.settings import get_settings
 
-from .aio import run
 from .connect import database
 from .console import out, print_json
 from .plan_files import read_plan
@@ -28,7 +28,7 @@ def publish(
         async with database(get_settings()) as pool:
             return await plan_store.publish(pool, plan, source=str(plan_file))
 
-    info = run(go())
+    info = asyncio.run(go())
     if as_json:
         print_json(info)
     elif info.created:
@@ -47,7 +47,7 @@ def versions(
         async with database(get_settings()) as pool:
             return await plan_store.versions(pool, plan_id)
 
-    found = run(go())
+    found = asyncio.run(go())
     if as_json:
         print_json(found)
         return
@@ -74,7 +74,7 @@ def rollback(
         async with database(get_settings()) as pool:
             return await plan_store.rollback(pool, plan_id, to=to)
 
-    info = run(go())
+    info = asyncio.run(go())
     if as_json:
         print_json(info)
     else:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from activities.audience.shard_sets import check_audience, save_audience
-from journeys.names import audience_shard_key, shard_workflow_id
+from journeys.names import audience_shard_key, run_keys_pattern, shard_workflow_id
 from journeys.settings import Settings
 from starter.launching import launch
 from starter.plan_files import read_plan
@@ -36,7 +36,7 @@ FAST = RunOptions(page_heartbeat_timeout=timedelta(seconds=5))
 
 
 async def run_keys(redis: aioredis.Redis, run_id: str) -> list[bytes]:
-    return [k async for k in redis.scan_iter(match=f"jny:run:{run_id}:*", count=1000)]
+    return [k async for k in redis.scan_iter(match=run_keys_pattern(run_id), count=1000)]
 
 
 async def delivery_statuses(pool: Any, run_id: str) -> Counter[str]:

@@ -256,7 +256,6 @@ class CleanupInput(BaseModel):
     """Delete a run's Redis working keys."""
 
     run_id: str
-    shards: int
 
 
 class CleanupOutput(BaseModel):

@@ -98,7 +98,7 @@ class PlanRunWorkflow:
         forwarder.cancel()
         await workflow.execute_activity(
             "cleanup_run",
-            CleanupInput(run_id=run_id, shards=plan.shards),
+            CleanupInput(run_id=run_id),
             result_type=CleanupOutput,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RETRY,
@@ -169,12 +169,7 @@ class PlanRunWorkflow:
             )
         except ChildWorkflowError as exc:
             self._failures.append(f"shard {k}: {exc.cause or exc}")
-            previous = self._shards.get(k)
-            self._shards[k] = ShardSummary(
-                shard=k,
-                status=RunStatus.FAILED,
-                counters=previous.counters if previous else Counters(targeted=size),
-            )
+            self._shards[k] = self._shards[k].model_copy(update={"status": RunStatus.FAILED})
         finally:
             del self._children[k]
 

@@ -34,7 +34,6 @@ class ShardWorkflow(SendHandler):
     @workflow.run
     async def run(self, data: ShardInput) -> ShardResult:
         self._s = data
-        self._last_report = workflow.now()
         while self.s.cohorts and not self.s.cancelled:
             cohort = self.s.cohorts[0]
             if cohort.not_before is not None and cohort.not_before > workflow.now():

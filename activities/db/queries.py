@@ -72,10 +72,6 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
 WHERE d.idempotency_key = r.idempotency_key
 """
 
-COHORT_SETTLED_COUNTS = """
-SELECT status, count(*) AS n FROM deliveries WHERE run_id = $1 GROUP BY status
-"""
-
 # In-app messages, one row per message keyed by its idempotency key: a replayed send adds none.
 INBOX_INSERT = """
 INSERT INTO inbox (message_id, user_id, channel, slot, title, body, data)
