@@ -20,6 +20,9 @@ from activities.channels.runtime import ChannelRuntime
 from activities.db.migrate import migrate
 from activities.db.pool import create_pool
 from activities.delivery import DeliveryActivities
+from activities.journey.goals import GoalActivities
+from activities.journey.routing import RoutingActivities
+from activities.journey.waiting import WaitingActivities
 from activities.plans import PlanActivities
 from activities.runs import RunActivities
 from journeys.settings import Settings, get_settings
@@ -38,6 +41,9 @@ def build_activities(
     plans = PlanActivities(pool)
     runs = RunActivities(pool=pool, redis=redis)
     delivery = DeliveryActivities(pool=pool, redis=redis, channels=channels)
+    routing = RoutingActivities(pool=pool, redis=redis)
+    waiting = WaitingActivities(redis=redis)
+    goals = GoalActivities(pool=pool, redis=redis)
     return [
         plans.load_plan_version,
         runs.materialise_audience,
@@ -45,6 +51,11 @@ def build_activities(
         runs.set_rate,
         runs.cleanup_run,
         delivery.deliver_page,
+        routing.route_page,
+        waiting.catch_events,
+        waiting.close_wait,
+        waiting.mark_exited,
+        goals.record_conversions,
     ]
 
 

@@ -16,6 +16,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -25,6 +26,7 @@ from activities.channels.message import Message, Outcome, Recipient, SendResult
 from activities.channels.render import RenderError
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
+from activities.journey.facts import admit
 from activities.rate_limit import RateLimiter
 from workflows.models import Counters, DeliverPageInput, DeliverPageOutput
 
@@ -55,8 +57,16 @@ class DeliveryActivities:
         start = data.page * data.page_size
         raw = await self._redis.zrange(data.cohort_key, start, start + data.page_size - 1)
         users = [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+        users, exited = await admit(
+            self._redis,
+            self._pool,
+            users=users,
+            exited_key=data.exited_key,
+            exit_rules=data.exit_rules,
+            now=data.now or datetime.now(UTC),
+        )
         if not users:
-            return DeliverPageOutput(counters=Counters())
+            return DeliverPageOutput(counters=Counters(exited=exited))
         keys = [idempotency_key(data.run_id, data.node, u) for u in users]
         rows = await self._pool.fetch(
             queries.DELIVERIES_CLAIM,
@@ -69,7 +79,7 @@ class DeliveryActivities:
             data.attempt,
         )
         state = {r["idempotency_key"]: r for r in rows}
-        counters = Counters()
+        counters = Counters(exited=exited)
         outcomes: dict[str, SendResult] = {}
         todo: list[tuple[str, str]] = []
         passed: list[str] = []
@@ -95,7 +105,7 @@ class DeliveryActivities:
         if passed and data.passed_key is not None:
             pipe.zadd(data.passed_key, dict.fromkeys(passed, 0))
         await pipe.execute()
-        return DeliverPageOutput(counters=counters, retry=len(retry_users))
+        return DeliverPageOutput(counters=counters, retry=len(retry_users), passed=len(passed))
 
     async def _send(
         self, data: DeliverPageInput, todo: list[tuple[str, str]]

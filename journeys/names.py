@@ -67,6 +67,16 @@ def cohort_key(run_id: str, shard: int, cohort: str) -> str:
     return f"{run_shard_prefix(run_id, shard)}:c:{cohort}"
 
 
+def exited_key(run_id: str, shard: int) -> str:
+    """Users of one shard whom an exit criterion removed; every node skips them."""
+    return f"{run_shard_prefix(run_id, shard)}:exited"
+
+
+def pages_done_key(run_id: str, shard: int, cohort: str) -> str:
+    """Hash page -> result of a routing node's pages already written (retries reuse it)."""
+    return f"{cohort_key(run_id, shard, cohort)}:pages"
+
+
 def rate_key(scope: str) -> str:
     """Token-bucket state (hash: tokens, stamp, rate, burst) for a run or a channel."""
     return f"{KEY_PREFIX}:rate:{{{scope}}}"

@@ -1,16 +1,18 @@
 """Schedule values that plans carry: cron expressions, times of day, weekdays, time zones.
 
-Only parsing and validation live here; computing fire times belongs to the workflows. The cron
-dialect is the classic five fields (minute hour day-of-month month day-of-week) with ``*``,
-lists, ranges, steps, month and day names, and the ``@hourly`` ... ``@yearly`` macros.
+Besides parsing and validation, :func:`next_local_time` finds the next instant a wall-clock time
+comes round in a zone; other fire times belong to the workflows. The cron dialect is the
+classic five fields (minute hour day-of-month month day-of-week) with ``*``, lists, ranges,
+steps, month and day names, and the ``@hourly`` ... ``@yearly`` macros.
 """
 
 from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, PlainSerializer, PlainValidator, WithJsonSchema
@@ -202,3 +204,75 @@ TimeZoneName = Annotated[
     WithJsonSchema({"type": "string", "description": "an IANA time zone such as Asia/Shanghai"}),
 ]
 """An IANA time zone name that :mod:`zoneinfo` knows."""
+
+
+def next_local_time(
+    after: datetime, *, at: time, zone: str, weekdays: Sequence[str] | None = None
+) -> datetime:
+    """The first instant at or after ``after`` that reads ``at`` on a wall clock in ``zone``.
+
+    Only days in ``weekdays`` (names from :data:`WEEKDAYS`, judged by the local date; ``None``
+    means every day) count. A wall time that a spring-forward gap skips fires at the end of the
+    gap (02:30 becomes 03:00 in New York); one that a fall-back repeats fires at its first
+    occurrence. ``after`` must be aware; the result is in UTC. Raise ``ValueError`` on a naive
+    ``after``, an unknown zone, a bad weekday name or an empty ``weekdays``.
+    """
+    if after.tzinfo is None or after.utcoffset() is None:
+        raise ValueError(f"after must be an aware datetime, got {after.isoformat()}")
+    days = _weekday_numbers(weekdays)
+    tz = zoneinfo.ZoneInfo(check_time_zone(zone))
+    wall = at.replace(tzinfo=None, fold=0)
+    start = after.astimezone(UTC)
+    # from the day before: a gap can push a wall time past midnight into the local day of `after`;
+    # the seven days after the local day of `after` hold every weekday and all come later
+    first = start.astimezone(tz).date() - timedelta(days=1)
+    for offset in range(9):
+        day = first + timedelta(days=offset)
+        if day.weekday() in days:
+            fire = _wall_to_utc(datetime.combine(day, wall), tz)
+            if fire >= start:
+                return fire
+    raise AssertionError("unreachable: every weekday occurs after the local day of `after`")
+
+
+def zone_or(name: str | None, fallback: str) -> str:
+    """``name`` if it is an IANA time zone that :mod:`zoneinfo` knows, else ``fallback``.
+
+    For zones read from user profiles, which may be empty or wrong; ``fallback`` is returned
+    as given, unchecked.
+    """
+    if name is None:
+        return fallback
+    try:
+        return check_time_zone(name)
+    except (ValueError, OSError):  # OSError: an unreadable zone file must not stop a journey
+        return fallback
+
+
+def _weekday_numbers(weekdays: Sequence[str] | None) -> frozenset[int]:
+    if weekdays is None:
+        return frozenset(range(7))
+    if not weekdays:
+        raise ValueError("weekdays is empty: the time would never come")
+    return frozenset(WEEKDAYS.index(_check_weekday(day)) for day in weekdays)
+
+
+def _wall_to_utc(local: datetime, tz: zoneinfo.ZoneInfo) -> datetime:
+    """The UTC instant of naive wall time ``local`` in ``tz``; see :func:`next_local_time`."""
+    # fold=0 picks the first of two repeated wall times
+    first = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == local:
+        return first
+    # `local` falls in a gap: fold=0 and fold=1 apply the offsets either side of the transition,
+    # landing on both sides of it; find the transition (whole seconds in tzdata) by bisection
+    other = local.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    low, high = (min(first, other), max(first, other))
+    low, high = low.replace(microsecond=0), high.replace(microsecond=0)
+    # invariant: the wall clock at `low` is before `local`, at `high` after it
+    while high - low > timedelta(seconds=1):
+        middle = low + timedelta(seconds=(high - low) // timedelta(seconds=2))
+        if middle.astimezone(tz).replace(tzinfo=None) > local:
+            high = middle
+        else:
+            low = middle
+    return high

@@ -11,7 +11,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from journeys.plan.models import Plan
+from journeys.events import JourneyEvent
+from journeys.plan.models import Goal, Plan
+from journeys.plan.steps import Step
+from journeys.rules import Rule
 
 
 class RunStatus(StrEnum):
@@ -27,7 +30,9 @@ class RunStatus(StrEnum):
 
 
 class Counters(BaseModel):
-    """Per-user outcomes; at the end delivered + skipped + failed + cancelled = targeted."""
+    """Per-user outcomes. For a one-step blast, at the end delivered + skipped + failed +
+    cancelled = targeted; in a journey the message counts sum over its send nodes and each
+    user's journey ends once: completed, exited, failed or cancelled."""
 
     targeted: int = 0
     entered: int = 0
@@ -37,14 +42,37 @@ class Counters(BaseModel):
     failed: dict[str, int] = Field(default_factory=dict)
     retrying: int = 0
     cancelled: int = 0
+    exited: int = 0
+    """Users an exit criterion removed (counted where they were caught)."""
+    completed: int = 0
+    """Journeys that reached an end of the graph (an exit step, a step without next, the
+    control arm)."""
+    waiting: int = 0
+    """Users standing at the node now (a level, filled in by the progress query)."""
+    routes: dict[str, int] = Field(default_factory=dict)
+    """Branch, arm or time zone -> users sent that way (branch, ab_split, wait_until nodes)."""
+    converted: int = 0
+    value: float = 0.0
+    """Sum of the goal events' value property."""
+    conversions: dict[str, int] = Field(default_factory=dict)
+    """Arm -> conversions (ab_split node counters)."""
 
     def add(self, other: Counters) -> None:
-        """Add ``other`` into this one (retrying is a level, not a sum: callers set it)."""
+        """Add ``other`` into this one (retrying and waiting are levels: callers set them)."""
         self.targeted += other.targeted
         self.entered += other.entered
         self.delivered += other.delivered
         self.cancelled += other.cancelled
-        for mine, theirs in ((self.skipped, other.skipped), (self.failed, other.failed)):
+        self.exited += other.exited
+        self.completed += other.completed
+        self.converted += other.converted
+        self.value += other.value
+        for mine, theirs in (
+            (self.skipped, other.skipped),
+            (self.failed, other.failed),
+            (self.routes, other.routes),
+            (self.conversions, other.conversions),
+        ):
             for reason in sorted(theirs):
                 mine[reason] = mine.get(reason, 0) + theirs[reason]
 
@@ -90,6 +118,15 @@ class PlanRunInput(BaseModel):
     options: RunOptions = RunOptions()
 
 
+class WaitingCohort(BaseModel):
+    """Users of a shard held by a timer: where, in which zone, until when."""
+
+    node: str
+    users: int
+    until: datetime
+    zone: str | None = None
+
+
 class ShardSummary(BaseModel):
     """One shard as the run sees it."""
 
@@ -99,6 +136,8 @@ class ShardSummary(BaseModel):
     nodes: dict[str, Counters] = Field(default_factory=dict)
     inflight: int = 0
     """Page activities running now (0 once a pause has taken effect)."""
+    waits: list[WaitingCohort] = Field(default_factory=list)
+    """Cohorts waiting on a timer (filled in by the shard's own progress query)."""
 
 
 class RunProgress(BaseModel):
@@ -125,15 +164,33 @@ class PlanRunResult(BaseModel):
 
 
 class Cohort(BaseModel):
-    """Users of one shard standing at one node: a Redis sorted set, known by key and size."""
+    """Users of one shard standing at one node: a Redis sorted set, known by key and size.
+
+    Everything a node needs to resume after continue-as-new lives here: the page cursor, the
+    routes counted so far, the timer's deadline, the events waiting to be matched.
+    """
 
     id: str
+    """Unique in the shard and deterministic: ``{parent id}>{node}.{route}``."""
     node: str
     key: str
     size: int
     attempt: int = 1
     next_page: int = 0
     not_before: datetime | None = None
+    """Retry backoff: the pass starts no earlier."""
+    wake_at: datetime | None = None
+    """The timer of a wait, wait_until or wait_for_event node, once armed."""
+    zone: str | None = None
+    """wait_until in users' own zones: the zone this sub-cohort waits in."""
+    routes: dict[str, int] = Field(default_factory=dict)
+    """Route -> users written so far by this cohort's routing pages."""
+    exited: int = 0
+    """Users dropped by exit criteria on the pages done so far."""
+    caught: int = 0
+    """wait_for_event: batches of arrivals moved on so far."""
+    inbox: list[JourneyEvent] = Field(default_factory=list)
+    """wait_for_event: events received and not matched yet."""
 
 
 class ShardInput(BaseModel):
@@ -152,6 +209,10 @@ class ShardInput(BaseModel):
     cancelled: bool = False
     generation: int = 0
     reports_sent: int = 0
+    entered_at: datetime | None = None
+    """When the audience entered (the goal window starts here)."""
+    exit_inbox: list[JourneyEvent] = Field(default_factory=list)
+    goal_inbox: list[JourneyEvent] = Field(default_factory=list)
 
 
 class ShardResult(BaseModel):
@@ -231,6 +292,12 @@ class DeliverPageInput(BaseModel):
     passed_key: str | None = None
     """Where users who got through go, to form the next node's cohort (None: the journey ends)."""
     rate_scope: str | None = None
+    exited_key: str | None = None
+    """Users in this set are skipped (an exit criterion removed them)."""
+    exit_rules: list[Rule] = Field(default_factory=list)
+    """Plan-level exit rules, checked on the page's users before sending."""
+    now: datetime | None = None
+    """The workflow's clock, for rules with relative dates and windows."""
 
 
 class DeliverPageOutput(BaseModel):
@@ -238,6 +305,104 @@ class DeliverPageOutput(BaseModel):
 
     counters: Counters
     retry: int = 0
+    passed: int = 0
+    """Users delivered or skipped: they go on to the next node."""
+
+
+class RoutePageInput(BaseModel):
+    """One page of a cohort at a routing node: branch, ab_split, update, or wait_until in
+    users' own zones. Users are written to ``{out_prefix}.{route}`` cohort keys."""
+
+    run_id: str
+    shard: int
+    node: str
+    step: Step
+    cohort_key: str
+    page: int
+    page_size: int
+    out_prefix: str
+    """Cohort id prefix of the outputs; route ``r`` goes to ``cohort_key(run, shard,
+    f"{out_prefix}.{r}")``."""
+    exited_key: str
+    exit_rules: list[Rule] = Field(default_factory=list)
+    now: datetime
+    fallback_zone: str = "UTC"
+
+
+class RoutePageOutput(BaseModel):
+    """Users per route (``b0``.. / ``else``, ``a0``.., ``tz:Zone``, ``ok``) and exits."""
+
+    routes: dict[str, int] = Field(default_factory=dict)
+    exited: int = 0
+
+
+class CatchEventsInput(BaseModel):
+    """Move the users of a waiting cohort whose event arrived into a batch cohort."""
+
+    cohort_key: str
+    caught_key: str
+    """Everyone caught so far at this wait (so nobody moves on twice)."""
+    batch_key: str
+    exited_key: str
+    users: list[str]
+
+
+class CatchEventsOutput(BaseModel):
+    """Users newly caught into ``batch_key``."""
+
+    caught: int
+
+
+class CloseWaitInput(BaseModel):
+    """The window closed: who is left goes to ``out_key``."""
+
+    cohort_key: str
+    caught_key: str
+    exited_key: str
+    out_key: str
+
+
+class CloseWaitOutput(BaseModel):
+    """Users timed out (in ``out_key``) and users dropped because they had exited."""
+
+    timed_out: int
+    exited: int
+
+
+class MarkExitedInput(BaseModel):
+    """Users an exit event removed from one shard of a run."""
+
+    exited_key: str
+    users: list[str]
+
+
+class MarkExitedOutput(BaseModel):
+    """How many were not marked already."""
+
+    marked: int
+
+
+class RecordConversionsInput(BaseModel):
+    """Goal events that reached a shard: record the ones that convert."""
+
+    run_id: str
+    audience_key: str
+    """The run's entry cohort: only users who entered can convert."""
+    goal: Goal
+    entered_at: datetime
+    events: list[JourneyEvent]
+    send_nodes: list[str]
+    split_nodes: list[str]
+    now: datetime
+    """Stands in for events without a timestamp."""
+
+
+class RecordConversionsOutput(BaseModel):
+    """New conversions, in all and per arm."""
+
+    converted: int = 0
+    value: float = 0.0
+    by_arm: dict[str, int] = Field(default_factory=dict)
 
 
 class CohortSizeInput(BaseModel):

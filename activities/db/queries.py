@@ -103,3 +103,76 @@ RETURNING name, shards, total, per_shard, source, updated_at
 AUDIENCE_SELECT = """
 SELECT name, shards, total, per_shard, source, updated_at FROM audiences WHERE name = $1
 """
+
+# --- journeys: profiles, events, assignments, conversions --------------------------------
+
+# Make sure every user of a page has a profile row before an update step writes to it.
+USERS_ENSURE = """
+INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT (user_id) DO NOTHING
+"""
+
+# An update step: merge $2 into attrs; when $5, add tags $3 and remove tags $4 in attrs.tags
+# (kept sorted and unique). One statement per page, so concurrent plans never lose a write.
+USERS_APPLY_UPDATE = """
+UPDATE users SET
+    attrs = CASE WHEN $5 THEN jsonb_set(attrs || $2::jsonb, '{tags}', COALESCE((
+        SELECT jsonb_agg(t ORDER BY t) FROM (
+            SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(attrs -> 'tags') = 'array'
+                                                  THEN attrs -> 'tags' ELSE '[]'::jsonb END)
+            UNION SELECT unnest($3::text[])
+        ) AS tags(t) WHERE NOT (t = ANY($4::text[]))
+    ), '[]'::jsonb)) ELSE attrs || $2::jsonb END,
+    updated_at = now()
+WHERE user_id = ANY($1::text[])
+"""
+
+# Store events; a repeated event_id is dropped (RETURNING shows which were new).
+EVENTS_INSERT = """
+INSERT INTO events (event_id, user_id, name, ts, props)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
+RETURNING seq
+"""
+
+# A page's behaviour facts: its users' events of the names a rule reads, in a window.
+EVENTS_FOR_USERS = """
+SELECT user_id, name, ts, props FROM events
+WHERE user_id = ANY($1::text[]) AND name = ANY($2::text[]) AND ts >= $3 AND ts <= $4
+"""
+
+ASSIGNMENTS_INSERT = """
+INSERT INTO assignments (run_id, node_id, user_id, arm, control, bucket, assigned_at)
+SELECT $1, $2, t.user_id, t.arm, t.control, t.bucket, $7
+FROM unnest($3::text[], $4::text[], $5::boolean[], $6::integer[])
+    AS t(user_id, arm, control, bucket)
+ON CONFLICT (run_id, node_id, user_id) DO NOTHING
+"""
+
+# First goal event per user and entry wins. The arm is the user's latest assignment in the
+# run; the last message is looked up by primary key over the plan's send nodes ($7), so no
+# extra index on deliveries slows the blast path.
+CONVERSIONS_RECORD = """
+WITH input AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::numeric[])
+        AS t(user_id, event_name, event_id, ts, value)
+)
+INSERT INTO conversions (run_id, user_id, entry, event_name, event_id, ts, value,
+                         arm, arm_node, last_message, last_node, last_channel)
+SELECT $1, i.user_id, 0, i.event_name, i.event_id, i.ts, i.value,
+       a.arm, a.node_id, d.idempotency_key, d.node_id, d.channel
+FROM input i
+LEFT JOIN LATERAL (
+    SELECT arm, node_id FROM assignments
+    WHERE run_id = $1 AND user_id = i.user_id AND node_id = ANY($8::text[])
+    ORDER BY assigned_at DESC, node_id DESC LIMIT 1
+) a ON true
+LEFT JOIN LATERAL (
+    SELECT idempotency_key, node_id, channel FROM deliveries
+    WHERE idempotency_key = ANY(
+        ARRAY(SELECT $1 || ':' || n || ':' || i.user_id || ':0' FROM unnest($7::text[]) AS n)
+    ) AND status = 'sent'
+    ORDER BY sent_at DESC NULLS LAST LIMIT 1
+) d ON true
+ON CONFLICT (run_id, user_id, entry) DO NOTHING
+RETURNING user_id, arm, value
+"""

@@ -101,6 +101,9 @@ class TemporalDevServer(EmbeddedService):
         cmd += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for name, kind in SEARCH_ATTRIBUTES.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
+        # Lets a client opt single workflows into virtual time (tests, dry runs of a journey);
+        # workflows that do not ask run on the wall clock as before.
+        cmd += ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
         return cmd
 
     async def ready(self) -> bool:

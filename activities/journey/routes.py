@@ -1,0 +1,86 @@
+"""Per-user decisions of the routing nodes: which way each user of a page goes.
+
+Route names are short and stable (they end up in Redis keys): ``b0``, ``b1``.. and ``else``
+for branches, ``a0``.. for arms, ``tz:{zone}`` for user time zones, ``ok`` for updates.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from journeys.ab import arm_index, bucket
+from journeys.plan.steps import AbSplitStep, BranchStep
+from journeys.rule_eval import UserFacts, evaluate
+from journeys.schedule import zone_or
+
+ELSE = "else"
+OK = "ok"
+
+
+def branch_route(index: int) -> str:
+    """Route name of the branch at ``index``."""
+    return f"b{index}"
+
+
+def arm_route(index: int) -> str:
+    """Route name of the arm at ``index``."""
+    return f"a{index}"
+
+
+def zone_route(zone: str) -> str:
+    """Route name of the users waiting in ``zone``."""
+    return f"tz:{zone}"
+
+
+def branch(
+    step: BranchStep, users: Sequence[str], facts: Mapping[str, UserFacts], *, now: datetime
+) -> dict[str, list[str]]:
+    """First matching branch wins; users matching none go to ``else``."""
+    routes: dict[str, list[str]] = defaultdict(list)
+    for user in users:
+        for index, way in enumerate(step.branches):
+            if evaluate(way.rule, facts[user], now=now):
+                routes[branch_route(index)].append(user)
+                break
+        else:
+            routes[ELSE].append(user)
+    return dict(routes)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One user's arm, as the assignments table records it."""
+
+    user_id: str
+    arm: str
+    control: bool
+    bucket: int
+
+
+def split(step: AbSplitStep, users: Sequence[str]) -> tuple[dict[str, list[str]], list[Assignment]]:
+    """Arms by ``mmh3(salt + user_id) mod 10000`` over the cumulative weights."""
+    salt = step.salt or ""
+    weights = [arm.weight for arm in step.arms]
+    routes: dict[str, list[str]] = defaultdict(list)
+    assignments: list[Assignment] = []
+    for user in users:
+        b = bucket(salt, user)
+        index = arm_index(weights, b)
+        arm = step.arms[index]
+        routes[arm_route(index)].append(user)
+        assignments.append(Assignment(user, arm.name, arm.control, b))
+    return dict(routes), assignments
+
+
+def zones(
+    users: Sequence[str], facts: Mapping[str, UserFacts], *, fallback: str
+) -> dict[str, list[str]]:
+    """Users by their profile's time zone (``fallback`` when missing or unknown)."""
+    routes: dict[str, list[str]] = defaultdict(list)
+    for user in users:
+        zone = facts[user].attrs.get("timezone")
+        routes[zone_route(zone_or(zone if isinstance(zone, str) else None, fallback))].append(user)
+    return dict(routes)

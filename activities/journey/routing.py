@@ -1,0 +1,111 @@
+"""The ``route_page`` activity: one page of a cohort at a branch, ab_split, update or
+user-zone wait_until node, written to one sub-cohort per route, exactly once.
+
+Exactly once: the route keys and a page marker (holding the page's result) are written in
+one MULTI/EXEC (all keys share the shard's hash tag, so this holds on a cluster too). A
+retry after a crash either finds the marker and returns the same result, or finds nothing
+written and does the page again. Side effects before the transaction are idempotent: the
+first assignment of a user is kept, and an update sets the same values again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from temporalio import activity
+
+from activities.db import queries
+from activities.delivery import heartbeating
+from activities.journey import routes
+from activities.journey.facts import admit, load_facts
+from journeys.names import cohort_key, pages_done_key
+from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
+from workflows.models import RoutePageInput, RoutePageOutput
+
+
+class RoutingActivities:
+    """Routing pages; the worker builds one with the shared pools."""
+
+    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+        self._pool = pool
+        self._redis = redis
+
+    @activity.defn(name="route_page")
+    async def route_page(self, data: RoutePageInput) -> RoutePageOutput:
+        """Decide each user's way at the node and write them to the route cohorts."""
+        async with heartbeating():
+            return await self._route(data)
+
+    async def _route(self, data: RoutePageInput) -> RoutePageOutput:
+        done_key = pages_done_key(data.run_id, data.shard, data.out_prefix)
+        earlier = await self._redis.hget(done_key, str(data.page))
+        if earlier is not None:
+            return RoutePageOutput.model_validate_json(earlier)
+        start = data.page * data.page_size
+        raw = await self._redis.zrange(data.cohort_key, start, start + data.page_size - 1)
+        users = [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+        kept, exited = await admit(
+            self._redis,
+            self._pool,
+            users=users,
+            exited_key=data.exited_key,
+            exit_rules=data.exit_rules,
+            now=data.now,
+        )
+        by_route = await self._decide(data, kept)
+        out = RoutePageOutput(
+            routes={route: len(members) for route, members in sorted(by_route.items())},
+            exited=exited,
+        )
+        pipe = self._redis.pipeline(transaction=True)
+        for route, members in sorted(by_route.items()):
+            key = cohort_key(data.run_id, data.shard, f"{data.out_prefix}.{route}")
+            pipe.zadd(key, dict.fromkeys(members, 0))
+        pipe.hset(done_key, str(data.page), out.model_dump_json())
+        await pipe.execute()
+        return out
+
+    async def _decide(self, data: RoutePageInput, users: list[str]) -> dict[str, list[str]]:
+        if not users:
+            return {}
+        step = data.step
+        if isinstance(step, BranchStep):
+            facts = await load_facts(
+                self._pool, users, rules=[way.rule for way in step.branches], now=data.now
+            )
+            return routes.branch(step, users, facts, now=data.now)
+        if isinstance(step, AbSplitStep):
+            by_arm, assignments = routes.split(step, users)
+            await self._pool.execute(
+                queries.ASSIGNMENTS_INSERT,
+                data.run_id,
+                data.node,
+                [a.user_id for a in assignments],
+                [a.arm for a in assignments],
+                [a.control for a in assignments],
+                [a.bucket for a in assignments],
+                data.now,
+            )
+            return by_arm
+        if isinstance(step, WaitUntilStep):
+            facts = await load_facts(self._pool, users, now=data.now)
+            fallback = step.fallback_timezone or data.fallback_zone
+            return routes.zones(users, facts, fallback=fallback)
+        if isinstance(step, UpdateStep):
+            await self._update(step, users)
+            return {routes.OK: users}
+        raise TypeError(f"route_page does not handle {step.type} steps")
+
+    async def _update(self, step: UpdateStep, users: list[str]) -> None:
+        touch_tags = bool(step.tags_add or step.tags_remove)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(queries.USERS_ENSURE, users)
+            await conn.execute(
+                queries.USERS_APPLY_UPDATE,
+                users,
+                dict(step.set or {}),
+                list(step.tags_add),
+                list(step.tags_remove),
+                touch_tags,
+            )

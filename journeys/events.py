@@ -1,0 +1,55 @@
+"""User events as product services send them, and the checks every event passes.
+
+An event is refused (never half-accepted) when it breaks a rule here, so a malformed event
+is an error for its sender and can never fail a workflow downstream.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from journeys.rules import EventName
+
+MAX_PROPS_BYTES = 16 * 1024
+"""Largest ``props`` object (as compact JSON): events ride in signals and history."""
+
+MAX_USER_ID = 200
+
+
+class JourneyEvent(BaseModel):
+    """One thing a user did: ``order_cancelled`` with ``{order_id, reason}``, say."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: str = Field(min_length=1, max_length=MAX_USER_ID)
+    name: EventName
+    ts: datetime | None = None
+    """When it happened (with an offset); the receiver's clock when left out."""
+    props: dict[str, JsonValue] = Field(default_factory=dict)
+    event_id: str | None = Field(default=None, min_length=1, max_length=200)
+    """The sender's id for de-duplication: a second event with the same id is dropped."""
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+            raise ValueError("needs a UTC offset, like 2026-06-01T09:00:00+08:00")
+        return value
+
+    @field_validator("props")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > MAX_PROPS_BYTES:
+            raise ValueError(f"is {size} bytes as JSON, at most {MAX_PROPS_BYTES}")
+        return value
+
+
+class EventBatch(BaseModel):
+    """Events for one shard of one run: the payload of the shard's ``events`` signal."""
+
+    events: list[JourneyEvent]

@@ -1,0 +1,56 @@
+"""Deliver user events to the shards of a running journey: one batched ``events`` signal per
+shard, never one per event (each signal is a history event of the shard)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from journeys.events import EventBatch, JourneyEvent
+from journeys.names import shard_workflow_id
+from journeys.sharding import shard_of
+
+MAX_BATCH = 500
+"""Events per signal; batches are also cut at ``MAX_BATCH_BYTES`` so a signal stays far
+below Temporal's 2 MiB payload limit whatever the events carry."""
+MAX_BATCH_BYTES = 512 * 1024
+
+
+async def signal_events(
+    client: Client, *, run_id: str, shards: int, events: Sequence[JourneyEvent]
+) -> dict[int, int]:
+    """Send ``events`` to the shard workflows of ``run_id``; returns events sent per shard.
+
+    A shard that is not running (it had no users, or it finished) is skipped: its users are
+    in no journey of this run, so there is nothing to tell it.
+    """
+    by_shard: dict[int, list[JourneyEvent]] = defaultdict(list)
+    for event in events:
+        by_shard[shard_of(event.user_id, shards)].append(event)
+    sent: dict[int, int] = {}
+    for shard in sorted(by_shard):
+        handle = client.get_workflow_handle(shard_workflow_id(run_id, shard))
+        try:
+            for batch in _batches(by_shard[shard]):
+                await handle.signal("events", EventBatch(events=batch))
+                sent[shard] = sent.get(shard, 0) + len(batch)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+    return sent
+
+
+def _batches(events: list[JourneyEvent]) -> list[list[JourneyEvent]]:
+    batches: list[list[JourneyEvent]] = [[]]
+    size = 0
+    for event in events:
+        weight = len(event.model_dump_json())
+        if batches[-1] and (len(batches[-1]) >= MAX_BATCH or size + weight > MAX_BATCH_BYTES):
+            batches.append([])
+            size = 0
+        batches[-1].append(event)
+        size += weight
+    return [batch for batch in batches if batch]

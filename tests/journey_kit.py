@@ -1,0 +1,165 @@
+"""Helpers for journey tests: channels and plans on disk, profiles, virtual time, events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import TimeSkipper, TimeSkippingConfig
+
+from activities.db import queries
+from journeys.events import JourneyEvent
+from journeys.names import shard_workflow_id
+from journeys.settings import Settings
+from starter.event_signals import signal_events
+from starter.launching import Launched, launch
+from starter.plan_files import read_plan
+from tests.engine import client_for
+from tests.receiver import Receiver
+from workflows.models import Counters, PlanRunResult, RunOptions, ShardResult, ShardSummary
+
+
+def write_journey_channels(directory: Path, *, receiver_url: str) -> Path:
+    """push, sms and a webhook over HTTP to the receiver; popup into the inbox."""
+
+    def http(path: str, kind: str, templates: dict[str, Any]) -> dict[str, Any]:
+        provider = {"kind": "http", "url": f"{receiver_url}/{path}", "timeout": "5s"}
+        return {"type": kind, "provider": provider, "templates": templates}
+
+    channels = {
+        "push": http(
+            "push",
+            "push",
+            {
+                "hello": {"title": "Hi", "body": "Welcome"},
+                "offer": {"title": "Offer", "body": "{{ vars.offer | default('none') }}"},
+            },
+        ),
+        "sms": http("sms", "sms", {"nudge": {"body": "Still there? Reply TD to stop"}}),
+        "hook": http("hook", "webhook", {"grant": {"payload": {"coupon": "{{ vars.coupon }}"}}}),
+        "popup": {
+            "type": "in_app",
+            "provider": {"kind": "inbox", "slot": "popup"},
+            "templates": {"hello": {"title": "Hello", "body": "Hi"}},
+        },
+    }
+    path = directory / "channels.yaml"
+    path.write_text(yaml.safe_dump({"channels": channels}))
+    return path
+
+
+def write_journey(directory: Path, body: dict[str, Any]) -> Path:
+    """A plan file from ``body`` (steps, goal, exit_criteria...), with test defaults."""
+    plan_id = f"jny-{uuid.uuid4().hex[:8]}"
+    full = {
+        "id": plan_id,
+        "name": "Test journey",
+        "shards": 1,
+        "audience": {"source": "list", "name": "unused-when-a-file-is-given"},
+        "entry": {"type": "immediate"},
+        "limits": {"page_size": 50, "concurrency": 4},
+        **body,
+    }
+    path = directory / f"{plan_id}.yaml"
+    path.write_text(yaml.safe_dump(full, sort_keys=False))
+    return path
+
+
+def write_users(directory: Path, users: list[str]) -> Path:
+    path = directory / f"users-{uuid.uuid4().hex[:6]}.txt"
+    path.write_text("".join(f"{user}\n" for user in users))
+    return path
+
+
+async def seed_profiles(pool: Any, profiles: dict[str, dict[str, Any]]) -> None:
+    """Upsert profiles: ``{user: {"timezone": ..., "attrs": {...}}}``."""
+    users = sorted(profiles)
+    await pool.execute(
+        queries.USERS_UPSERT,
+        users,
+        [profiles[u].get("email") for u in users],
+        [profiles[u].get("phone") for u in users],
+        [profiles[u].get("timezone") for u in users],
+        [profiles[u].get("attrs", {}) for u in users],
+    )
+
+
+@asynccontextmanager
+async def virtual_time(settings: Settings, *, skipping: bool) -> AsyncIterator[TimeSkipper]:
+    """A client whose workflows run on virtual time: skipped whenever nothing is in flight
+    (``skipping``), or only when the test fast-forwards a workflow."""
+    client = await client_for(settings)
+    yield TimeSkipper(client, config=TimeSkippingConfig(enabled=skipping))
+
+
+async def launch_journey(
+    settings: Settings,
+    skipper: TimeSkipper,
+    *,
+    pool: Any,
+    redis: aioredis.Redis,
+    plan_file: Path,
+    users: Path,
+    options: RunOptions | None = None,
+) -> tuple[Launched, WorkflowHandle[Any, PlanRunResult]]:
+    plan = read_plan(plan_file, channels=settings.channels_file)
+    return await launch(
+        settings,
+        client=skipper.client,
+        pool=pool,
+        redis=redis,
+        plan=plan,
+        plan_file=plan_file,
+        audience_file=users,
+        options=options or RunOptions(),
+    )
+
+
+def shard_handle(client: Client, run_id: str, shard: int = 0) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(shard_workflow_id(run_id, shard))
+
+
+async def until_shard(
+    client: Client, run_id: str, ok: Callable[[ShardSummary], bool], *, shard: int = 0
+) -> ShardSummary:
+    """Query a shard's progress until ``ok`` holds (a condition, not a timed wait)."""
+    handle = shard_handle(client, run_id, shard)
+    async with asyncio.timeout(120):
+        while True:
+            try:
+                summary: ShardSummary = await handle.query("progress", result_type=ShardSummary)
+            except Exception:  # not started yet
+                await asyncio.sleep(0.05)
+                continue
+            if ok(summary):
+                return summary
+            await asyncio.sleep(0.05)
+
+
+async def send(client: Client, run_id: str, events: list[JourneyEvent], *, shards: int = 1) -> None:
+    await signal_events(client, run_id=run_id, shards=shards, events=events)
+
+
+def received_by_node(receiver: Receiver) -> dict[str, set[str]]:
+    """Users who got a message, by the node in its idempotency key ``run:node:user:entry``."""
+    nodes: dict[str, set[str]] = defaultdict(set)
+    for key, message in receiver.messages().items():
+        node = key.rsplit(":", 3)[1]
+        nodes[node].add(str(message["user_id"]))
+    return dict(nodes)
+
+
+async def shard_nodes(settings: Settings, run_id: str, shard: int = 0) -> dict[str, Counters]:
+    """A finished shard's counters per node."""
+    client = await client_for(settings)
+    handle = client.get_workflow_handle(shard_workflow_id(run_id, shard), result_type=ShardResult)
+    result: ShardResult = await handle.result()
+    return result.nodes
