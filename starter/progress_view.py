@@ -13,8 +13,14 @@ def _reasons(counts: dict[str, int]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "-"
 
 
+def _node(c: Counters) -> str:
+    """What a node did: its routes, or its deliveries, and who waits there."""
+    done = _reasons(c.routes) if c.routes else str(c.delivered or c.entered)
+    return done + (f" (+{c.waiting} waiting)" if c.waiting else "")
+
+
 def _bar(c: Counters) -> ProgressBar:
-    return ProgressBar(total=max(c.targeted, 1), completed=c.settled, width=30)
+    return ProgressBar(total=max(c.targeted, 1), completed=c.ended, width=30)
 
 
 def progress_table(progress: RunProgress) -> Group:
@@ -25,19 +31,24 @@ def progress_table(progress: RunProgress) -> Group:
     head.add_row("status", progress.status.value)
     head.add_row(
         "totals",
-        f"{t.settled}/{t.targeted} settled · {t.delivered} delivered · "
+        f"{t.ended}/{t.targeted} journeys ended · {t.delivered} delivered · "
         f"skipped {_reasons(t.skipped)} · failed {_reasons(t.failed)} · "
         f"retrying {t.retrying} · cancelled {t.cancelled}",
     )
+    head.add_row(
+        "journeys",
+        f"completed {t.completed} · exited {t.exited} · converted {t.converted}"
+        + (f" (value {t.value:g})" if t.value else ""),
+    )
     head.add_row("progress", _bar(t))
-    shards = Table("shard", "progress", "settled", "delivered", "failed", "status", "nodes")
+    shards = Table("shard", "progress", "ended", "delivered", "failed", "status", "nodes")
     for s in progress.per_shard:
         c = s.counters
-        nodes = ", ".join(f"{n}: {x.delivered}" for n, x in sorted(s.nodes.items()))
+        nodes = ", ".join(f"{n}: {_node(x)}" for n, x in sorted(s.nodes.items()))
         shards.add_row(
             str(s.shard),
             _bar(c),
-            f"{c.settled}/{c.targeted}",
+            f"{c.ended}/{c.targeted}",
             str(c.delivered),
             str(sum(c.failed.values())),
             s.status.value,
@@ -50,7 +61,17 @@ def result_table(result: PlanRunResult) -> Table:
     """The summary of a finished run."""
     t = result.totals
     table = Table(
-        "run", "status", "targeted", "delivered", "skipped", "failed", "cancelled", "took"
+        "run",
+        "status",
+        "targeted",
+        "delivered",
+        "skipped",
+        "failed",
+        "completed",
+        "exited",
+        "converted",
+        "cancelled",
+        "took",
     )
     table.add_row(
         result.run_id,
@@ -59,6 +80,9 @@ def result_table(result: PlanRunResult) -> Table:
         str(t.delivered),
         _reasons(t.skipped),
         _reasons(t.failed),
+        str(t.completed),
+        str(t.exited),
+        str(t.converted),
         str(t.cancelled),
         f"{result.duration.total_seconds():.1f}s",
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import yaml
@@ -25,6 +25,8 @@ from starter.plan_files import read_plan
 from tests.engine import client_for
 from tests.receiver import Receiver
 from workflows.models import Counters, PlanRunResult, RunOptions, ShardResult, ShardSummary
+
+T = TypeVar("T")
 
 
 def write_journey_channels(directory: Path, *, receiver_url: str) -> Path:
@@ -127,6 +129,16 @@ def shard_handle(client: Client, run_id: str, shard: int = 0) -> WorkflowHandle[
     return client.get_workflow_handle(shard_workflow_id(run_id, shard))
 
 
+async def eventually(probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool]) -> T:
+    """Call ``probe`` until its answer satisfies ``until`` (a condition, not a timed wait)."""
+    async with asyncio.timeout(120):
+        while True:
+            answer = await probe()
+            if until(answer):
+                return answer
+            await asyncio.sleep(0.05)
+
+
 async def until_shard(
     client: Client, run_id: str, ok: Callable[[ShardSummary], bool], *, shard: int = 0
 ) -> ShardSummary:
@@ -163,3 +175,15 @@ async def shard_nodes(settings: Settings, run_id: str, shard: int = 0) -> dict[s
     handle = client.get_workflow_handle(shard_workflow_id(run_id, shard), result_type=ShardResult)
     result: ShardResult = await handle.result()
     return result.nodes
+
+
+async def store_events(pool: Any, events: list[JourneyEvent]) -> None:
+    """Write events to the events table (what behaviour conditions read)."""
+    await pool.execute(
+        queries.EVENTS_INSERT,
+        [e.event_id for e in events],
+        [e.user_id for e in events],
+        [e.name for e in events],
+        [e.ts for e in events],
+        [e.props for e in events],
+    )

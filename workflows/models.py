@@ -77,6 +77,12 @@ class Counters(BaseModel):
                 mine[reason] = mine.get(reason, 0) + theirs[reason]
 
     @property
+    def ended(self) -> int:
+        """Users whose journey is over: each user ends once (completed, exited, failed or
+        cancelled); for a one-step blast this equals :attr:`settled`."""
+        return self.completed + self.exited + sum(self.failed.values()) + self.cancelled
+
+    @property
     def settled(self) -> int:
         """Users with a final outcome."""
         return (

@@ -85,7 +85,7 @@ class WaitUntilStep(PlanModel):
             raise ValueError("give exactly one of at or time")
         if self.at is not None and self.weekdays is not None:
             raise ValueError("weekdays only go with time, not at")
-        if self.at is not None and "timezone" in self.model_fields_set:
+        if self.at is not None and self.timezone != "plan":
             raise ValueError("timezone only goes with time (at already has an offset)")
         if self.fallback_timezone is not None and self.timezone != "user":
             raise ValueError("fallback_timezone is only used when timezone is user")
