@@ -21,6 +21,9 @@ def test_there_are_recorded_histories() -> None:
     names = {p.stem for p in HISTORIES}
     assert "plan_run_v1" in names
     assert len([n for n in names if n.startswith("shard_v1_run")]) >= 2  # a continue-as-new
+    # a journey: split, send, wait for an event, goal and exit events, continue-as-new
+    assert "journey_v1_run" in names
+    assert len([n for n in names if n.startswith("journey_v1_shard_run")]) >= 2
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -4,22 +4,30 @@ Run it against a running stack (``journeys dev`` in another shell) after a delib
 `workflow.patched`-guarded change, and commit the new files beside the old ones: old
 histories must keep replaying, new ones show the new behaviour.
 
-    python -m tests.replay.record
+    python -m tests.replay.record            # the blast (plan_run_v1, shard_v1_run*)
+    python -m tests.replay.record journey    # a journey (journey_v1_run, journey_v1_shard_run*)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import tempfile
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 
 from activities.db.pool import create_pool
-from journeys.names import shard_workflow_id
+from journeys.ab import assign
+from journeys.events import JourneyEvent
+from journeys.names import exited_key, shard_workflow_id
+from journeys.plan.steps import AbSplitStep
 from journeys.settings import get_settings
+from starter.plan_files import read_plan
 from tests.engine import (
     client_for,
     for_test,
@@ -29,8 +37,19 @@ from tests.engine import (
     write_ids,
     write_plan,
 )
+from tests.journey_kit import (
+    eventually,
+    launch_journey,
+    send,
+    shard_handle,
+    until_shard,
+    virtual_time,
+    write_journey,
+    write_journey_channels,
+    write_users,
+)
 from tests.receiver import Receiver
-from workflows.models import RunOptions
+from workflows.models import Counters, RunOptions, RunStatus
 
 HERE = Path(__file__).parent
 
@@ -75,5 +94,132 @@ async def record() -> None:
         await pool.close()
 
 
+JOURNEY = {
+    "steps": {
+        "split": {
+            "type": "ab_split",
+            "arms": [
+                {"name": "a", "weight": 80, "next": "push"},
+                {"name": "holdout", "weight": 20, "control": True},
+            ],
+        },
+        "push": {"type": "send", "channel": "push", "template": "hello", "next": "clicked"},
+        "clicked": {
+            "type": "wait_for_event",
+            "event": "push_clicked",
+            "within": "1d",
+            "on_event": "done",
+            "on_timeout": "nudge",
+        },
+        "nudge": {"type": "send", "channel": "sms", "template": "nudge"},
+        "done": {"type": "exit", "reason": "clicked"},
+    },
+    "goal": {"event": "purchase", "within": "2d", "value_prop": "amount"},
+    "exit_criteria": [{"event": "unsubscribed"}],
+    "limits": {"page_size": 10, "concurrency": 2},
+}
+
+
+async def shard_chain(client: Client, shard_id: str) -> list[WorkflowHistory]:
+    """Every run of a shard's continue-as-new chain, oldest first."""
+    histories: list[WorkflowHistory] = []
+    run_id = ""  # the newest run
+    while True:
+        history = await client.get_workflow_handle(shard_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id
+        if not run_id:
+            return histories[::-1]
+
+
+async def record_journey() -> None:
+    """Run a journey on virtual time (split with a holdout, push, wait for a click, SMS to
+    the rest, a goal and an exit event, continue-as-new every two pages) and save its run's
+    history and every run of its shard's chain."""
+    with tempfile.TemporaryDirectory() as tmp, Receiver() as receiver:
+        directory = Path(tmp)
+        channels = write_journey_channels(directory, receiver_url=receiver.url)
+        settings = for_test(get_settings(), channels)
+        plan_file = write_journey(directory, JOURNEY)
+        plan = read_plan(plan_file, channels=channels)
+        split = plan.steps["split"]
+        assert isinstance(split, AbSplitStep)
+        tag = uuid.uuid4().hex[:6]
+        users = [f"rj-{tag}-{n:02d}" for n in range(60)]
+        exposed = sorted(
+            u for u in users if split.arms[assign(split.arms, salt=plan.id, user_id=u)].next
+        )
+        clickers, leaver, buyers = exposed[:8], exposed[-1], [exposed[0], exposed[9]]
+        pool = await create_pool(settings)
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        options = RunOptions(continue_as_new_after_pages=2)
+        async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+            launched, handle = await launch_journey(
+                settings,
+                time,
+                pool=pool,
+                redis=redis,
+                plan_file=plan_file,
+                users=write_users(directory, users),
+                options=options,
+            )
+            run = launched.run_id
+            await until_shard(
+                time.client,
+                run,
+                lambda s: sum(w.users for w in s.waits if w.node == "clicked") == len(exposed),
+            )
+            now = await time.get_current_time(shard_handle(time.client, run))
+            events = [JourneyEvent(user_id=u, name="push_clicked") for u in clickers]
+            events.append(JourneyEvent(user_id=leaver, name="unsubscribed"))
+            events += [
+                JourneyEvent(user_id=u, name="purchase", ts=now, props={"amount": 10})
+                for u in buyers
+            ]
+            await send(time.client, run, events)
+            await until_shard(
+                time.client,
+                run,
+                lambda s: (
+                    s.nodes.get("clicked", Counters()).routes.get("event") == len(clickers)
+                    and s.counters.converted == len(buyers)
+                ),
+            )
+            await eventually(lambda: redis.zcard(exited_key(run, 0)), until=lambda n: n == 1)
+            shard = shard_handle(time.client, run)
+            # past the click window (the rest get the SMS), then past the goal window, so
+            # both timers fire in the histories
+            await time.fast_forward(shard, timedelta(days=1, minutes=1))
+            nudged = len(exposed) - len(clickers) - 1
+            await until_shard(
+                time.client, run, lambda s: s.nodes.get("nudge", Counters()).delivered == nudged
+            )
+            await time.fast_forward(shard, timedelta(days=1, minutes=1))
+            result = await handle.result()
+        assert result.status is RunStatus.COMPLETED, result
+        assert result.totals.exited == 1 and result.totals.converted == len(buyers), result
+        client = await client_for(settings)
+        save("journey_v1_run", await client.get_workflow_handle(run).fetch_history())
+        chain = await shard_chain(client, shard_workflow_id(run, 0))
+        assert len(chain) >= 2, "expected at least one continue-as-new"
+        for stale in HERE.glob("journey_v1_shard_run*.json"):
+            stale.unlink()
+        for generation, history in enumerate(chain):
+            save(f"journey_v1_shard_run{generation}", history)
+        print(f"recorded {run}: the run and {len(chain)} shard runs")
+        await redis.aclose()
+        await pool.close()
+
+
+RECORDERS = {"blast": record, "journey": record_journey}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Record histories for tests/test_replay.py.")
+    parser.add_argument("what", nargs="?", choices=sorted(RECORDERS), default="blast")
+    asyncio.run(RECORDERS[parser.parse_args().what]())
+
+
 if __name__ == "__main__":
-    asyncio.run(record())
+    main()

@@ -1,0 +1,130 @@
+"""A run keeps the plan version it was launched with: publishing a new version (or rolling
+back) while it waits changes nothing for it, and later launches pin the newest version."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+
+from activities.db import plan_store
+from journeys.settings import Settings
+from starter.plan_files import read_plan
+from tests.engine import for_test, worker_running
+from tests.journey_kit import (
+    launch_journey,
+    shard_handle,
+    until_shard,
+    virtual_time,
+    write_journey,
+    write_journey_channels,
+    write_users,
+)
+from tests.receiver import Receiver
+from workflows.models import RunStatus
+
+V1_BODY = {
+    "steps": {
+        "pause": {"type": "wait", "duration": "1h", "next": "greet"},
+        "greet": {"type": "send", "channel": "push", "template": "hello"},
+    }
+}
+
+
+def changed_plan(v1_file: Path) -> Path:
+    """The same plan id with the push changed to template ``offer`` with vars."""
+    body = yaml.safe_load(v1_file.read_text())
+    body["steps"]["greet"] = {
+        "type": "send",
+        "channel": "push",
+        "template": "offer",
+        "vars": {"offer": "20% off"},
+    }
+    path = v1_file.with_name(f"{body['id']}-v2.yaml")
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def messages_of(receiver: Receiver, run_id: str) -> list[dict[str, Any]]:
+    """What the receiver accepted for one run (keys are ``run:node:user:entry``)."""
+    return [m for key, m in receiver.messages().items() if key.startswith(f"{run_id}:")]
+
+
+async def test_a_run_keeps_its_version_and_new_launches_pin_the_newest(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    v1_file = write_journey(tmp_path, V1_BODY)
+    v2_file = changed_plan(v1_file)
+    plan_id = yaml.safe_load(v1_file.read_text())["id"]
+    tag = uuid.uuid4().hex[:6]
+    users = [f"ver-{tag}-{n:02d}" for n in range(20)]
+    audience = write_users(tmp_path, users)
+
+    async with worker_running(settings):
+        async with virtual_time(settings, skipping=False) as time_:
+            first, first_handle = await launch_journey(
+                settings, time_, pool=pool, redis=redis, plan_file=v1_file, users=audience
+            )
+            assert (first.version, first.published) == (1, True)
+            assert f"/{plan_id}/v1/" in first.run_id
+            await until_shard(
+                time_.client, first.run_id, lambda s: [w.users for w in s.waits] == [len(users)]
+            )
+            v2 = await plan_store.publish(
+                pool, read_plan(v2_file, channels=settings.channels_file), source=str(v2_file)
+            )
+            assert (v2.version, v2.created) == (2, True)
+            await time_.fast_forward(
+                shard_handle(time_.client, first.run_id), timedelta(hours=1, minutes=1)
+            )
+            first_result = await first_handle.result()
+
+        async with virtual_time(settings, skipping=True) as time_:
+            second, second_handle = await launch_journey(
+                settings, time_, pool=pool, redis=redis, plan_file=v2_file, users=audience
+            )
+            second_result = await second_handle.result()
+
+        rolled = await plan_store.rollback(pool, plan_id, to=1)
+        assert (rolled.version, rolled.note) == (3, "rollback to v1")
+
+        async with virtual_time(settings, skipping=True) as time_:
+            third, third_handle = await launch_journey(
+                settings, time_, pool=pool, redis=redis, plan_file=v1_file, users=audience
+            )
+            third_result = await third_handle.result()
+
+    # the v1 run sent v1's template although v2 was published while it waited
+    sent = messages_of(receiver, first.run_id)
+    assert sorted(m["user_id"] for m in sent) == users
+    assert {m["template"] for m in sent} == {"hello"}
+    assert {m["content"]["body"] for m in sent} == {"Welcome"}
+    assert first_result.status is RunStatus.COMPLETED and first_result.totals.delivered == 20
+
+    # launching the v2 file found it published already: pinned to v2, with its vars
+    assert (second.version, second.published) == (2, False)
+    assert f"/{plan_id}/v2/" in second.run_id
+    sent = messages_of(receiver, second.run_id)
+    assert sorted(m["user_id"] for m in sent) == users
+    assert {m["template"] for m in sent} == {"offer"}
+    assert {m["content"]["body"] for m in sent} == {"20% off"}
+    assert second_result.totals.delivered == 20
+
+    # the rollback published v1's body as v3; the v1 file is that plan, so no new version
+    assert await plan_store.load(pool, plan_id, 3) == await plan_store.load(pool, plan_id, 1)
+    listed = await plan_store.versions(pool, plan_id)
+    assert [v.version for v in listed] == [1, 2, 3]
+    assert listed[2].checksum == listed[0].checksum != listed[1].checksum
+    assert (third.version, third.published) == (3, False)
+    assert f"/{plan_id}/v3/" in third.run_id
+    sent = messages_of(receiver, third.run_id)
+    assert sorted(m["user_id"] for m in sent) == users
+    assert {m["template"] for m in sent} == {"hello"}
+    assert third_result.totals.delivered == 20
+
+    assert len(receiver.messages()) == 3 * len(users)  # one message per user and run
