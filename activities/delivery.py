@@ -26,7 +26,7 @@ from activities.channels.message import Message, Outcome, Recipient, SendResult
 from activities.channels.render import RenderError
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
-from activities.journey.facts import admit
+from activities.journey.facts import admit, page_users
 from activities.rate_limit import RateLimiter
 from workflows.models import Counters, DeliverPageInput, DeliverPageOutput
 
@@ -54,9 +54,9 @@ class DeliveryActivities:
             return await self._deliver(data)
 
     async def _deliver(self, data: DeliverPageInput) -> DeliverPageOutput:
-        start = data.page * data.page_size
-        raw = await self._redis.zrange(data.cohort_key, start, start + data.page_size - 1)
-        users = [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+        users = await page_users(
+            self._redis, key=data.cohort_key, page=data.page, page_size=data.page_size
+        )
         users, exited = await admit(
             self._redis,
             self._pool,

@@ -11,13 +11,13 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from journeys.names import cohort_key
     from journeys.plan.steps import WaitForEventStep
-    from workflows.models import (
+    from workflows.journey_models import (
         CatchEventsInput,
         CatchEventsOutput,
         CloseWaitInput,
         CloseWaitOutput,
-        Cohort,
     )
+    from workflows.models import Cohort
 
 from workflows.shard_base import SMALL_RETRY, ShardBase
 

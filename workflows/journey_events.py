@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.names import run_audience_key
     from journeys.plan.steps import AbSplitStep, SendStep, WaitForEventStep, WebhookStep
     from journeys.rule_eval import property_matches
-    from workflows.models import (
+    from workflows.journey_models import (
         MarkExitedInput,
         MarkExitedOutput,
         RecordConversionsInput,

@@ -12,8 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from journeys.events import JourneyEvent
-from journeys.plan.models import Goal, Plan
-from journeys.plan.steps import Step
+from journeys.plan.models import Plan
 from journeys.rules import Rule
 
 
@@ -313,102 +312,6 @@ class DeliverPageOutput(BaseModel):
     retry: int = 0
     passed: int = 0
     """Users delivered or skipped: they go on to the next node."""
-
-
-class RoutePageInput(BaseModel):
-    """One page of a cohort at a routing node: branch, ab_split, update, or wait_until in
-    users' own zones. Users are written to ``{out_prefix}.{route}`` cohort keys."""
-
-    run_id: str
-    shard: int
-    node: str
-    step: Step
-    cohort_key: str
-    page: int
-    page_size: int
-    out_prefix: str
-    """Cohort id prefix of the outputs; route ``r`` goes to ``cohort_key(run, shard,
-    f"{out_prefix}.{r}")``."""
-    exited_key: str
-    exit_rules: list[Rule] = Field(default_factory=list)
-    now: datetime
-    fallback_zone: str = "UTC"
-
-
-class RoutePageOutput(BaseModel):
-    """Users per route (``b0``.. / ``else``, ``a0``.., ``tz:Zone``, ``ok``) and exits."""
-
-    routes: dict[str, int] = Field(default_factory=dict)
-    exited: int = 0
-
-
-class CatchEventsInput(BaseModel):
-    """Move the users of a waiting cohort whose event arrived into a batch cohort."""
-
-    cohort_key: str
-    caught_key: str
-    """Everyone caught so far at this wait (so nobody moves on twice)."""
-    batch_key: str
-    exited_key: str
-    users: list[str]
-
-
-class CatchEventsOutput(BaseModel):
-    """Users newly caught into ``batch_key``."""
-
-    caught: int
-
-
-class CloseWaitInput(BaseModel):
-    """The window closed: who is left goes to ``out_key``."""
-
-    cohort_key: str
-    caught_key: str
-    exited_key: str
-    out_key: str
-
-
-class CloseWaitOutput(BaseModel):
-    """Users timed out (in ``out_key``) and users dropped because they had exited."""
-
-    timed_out: int
-    exited: int
-
-
-class MarkExitedInput(BaseModel):
-    """Users an exit event removed from one shard of a run."""
-
-    exited_key: str
-    users: list[str]
-
-
-class MarkExitedOutput(BaseModel):
-    """How many were not marked already."""
-
-    marked: int
-
-
-class RecordConversionsInput(BaseModel):
-    """Goal events that reached a shard: record the ones that convert."""
-
-    run_id: str
-    audience_key: str
-    """The run's entry cohort: only users who entered can convert."""
-    goal: Goal
-    entered_at: datetime
-    events: list[JourneyEvent]
-    send_nodes: list[str]
-    split_nodes: list[str]
-    now: datetime
-    """Stands in for events without a timestamp."""
-
-
-class RecordConversionsOutput(BaseModel):
-    """New conversions, in all and per arm."""
-
-    converted: int = 0
-    value: float = 0.0
-    by_arm: dict[str, int] = Field(default_factory=dict)
 
 
 class CohortSizeInput(BaseModel):

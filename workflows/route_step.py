@@ -11,7 +11,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from journeys.names import cohort_key
     from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
-    from workflows.models import Cohort, RoutePageInput, RoutePageOutput
+    from workflows.journey_models import RoutePageInput, RoutePageOutput
+    from workflows.models import Cohort
 
 from workflows.send_step import PAGE_RETRY
 from workflows.shard_base import ShardBase

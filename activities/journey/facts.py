@@ -44,6 +44,13 @@ async def load_facts(
     return {u: UserFacts(attrs=attrs[u], events=tuple(events[u])) for u in users}
 
 
+async def page_users(redis: aioredis.Redis, *, key: str, page: int, page_size: int) -> list[str]:
+    """Page ``page`` of a cohort: ranks ``page * page_size`` on, stable while it is paged."""
+    start = page * page_size
+    raw = await redis.zrange(key, start, start + page_size - 1)
+    return [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+
+
 async def admit(
     redis: aioredis.Redis,
     pool: Any,

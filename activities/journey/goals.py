@@ -11,7 +11,7 @@ from temporalio import activity
 from activities.db import queries
 from journeys.events import JourneyEvent
 from journeys.rule_eval import property_matches
-from workflows.models import RecordConversionsInput, RecordConversionsOutput
+from workflows.journey_models import RecordConversionsInput, RecordConversionsOutput
 
 
 class GoalActivities:

@@ -18,10 +18,10 @@ from temporalio import activity
 from activities.db import queries
 from activities.delivery import heartbeating
 from activities.journey import routes
-from activities.journey.facts import admit, load_facts
+from activities.journey.facts import admit, load_facts, page_users
 from journeys.names import cohort_key, pages_done_key
 from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
-from workflows.models import RoutePageInput, RoutePageOutput
+from workflows.journey_models import RoutePageInput, RoutePageOutput
 
 
 class RoutingActivities:
@@ -42,9 +42,9 @@ class RoutingActivities:
         earlier = await self._redis.hget(done_key, str(data.page))
         if earlier is not None:
             return RoutePageOutput.model_validate_json(earlier)
-        start = data.page * data.page_size
-        raw = await self._redis.zrange(data.cohort_key, start, start + data.page_size - 1)
-        users = [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+        users = await page_users(
+            self._redis, key=data.cohort_key, page=data.page, page_size=data.page_size
+        )
         kept, exited = await admit(
             self._redis,
             self._pool,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from temporalio import activity
 
-from workflows.models import (
+from workflows.journey_models import (
     CatchEventsInput,
     CatchEventsOutput,
     CloseWaitInput,
