@@ -58,32 +58,22 @@ def progress_table(progress: RunProgress) -> Group:
 
 
 def result_table(result: PlanRunResult) -> Table:
-    """The summary of a finished run."""
+    """The summary of a finished run, one field per line (it stays readable when narrow)."""
     t = result.totals
-    table = Table(
-        "run",
-        "status",
-        "targeted",
-        "delivered",
-        "skipped",
-        "failed",
-        "completed",
-        "exited",
-        "converted",
-        "cancelled",
-        "took",
-    )
-    table.add_row(
-        result.run_id,
-        result.status.value,
-        str(t.targeted),
-        str(t.delivered),
-        _reasons(t.skipped),
-        _reasons(t.failed),
-        str(t.completed),
-        str(t.exited),
-        str(t.converted),
-        str(t.cancelled),
-        f"{result.duration.total_seconds():.1f}s",
-    )
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("run", result.run_id),
+        ("status", result.status.value),
+        ("targeted", str(t.targeted)),
+        ("delivered", str(t.delivered)),
+        ("skipped", _reasons(t.skipped)),
+        ("failed", _reasons(t.failed)),
+        ("journeys", f"completed {t.completed} · exited {t.exited} · cancelled {t.cancelled}"),
+        ("converted", f"{t.converted}" + (f" (value {t.value:g})" if t.value else "")),
+        ("took", f"{result.duration.total_seconds():.1f}s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
     return table
