@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -21,6 +23,8 @@ from temporalio.client import Client
 from journeys.names import SEARCH_ATTRIBUTES
 from journeys.settings import Settings
 from starter.stack.probes import is_listening
+from starter.stack.process import spawn
+from starter.stack.services import run_as_user
 from tests.conftest import ROOT, embedded_settings, settings_env, spawn_journeys
 
 READY = "ready · Ctrl-C stops the stack"
@@ -187,3 +191,34 @@ def test_cli_lists_the_command(command: str) -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
     assert command in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_service_user_has_its_own_group_only(stack_settings: Settings) -> None:
+    # The session stack runs PostgreSQL as root, so its system user exists. A home made by
+    # mktemp -d is 0700 root:root; with others allowed to traverse it, the service user must
+    # get in, which it only does if it kept none of root's groups.
+    user = run_as_user()
+    assert user is not None
+    place = ROOT / ".journeys" / f"perm-{uuid.uuid4().hex[:8]}"  # a path others may traverse
+    place.mkdir(parents=True)
+    try:
+        _check_own_group(user, place)
+    finally:
+        shutil.rmtree(place)
+
+
+def _check_own_group(user: str, place: Path) -> None:
+    home = place / "home"
+    home.mkdir()
+    home.chmod(0o701)
+    (home / "note").write_text("hello\n")
+    (home / "note").chmod(0o644)
+    log = place / "out.log"
+    log.touch()
+    log.chmod(0o666)
+    proc = spawn(["sh", "-c", f"id -G; cat {home / 'note'}"], log=log, user=user, cwd=Path("/"))
+    assert proc.wait(timeout=30) == 0
+    groups, text = log.read_text().splitlines()
+    assert groups.split() == [str(pwd.getpwnam(user).pw_gid)]
+    assert text == "hello"

@@ -17,6 +17,7 @@ import asyncpg
 
 from journeys.errors import ServiceUnavailable
 
+from .process import identity
 from .services import EmbeddedService, run_as_user
 
 
@@ -60,7 +61,7 @@ class PostgresServer(EmbeddedService):
             ],
             check=True,
             capture_output=True,
-            user=self.user,
+            **identity(self.user),
         )
 
     def command(self) -> list[str]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,18 @@ def is_alive(pid: int) -> bool:
     return _cmdline(pid) is not None
 
 
+def identity(user: str | None) -> dict[str, Any]:
+    """Popen keywords that run a child as ``user`` with that user's own group only.
+
+    Switching the user alone keeps our (root's) groups, and then a directory's group bits,
+    not its other bits, decide access: a 0700 root home would lock the child out even after
+    we granted others the right to traverse it.
+    """
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 def spawn(
     command: list[str],
     *,
@@ -92,8 +106,8 @@ def spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            user=user,
             start_new_session=True,
+            **identity(user),
         )
 
 
