@@ -30,7 +30,7 @@ class RoutePageInput(BaseModel):
     out_prefix: str
     """Cohort id prefix of the outputs; route ``r`` goes to ``cohort_key(run, shard,
     f"{out_prefix}.{r}")``."""
-    exited_key: str
+    exited_key: str | None = None
     exit_rules: list[Rule] = Field(default_factory=list)
     now: datetime
     fallback_zone: str = "UTC"

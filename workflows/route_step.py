@@ -65,7 +65,7 @@ class RouteHandler(ShardBase):
                 page=page,
                 page_size=self._page_size,
                 out_prefix=prefix,
-                exited_key=self.exited_key,
+                exited_key=self.page_exit_key,
                 exit_rules=[c.rule for c in self.s.plan.exit_criteria if c.rule is not None],
                 now=workflow.now(),
                 fallback_zone=self.s.plan.timezone,

@@ -81,7 +81,7 @@ class SendHandler(ShardBase):
                 retry_key=retry_key,
                 passed_key=passed_key if step.next else None,
                 rate_scope=self.s.run_id if limits.rate is not None else None,
-                exited_key=self.exited_key,
+                exited_key=self.page_exit_key,
                 exit_rules=[c.rule for c in self.s.plan.exit_criteria if c.rule is not None],
                 now=workflow.now(),
             ),

@@ -47,6 +47,12 @@ class ShardBase:
     def exited_key(self) -> str:
         return exited_key(self.s.run_id, self.s.shard)
 
+    @property
+    def page_exit_key(self) -> str | None:
+        """The exited set for page activities to check; None when the plan has no exit
+        criteria, so blasts skip a Redis round trip per page."""
+        return self.exited_key if self.s.plan.exit_criteria else None
+
     # --- paging --------------------------------------------------------------------------
 
     async def _pages(
