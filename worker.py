@@ -20,6 +20,7 @@ from activities.channels.runtime import ChannelRuntime
 from activities.db.migrate import migrate
 from activities.db.pool import create_pool
 from activities.delivery import DeliveryActivities
+from activities.event_registry import RegistryActivities
 from activities.journey.goals import GoalActivities
 from activities.journey.routing import RoutingActivities
 from activities.journey.waiting import WaitingActivities
@@ -44,6 +45,7 @@ def build_activities(
     routing = RoutingActivities(pool=pool, redis=redis)
     waiting = WaitingActivities(redis=redis)
     goals = GoalActivities(pool=pool, redis=redis)
+    registry = RegistryActivities(redis=redis)
     return [
         plans.load_plan_version,
         runs.materialise_audience,
@@ -56,6 +58,8 @@ def build_activities(
         waiting.close_wait,
         waiting.mark_exited,
         goals.record_conversions,
+        registry.register_listeners,
+        registry.unregister_listeners,
     ]
 
 

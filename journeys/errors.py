@@ -40,6 +40,23 @@ class InvalidInput(JourneysError):
         super().__init__(head + "".join(f"\n  {p}" for p in problems))
 
 
+class EventsRefused(InvalidInput):
+    """A batch of events with malformed ones in it; nothing of the batch was stored.
+
+    ``refused`` lists (index, field, reason) per problem; index -1 is the batch itself.
+    """
+
+    def __init__(self, refused: list[tuple[int, str, str]]) -> None:
+        self.refused = refused
+        super().__init__(
+            "events",
+            [
+                Problem(f"events[{index}].{field}".rstrip(".") if index >= 0 else field, reason)
+                for index, field, reason in refused
+            ],
+        )
+
+
 class PlanInvalid(InvalidInput):
     """A plan file fails validation."""
 

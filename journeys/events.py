@@ -7,10 +7,11 @@ is an error for its sender and can never fail a workflow downstream.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from journeys.rules import EventName
 
@@ -53,3 +54,42 @@ class EventBatch(BaseModel):
     """Events for one shard of one run: the payload of the shard's ``events`` signal."""
 
     events: list[JourneyEvent]
+
+
+MAX_BATCH = 1_000
+"""Events in one request or call."""
+
+
+class EventProblem(BaseModel):
+    """Why event ``index`` of a batch was refused."""
+
+    index: int
+    field: str
+    reason: str
+
+
+def parse_events(
+    raw: Sequence[object], *, now: datetime
+) -> tuple[list[JourneyEvent], list[EventProblem]]:
+    """Validate a batch; events without ``ts`` get ``now``. Either every event is good (and
+    the problems list is empty) or the problems name each bad event, field and reason."""
+    events: list[JourneyEvent] = []
+    problems: list[EventProblem] = []
+    if len(raw) > MAX_BATCH:
+        problems.append(
+            EventProblem(index=-1, field="events", reason=f"{len(raw)} events, at most {MAX_BATCH}")
+        )
+        return [], problems
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            problems.append(EventProblem(index=index, field="", reason="must be a JSON object"))
+            continue
+        try:
+            event = JourneyEvent.model_validate(item)
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(part) for part in error["loc"]) or "event"
+                problems.append(EventProblem(index=index, field=where, reason=error["msg"]))
+            continue
+        events.append(event if event.ts is not None else event.model_copy(update={"ts": now}))
+    return events, problems

@@ -77,6 +77,11 @@ def pages_done_key(run_id: str, shard: int, cohort: str) -> str:
     return f"{cohort_key(run_id, shard, cohort)}:pages"
 
 
+def listeners_key(event: str) -> str:
+    """Hash run id -> shard count of the running journeys listening for ``event``."""
+    return f"{KEY_PREFIX}:listen:{event}"
+
+
 def rate_key(scope: str) -> str:
     """Token-bucket state (hash: tokens, stamp, rate, burst) for a run or a channel."""
     return f"{KEY_PREFIX}:rate:{{{scope}}}"

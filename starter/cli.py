@@ -10,7 +10,14 @@ import typer
 from journeys.errors import JourneysError
 from journeys.settings import get_settings
 
-from . import audience_commands, dev_commands, plan_commands, run_commands, version_commands
+from . import (
+    audience_commands,
+    dev_commands,
+    event_commands,
+    plan_commands,
+    run_commands,
+    version_commands,
+)
 from .console import error_line
 
 app = typer.Typer(
@@ -25,6 +32,7 @@ version_commands.register(app)
 dev_commands.register(app)
 audience_commands.register(app)
 run_commands.register(app)
+event_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

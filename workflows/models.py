@@ -326,6 +326,20 @@ class CohortSizeOutput(BaseModel):
     size: int
 
 
+class ListenersInput(BaseModel):
+    """A run and the event names it listens for."""
+
+    run_id: str
+    shards: int
+    events: list[str]
+
+
+class ListenersOutput(BaseModel):
+    """How many names were written or removed."""
+
+    events: int
+
+
 class CleanupInput(BaseModel):
     """Delete a run's Redis working keys."""
 

@@ -17,6 +17,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from journeys.names import run_audience_key, shard_workflow_id
+    from journeys.plan.listening import listened_events
     from journeys.plan.models import Plan
     from workflows import search
     from workflows.models import (
@@ -25,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         Cohort,
         ControlSignal,
         Counters,
+        ListenersInput,
+        ListenersOutput,
         LoadPlanInput,
         LoadPlanOutput,
         MaterialiseInput,
@@ -87,6 +90,10 @@ class PlanRunWorkflow:
             summary=f"materialise audience into {plan.shards} shards",
         )
         self._per_shard = materialised.per_shard
+        # Runs recorded before the registry existed did not register; keep their history.
+        listening = listened_events(plan) if workflow.patched("event-registry") else []
+        if listening:
+            await self._listeners("register_listeners", run_id, plan, listening)
         self._set_status(RunStatus.PAUSED if self._paused else RunStatus.RUNNING)
         forwarder = asyncio.create_task(self._forward_controls())
         waits = [
@@ -96,6 +103,8 @@ class PlanRunWorkflow:
         ]
         await asyncio.gather(*waits)
         forwarder.cancel()
+        if listening:
+            await self._listeners("unregister_listeners", run_id, plan, listening)
         await workflow.execute_activity(
             "cleanup_run",
             CleanupInput(run_id=run_id),
@@ -118,6 +127,17 @@ class PlanRunWorkflow:
             totals=self._totals(),
             shards=plan.shards,
             duration=workflow.now() - started,
+        )
+
+    async def _listeners(self, name: str, run_id: str, plan: Plan, events: list[str]) -> None:
+        """Add the run to (or remove it from) the registry the ingest path routes by."""
+        await workflow.execute_activity(
+            name,
+            ListenersInput(run_id=run_id, shards=plan.shards, events=events),
+            result_type=ListenersOutput,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"{name.split('_')[0]} for {', '.join(events)}",
         )
 
     async def _run_shard(self, k: int, size: int) -> None:

@@ -126,13 +126,20 @@ UPDATE users SET
 WHERE user_id = ANY($1::text[])
 """
 
-# Store events; a repeated event_id is dropped (RETURNING shows which were new).
+# Store events; a repeated event_id is dropped. Returns the new rows' seq and event_id.
 EVENTS_INSERT = """
 INSERT INTO events (event_id, user_id, name, ts, props)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
 ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
-RETURNING seq
+RETURNING seq, event_id
 """
+
+# Stored events of these ids not yet routed (a retried POST after a crash mid-way).
+EVENTS_UNROUTED = """
+SELECT seq, event_id FROM events WHERE event_id = ANY($1::text[]) AND routed_at IS NULL
+"""
+
+EVENTS_MARK_ROUTED = "UPDATE events SET routed_at = now() WHERE seq = ANY($1::bigint[])"
 
 # A page's behaviour facts: its users' events of the names a rule reads, in a window.
 EVENTS_FOR_USERS = """

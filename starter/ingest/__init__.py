@@ -1,0 +1,1 @@
+"""The ingest path: events from product services into PostgreSQL and running journeys."""

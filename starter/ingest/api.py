@@ -1,0 +1,98 @@
+"""The HTTP ingest API that ``journeys serve`` runs.
+
+``POST /v1/events`` takes ``{"events": [...]}`` (at most 1,000) and answers 202 with what it
+did, or 422 with one entry per problem (``index``, ``field``, ``reason``) and nothing stored.
+``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
+Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from temporalio.client import Client
+
+from journeys.errors import EventsRefused
+
+from .service import EventIngest
+
+
+def create_app(
+    connect: Callable[[], Awaitable[tuple[Any, aioredis.Redis, Client]]],
+) -> FastAPI:
+    """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
+    counts: Counter[str] = Counter()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool, redis, client = await connect()
+        state.update(pool=pool, redis=redis, client=client)
+        state["ingest"] = EventIngest(pool=pool, redis=redis, client=client)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    app = FastAPI(title="Journeys ingest", lifespan=lifespan)
+
+    @app.post("/v1/events", status_code=202)
+    async def post_events(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            counts["refused_batches"] += 1
+            return _refused([(-1, "body", "not JSON")])
+        raw = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(raw, list):
+            counts["refused_batches"] += 1
+            return _refused([(-1, "events", 'expected {"events": [...]}')])
+        try:
+            report = await state["ingest"].ingest(raw)
+        except EventsRefused as exc:
+            counts["refused_batches"] += 1
+            counts["refused_events"] += len({index for index, _, _ in exc.refused})
+            return _refused(exc.refused)
+        counts["accepted_events"] += report.accepted
+        counts["duplicate_events"] += report.duplicates
+        counts["routed_events"] += report.routed
+        return JSONResponse(report.model_dump(), status_code=202)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        checks = await asyncio.gather(
+            state["pool"].fetchval("SELECT 1"),
+            state["redis"].ping(),
+            state["client"].service_client.check_health(),
+            return_exceptions=True,
+        )
+        names = ("postgres", "redis", "temporal")
+        report = {
+            name: not isinstance(c, BaseException) for name, c in zip(names, checks, strict=True)
+        }
+        return JSONResponse(report, status_code=200 if all(report.values()) else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        lines = []
+        for name in sorted(counts):
+            lines += [
+                f"# TYPE journeys_ingest_{name} counter",
+                f"journeys_ingest_{name} {counts[name]}",
+            ]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    return app
+
+
+def _refused(problems: list[tuple[int, str, str]]) -> JSONResponse:
+    errors = [{"index": i, "field": f, "reason": r} for i, f, r in problems]
+    return JSONResponse({"errors": errors}, status_code=422)

@@ -1,0 +1,33 @@
+"""Run the ingest API with uvicorn against the configured services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from temporalio.client import Client
+
+from activities.db.pool import create_pool
+from journeys.settings import Settings
+
+from ..connect import temporal_client
+from .api import create_app
+
+
+def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Server:
+    """A uvicorn server for the ingest app on ``JOURNEYS_INGEST_HOST:PORT``."""
+
+    async def connect() -> tuple[Any, aioredis.Redis, Client]:
+        client = await temporal_client(settings)
+        pool = await create_pool(settings)
+        return pool, aioredis.Redis.from_url(settings.redis_url), client
+
+    config = uvicorn.Config(
+        create_app(connect),
+        host=settings.ingest_host,
+        port=settings.ingest_port if port is None else port,
+        log_level="warning",
+        lifespan="on",
+    )
+    return uvicorn.Server(config)

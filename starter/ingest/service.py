@@ -1,0 +1,101 @@
+"""Accept a batch of events: validate, store, route to the journeys that listen.
+
+All or nothing: a batch with a bad event is refused whole (with every problem named), so a
+sender never has to work out which half went in. Accepted events are stored first, then
+routed, then marked routed; a retried batch (same event ids) stores nothing twice and routes
+only what a crash left unrouted. Consumers in the workflows are idempotent, so the rare
+re-signal after a crash between routing and marking acts once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from temporalio.client import Client
+
+from activities.db import queries
+from activities.event_registry import ListenerCache
+from journeys.errors import EventsRefused
+from journeys.events import JourneyEvent, parse_events
+from starter.event_signals import signal_events
+
+
+class IngestReport(BaseModel):
+    """What happened to an accepted batch."""
+
+    accepted: int
+    duplicates: int = 0
+    """Events whose ``event_id`` was seen before (and routed then)."""
+    routed: int = 0
+    """Event deliveries to running journeys (one event can go to several)."""
+
+
+class EventIngest:
+    """The ingest path shared by ``journeys serve``, the CLI and the tests."""
+
+    def __init__(self, *, pool: Any, redis: aioredis.Redis, client: Client) -> None:
+        self._pool = pool
+        self._client = client
+        self._listeners = ListenerCache(redis)
+
+    async def ingest(self, raw: Sequence[object]) -> IngestReport:
+        """Validate, store and route ``raw`` (JSON objects); raises :class:`EventsRefused`."""
+        events, problems = parse_events(raw, now=datetime.now(UTC))
+        if problems:
+            raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
+        fresh, seqs = await self._store(events)
+        routed = await self._route(fresh)
+        if seqs:
+            await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
+        return IngestReport(
+            accepted=len(events), duplicates=len(events) - len(fresh), routed=routed
+        )
+
+    async def _store(self, events: list[JourneyEvent]) -> tuple[list[JourneyEvent], list[int]]:
+        """Insert; returns the events to route (new, or stored but never routed) and their
+        rows' seq."""
+        rows = await self._pool.fetch(
+            queries.EVENTS_INSERT,
+            [e.event_id for e in events],
+            [e.user_id for e in events],
+            [e.name for e in events],
+            [e.ts for e in events],
+            [e.props for e in events],
+        )
+        seqs = [r["seq"] for r in rows]
+        new_ids = {r["event_id"] for r in rows if r["event_id"] is not None}
+        repeated = sorted({e.event_id for e in events if e.event_id and e.event_id not in new_ids})
+        unrouted: set[str] = set()
+        if repeated:
+            for row in await self._pool.fetch(queries.EVENTS_UNROUTED, repeated):
+                unrouted.add(row["event_id"])
+                seqs.append(row["seq"])
+        fresh: list[JourneyEvent] = []
+        taken: set[str] = set()
+        for event in events:
+            if event.event_id is None:
+                fresh.append(event)
+            elif event.event_id not in taken and (
+                event.event_id in new_ids or event.event_id in unrouted
+            ):
+                taken.add(event.event_id)  # a repeat inside the batch acts once too
+                fresh.append(event)
+        return fresh, seqs
+
+    async def _route(self, events: list[JourneyEvent]) -> int:
+        """One batched signal per (run, shard) listening for the events' names."""
+        listeners = await self._listeners.lookup(sorted({e.name for e in events}))
+        per_run: dict[tuple[str, int], list[JourneyEvent]] = defaultdict(list)
+        for event in events:
+            for listener in listeners.get(event.name, []):
+                per_run[(listener.run_id, listener.shards)].append(event)
+        routed = 0
+        for (run_id, shards), batch in sorted(per_run.items()):
+            sent = await signal_events(self._client, run_id=run_id, shards=shards, events=batch)
+            routed += sum(sent.values())
+        return routed
