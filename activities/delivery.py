@@ -54,27 +54,27 @@ class DeliveryActivities:
             return await self._deliver(data)
 
     async def _deliver(self, data: DeliverPageInput) -> DeliverPageOutput:
-        users = await page_users(
+        entries = await page_users(
             self._redis, key=data.cohort_key, page=data.page, page_size=data.page_size
         )
         users, exited = await admit(
             self._redis,
             self._pool,
-            users=users,
+            users=list(entries),
             exited_key=data.exited_key,
             exit_rules=data.exit_rules,
             now=data.now or datetime.now(UTC),
         )
         if not users:
             return DeliverPageOutput(counters=Counters(exited=exited))
-        keys = [idempotency_key(data.run_id, data.node, u) for u in users]
+        keys = [idempotency_key(data.run_id, data.node, u, entries[u]) for u in users]
         rows = await self._pool.fetch(
             queries.DELIVERIES_CLAIM,
             keys,
             users,
             data.run_id,
             data.node,
-            0,
+            [entries[u] for u in users],
             data.channel,
             data.attempt,
         )
@@ -101,9 +101,9 @@ class DeliveryActivities:
         # rows settled in this pass and queues the same users again (ZADD is idempotent).
         pipe = self._redis.pipeline(transaction=False)
         if retry_users:
-            pipe.zadd(data.retry_key, dict.fromkeys(retry_users, 0))
+            pipe.zadd(data.retry_key, {u: entries[u] for u in retry_users})
         if passed and data.passed_key is not None:
-            pipe.zadd(data.passed_key, dict.fromkeys(passed, 0))
+            pipe.zadd(data.passed_key, {u: entries[u] for u in passed})
         await pipe.execute()
         return DeliverPageOutput(counters=counters, retry=len(retry_users), passed=len(passed))
 

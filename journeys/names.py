@@ -77,6 +77,18 @@ def pages_done_key(run_id: str, shard: int, cohort: str) -> str:
     return f"{cohort_key(run_id, shard, cohort)}:pages"
 
 
+def entry_marks_key(run_id: str, shard: int) -> str:
+    """Hash batch -> result of a shard's admitted entry batches (retries reuse it)."""
+    return f"{run_shard_prefix(run_id, shard)}:entries"
+
+
+def daily_entries_key(run_id: str, day: str) -> str:
+    """Entries admitted into a run on ``day`` (plan zone), for the daily limit. Hash-tagged by
+    run, so the counter and the per-batch marks beside it share a cluster slot; they expire
+    on their own."""
+    return f"{KEY_PREFIX}:day:{{{run_id}}}:{day}"
+
+
 def listeners_key(event: str) -> str:
     """Hash run id -> shard count of the running journeys listening for ``event``."""
     return f"{KEY_PREFIX}:listen:{event}"

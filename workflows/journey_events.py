@@ -11,6 +11,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from journeys.events import EventBatch, JourneyEvent
     from journeys.names import run_audience_key
+    from journeys.plan.entry import EventEntry
     from journeys.plan.steps import AbSplitStep, SendStep, WaitForEventStep, WebhookStep
     from journeys.rule_eval import property_matches
     from workflows.journey_models import (
@@ -96,6 +97,7 @@ class JourneyEventsHandler(ShardBase):
                         send_nodes=sends,
                         split_nodes=splits,
                         now=workflow.now(),
+                        by_entry=isinstance(self.s.plan.entry, EventEntry),
                     ),
                     result_type=RecordConversionsOutput,
                     start_to_close_timeout=timedelta(seconds=60),

@@ -7,10 +7,12 @@ beyond one page.
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
 from journeys.events import JourneyEvent
+from journeys.plan.entry import EventEntry
 from journeys.plan.models import Goal
 from journeys.plan.steps import Step
 from journeys.rules import Rule
@@ -102,6 +104,8 @@ class RecordConversionsInput(BaseModel):
     split_nodes: list[str]
     now: datetime
     """Stands in for events without a timestamp."""
+    by_entry: bool = False
+    """Event-triggered: each entry has its own window (from ``journey_entries``)."""
 
 
 class RecordConversionsOutput(BaseModel):
@@ -110,3 +114,33 @@ class RecordConversionsOutput(BaseModel):
     converted: int = 0
     value: float = 0.0
     by_arm: dict[str, int] = Field(default_factory=dict)
+
+
+class AdmitEntriesInput(BaseModel):
+    """A shard's buffered entry events, to become the cohort at ``cohort_key``."""
+
+    run_id: str
+    shard: int
+    batch: str
+    """Unique per shard and deterministic (``in{n}``): a retried admission reuses its result."""
+    cohort_key: str
+    entry: EventEntry
+    events: list[JourneyEvent]
+    live_keys: list[str] = Field(default_factory=list)
+    """Keys of the shard's live cohorts: users in them are in the journey now."""
+    audience_key: str | None = None
+    """Only users in this set may enter (the plan has an audience)."""
+    exited_key: str | None = None
+    timezone: str = "UTC"
+    """The plan's zone: the daily limit's days are its days."""
+    now: datetime
+
+    def zone_info(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class AdmitEntriesOutput(BaseModel):
+    """Users admitted, and users refused by reason."""
+
+    admitted: int = 0
+    refused: dict[str, int] = Field(default_factory=dict)

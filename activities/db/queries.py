@@ -44,11 +44,12 @@ SELECT user_id, email, phone, timezone, attrs FROM users WHERE user_id = ANY($1:
 # Rows inserted by the CTE are invisible to the second SELECT, hence the UNION.
 DELIVERIES_CLAIM = """
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[]) AS t(idempotency_key, user_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $5::integer[])
+        AS t(idempotency_key, user_id, entry)
 ), ins AS (
     INSERT INTO deliveries (idempotency_key, run_id, node_id, user_id, entry, channel,
                             status, attempts)
-    SELECT idempotency_key, $3, $4, user_id, $5, $6, 'pending', $7 FROM input
+    SELECT idempotency_key, $3, $4, user_id, entry, $6, 'pending', $7 FROM input
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING idempotency_key, status, attempts, reason
 )
@@ -155,17 +156,18 @@ FROM unnest($3::text[], $4::text[], $5::boolean[], $6::integer[])
 ON CONFLICT (run_id, node_id, user_id) DO NOTHING
 """
 
-# First goal event per user and entry wins. The arm is the user's latest assignment in the
+# First goal event per user and entry ($9) wins. The arm is the user's latest assignment in the
 # run; the last message is looked up by primary key over the plan's send nodes ($7), so no
 # extra index on deliveries slows the blast path.
 CONVERSIONS_RECORD = """
 WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::numeric[])
-        AS t(user_id, event_name, event_id, ts, value)
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::numeric[],
+                         $9::integer[])
+        AS t(user_id, event_name, event_id, ts, value, entry)
 )
 INSERT INTO conversions (run_id, user_id, entry, event_name, event_id, ts, value,
                          arm, arm_node, last_message, last_node, last_channel)
-SELECT $1, i.user_id, 0, i.event_name, i.event_id, i.ts, i.value,
+SELECT $1, i.user_id, i.entry, i.event_name, i.event_id, i.ts, i.value,
        a.arm, a.node_id, d.idempotency_key, d.node_id, d.channel
 FROM input i
 LEFT JOIN LATERAL (
@@ -176,10 +178,46 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT idempotency_key, node_id, channel FROM deliveries
     WHERE idempotency_key = ANY(
-        ARRAY(SELECT $1 || ':' || n || ':' || i.user_id || ':0' FROM unnest($7::text[]) AS n)
+        ARRAY(SELECT $1 || ':' || n || ':' || i.user_id || ':' || i.entry
+              FROM unnest($7::text[]) AS n)
     ) AND status = 'sent'
     ORDER BY sent_at DESC NULLS LAST LIMIT 1
 ) d ON true
 ON CONFLICT (run_id, user_id, entry) DO NOTHING
 RETURNING user_id, arm, value
+"""
+
+# --- event-triggered entries ---------------------------------------------------------------
+
+ENTRIES_OF_BATCH = """
+SELECT user_id, entry FROM journey_entries WHERE run_id = $1 AND batch = $2
+"""
+
+ENTRIES_LATEST = """
+SELECT DISTINCT ON (user_id) user_id, entry, entered_at FROM journey_entries
+WHERE run_id = $1 AND user_id = ANY($2::text[]) ORDER BY user_id, entry DESC
+"""
+
+ENTRIES_INSERT = """
+INSERT INTO journey_entries (run_id, user_id, entry, batch, event_id, props, entered_at)
+SELECT $1, t.user_id, t.entry, $2, t.event_id, t.props, $7
+FROM unnest($3::text[], $4::integer[], $5::text[], $6::jsonb[])
+    AS t(user_id, entry, event_id, props)
+ON CONFLICT (run_id, user_id, entry) DO NOTHING
+"""
+
+ENTRIES_PROPS = """
+SELECT user_id, entry, props FROM journey_entries
+WHERE run_id = $1 AND (user_id, entry) IN (
+    SELECT * FROM unnest($2::text[], $3::integer[])
+)
+"""
+
+# The user's latest entry whose goal window holds the event's time.
+ENTRIES_FOR_GOAL = """
+SELECT DISTINCT ON (e.user_id) e.user_id, e.entry
+FROM journey_entries e JOIN unnest($2::text[], $3::timestamptz[]) AS t(user_id, ts)
+    ON e.user_id = t.user_id AND e.entered_at <= t.ts AND e.entered_at + $4::interval >= t.ts
+WHERE e.run_id = $1
+ORDER BY e.user_id, e.entry DESC
 """

@@ -44,11 +44,17 @@ async def load_facts(
     return {u: UserFacts(attrs=attrs[u], events=tuple(events[u])) for u in users}
 
 
-async def page_users(redis: aioredis.Redis, *, key: str, page: int, page_size: int) -> list[str]:
-    """Page ``page`` of a cohort: ranks ``page * page_size`` on, stable while it is paged."""
+async def page_users(
+    redis: aioredis.Redis, *, key: str, page: int, page_size: int
+) -> dict[str, int]:
+    """Page ``page`` of a cohort: ranks ``page * page_size`` on (stable while it is paged),
+    each user with their entry number (the member's score; 0 outside event entries)."""
     start = page * page_size
-    raw = await redis.zrange(key, start, start + page_size - 1)
-    return [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+    raw: list[Any] = await redis.zrange(key, start, start + page_size - 1, withscores=True)
+    members: dict[str, int] = {}
+    for member, score in raw:
+        members[member.decode() if isinstance(member, bytes) else str(member)] = int(score)
+    return members
 
 
 async def admit(

@@ -28,20 +28,16 @@ class GoalActivities:
         A retry inserts nothing twice (one conversion per run, user and entry) and reports
         only what it inserted, so the run's counters never double.
         """
-        goal, window_end = data.goal, data.entered_at + data.goal.within
+        goal = data.goal
         first: dict[str, tuple[JourneyEvent, Any]] = {}
         for event in sorted(data.events, key=lambda e: (e.ts or data.now, e.user_id)):
-            ts = event.ts or data.now
-            if event.name != goal.event or not data.entered_at <= ts <= window_end:
+            if event.name != goal.event:
                 continue
             if not property_matches(goal.where, event.props, now=data.now):
                 continue
-            first.setdefault(event.user_id, (event, ts))
-        if not first:
-            return RecordConversionsOutput()
-        users = sorted(first)
-        member = await self._redis.zmscore(data.audience_key, users)
-        users = [u for u, score in zip(users, member, strict=True) if score is not None]
+            first.setdefault(event.user_id, (event, event.ts or data.now))
+        entry_of = await self._entries(data, first)
+        users = sorted(entry_of)
         if not users:
             return RecordConversionsOutput()
         rows = await self._pool.fetch(
@@ -54,6 +50,7 @@ class GoalActivities:
             [_value(first[u][0], goal.value_prop) for u in users],
             data.send_nodes,
             data.split_nodes,
+            [entry_of[u] for u in users],
         )
         out = RecordConversionsOutput(converted=len(rows))
         for row in rows:
@@ -61,6 +58,30 @@ class GoalActivities:
             if row["arm"] is not None:
                 out.by_arm[row["arm"]] = out.by_arm.get(row["arm"], 0) + 1
         return out
+
+    async def _entries(
+        self, data: RecordConversionsInput, first: dict[str, tuple[JourneyEvent, Any]]
+    ) -> dict[str, int]:
+        """The entry each converting user converts for: event entries by their entry times,
+        otherwise the run's one entry (0) for users of its audience inside the window."""
+        if not first:
+            return {}
+        users = sorted(first)
+        if data.by_entry:
+            rows = await self._pool.fetch(
+                queries.ENTRIES_FOR_GOAL,
+                data.run_id,
+                users,
+                [first[u][1] for u in users],
+                data.goal.within,
+            )
+            return {r["user_id"]: r["entry"] for r in rows}
+        window_end = data.entered_at + data.goal.within
+        users = [u for u in users if data.entered_at <= first[u][1] <= window_end]
+        if not users:
+            return {}
+        member = await self._redis.zmscore(data.audience_key, users)
+        return {u: 0 for u, score in zip(users, member, strict=True) if score is not None}
 
 
 def _value(event: JourneyEvent, prop: str | None) -> Decimal | None:

@@ -42,13 +42,13 @@ class RoutingActivities:
         earlier = await self._redis.hget(done_key, str(data.page))
         if earlier is not None:
             return RoutePageOutput.model_validate_json(earlier)
-        users = await page_users(
+        entries = await page_users(
             self._redis, key=data.cohort_key, page=data.page, page_size=data.page_size
         )
         kept, exited = await admit(
             self._redis,
             self._pool,
-            users=users,
+            users=list(entries),
             exited_key=data.exited_key,
             exit_rules=data.exit_rules,
             now=data.now,
@@ -61,7 +61,7 @@ class RoutingActivities:
         pipe = self._redis.pipeline(transaction=True)
         for route, members in sorted(by_route.items()):
             key = cohort_key(data.run_id, data.shard, f"{data.out_prefix}.{route}")
-            pipe.zadd(key, dict.fromkeys(members, 0))
+            pipe.zadd(key, {u: entries[u] for u in members})
         pipe.hset(done_key, str(data.page), out.model_dump_json())
         await pipe.execute()
         return out
