@@ -21,6 +21,7 @@ from activities.db.migrate import migrate
 from activities.db.pool import create_pool
 from activities.delivery import DeliveryActivities
 from activities.event_registry import RegistryActivities
+from activities.journey.entries import EntryActivities
 from activities.journey.goals import GoalActivities
 from activities.journey.routing import RoutingActivities
 from activities.journey.waiting import WaitingActivities
@@ -43,9 +44,10 @@ def build_activities(
     runs = RunActivities(pool=pool, redis=redis)
     delivery = DeliveryActivities(pool=pool, redis=redis, channels=channels)
     routing = RoutingActivities(pool=pool, redis=redis)
-    waiting = WaitingActivities(redis=redis)
+    waiting = WaitingActivities(pool=pool, redis=redis)
     goals = GoalActivities(pool=pool, redis=redis)
     registry = RegistryActivities(redis=redis)
+    entries = EntryActivities(pool=pool, redis=redis)
     return [
         plans.load_plan_version,
         runs.materialise_audience,
@@ -60,6 +62,7 @@ def build_activities(
         goals.record_conversions,
         registry.register_listeners,
         registry.unregister_listeners,
+        entries.admit_entries,
     ]
 
 

@@ -93,7 +93,7 @@ class DeliveryActivities:
                 continue  # settled by an earlier pass, and counted there
             todo.append((key, user))
         if todo:
-            outcomes = await self._send(data, todo)
+            outcomes = await self._send(data, todo, {u: entries[u] for _, u in todo})
         retry_users = self._tally(data, todo, outcomes, counters)
         passed += [u for k, u in todo if outcomes[k].outcome is Outcome.SENT]
         await self._settle(data, outcomes)
@@ -108,16 +108,21 @@ class DeliveryActivities:
         return DeliverPageOutput(counters=counters, retry=len(retry_users), passed=len(passed))
 
     async def _send(
-        self, data: DeliverPageInput, todo: list[tuple[str, str]]
+        self, data: DeliverPageInput, todo: list[tuple[str, str]], entries: dict[str, int]
     ) -> dict[str, SendResult]:
         profiles = await self._profiles([user for _, user in todo])
+        entry_props = await self._entry_props(data.run_id, entries)
         results: dict[str, SendResult] = {}
         messages: list[Message] = []
         for key, user in todo:
             recipient = profiles.get(user) or Recipient(user_id=user)
             try:
                 content = self._channels.render(
-                    data.channel, data.template, recipient=recipient, vars=dict(data.vars)
+                    data.channel,
+                    data.template,
+                    recipient=recipient,
+                    vars=dict(data.vars),
+                    event=entry_props.get(user),
                 )
             except RenderError as exc:
                 results[key] = SendResult(
@@ -145,6 +150,17 @@ class DeliveryActivities:
             for result in await self._channels.send(data.channel, chunk):
                 results[result.idempotency_key] = result
         return results
+
+    async def _entry_props(self, run_id: str, entries: dict[str, int]) -> dict[str, Any]:
+        """The props of the event that started each user's entry (``{{ event.* }}`` in
+        templates); audience entries (number 0) have none, so blasts skip the query."""
+        users = sorted(u for u, n in entries.items() if n > 0)
+        if not users:
+            return {}
+        rows = await self._pool.fetch(
+            queries.ENTRIES_PROPS, run_id, users, [entries[u] for u in users]
+        )
+        return {r["user_id"]: r["props"] or {} for r in rows}
 
     async def _profiles(self, users: list[str]) -> dict[str, Recipient]:
         rows = await self._pool.fetch(queries.USERS_BY_IDS, users)

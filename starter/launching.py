@@ -19,7 +19,7 @@ from activities.db import plan_store
 from journeys.errors import JourneysError
 from journeys.names import run_workflow_id
 from journeys.plan.audience import FileAudience
-from journeys.plan.entry import AtEntry, ImmediateEntry
+from journeys.plan.entry import AtEntry, EventEntry, ImmediateEntry
 from journeys.plan.models import Plan
 from journeys.settings import Settings
 from workflows import search
@@ -59,9 +59,13 @@ def start_time(plan: Plan, *, at: datetime | None) -> datetime | None:
         return plan.entry.at
     if isinstance(plan.entry, ImmediateEntry):
         return None
+    if isinstance(plan.entry, EventEntry):
+        # the run listens from the window's start (now when it has none, or it has begun)
+        window = plan.entry.window
+        return window.start if window is not None and window.start is not None else None
     raise JourneysError(
-        f"plan {plan.id} has a {plan.entry.type} entry; `journeys launch` starts immediate and "
-        "at entries (schedules and event entries are started by their own commands)"
+        f"plan {plan.id} has a {plan.entry.type} entry; `journeys launch` starts immediate, "
+        "at and event entries (schedules are started by their own command)"
     )
 
 

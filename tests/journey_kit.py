@@ -43,6 +43,7 @@ def write_journey_channels(directory: Path, *, receiver_url: str) -> Path:
             {
                 "hello": {"title": "Hi", "body": "Welcome"},
                 "offer": {"title": "Offer", "body": "{{ vars.offer | default('none') }}"},
+                "recall": {"title": "A coupon", "body": "for {{ event.order_id }}"},
             },
         ),
         "sms": http("sms", "sms", {"nudge": {"body": "Still there? Reply TD to stop"}}),
@@ -109,7 +110,7 @@ async def launch_journey(
     pool: Any,
     redis: aioredis.Redis,
     plan_file: Path,
-    users: Path,
+    users: Path | None,
     options: RunOptions | None = None,
 ) -> tuple[Launched, WorkflowHandle[Any, PlanRunResult]]:
     plan = read_plan(plan_file, channels=settings.channels_file)

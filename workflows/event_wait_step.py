@@ -5,11 +5,14 @@ window closes, everyone left goes along ``on_timeout``."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.events import JourneyEvent
     from journeys.names import cohort_key
+    from journeys.plan.entry import EventEntry
     from journeys.plan.steps import WaitForEventStep
     from workflows.journey_models import (
         CatchEventsInput,
@@ -86,6 +89,16 @@ class EventWaitHandler(ShardBase):
         self._drain_due()
         return False
 
+    def _keyed(self, step: WaitForEventStep, events: list[JourneyEvent]) -> dict[str, Any]:
+        """The fields of a keyed wait: only event-triggered entries have an entry event."""
+        if step.match_entry is None or not isinstance(self.s.plan.entry, EventEntry):
+            return {}
+        values: dict[str, list[Any]] = {}
+        for event in events:
+            if step.match_entry in event.props:
+                values.setdefault(event.user_id, []).append(event.props[step.match_entry])
+        return {"run_id": self.s.run_id, "match_entry": step.match_entry, "values": values}
+
     async def _catch(
         self, cohort: Cohort, step: WaitForEventStep, *, prefix: str, caught_key: str
     ) -> None:
@@ -101,6 +114,7 @@ class EventWaitHandler(ShardBase):
                 batch_key=batch_key,
                 exited_key=self.exited_key,
                 users=sorted({event.user_id for event in events}),
+                **self._keyed(step, events),
             ),
             result_type=CatchEventsOutput,
             start_to_close_timeout=timedelta(seconds=60),

@@ -33,7 +33,15 @@ class JourneyEventsHandler(ShardBase):
 
     def _sort_events(self, batch: EventBatch) -> None:
         plan, now = self.s.plan, workflow.now()
+        entry = plan.entry
         for event in batch.events:
+            if (
+                isinstance(entry, EventEntry)
+                and not self.s.entries_closed
+                and event.name == entry.event
+                and property_matches(entry.where, event.props, now=now)
+            ):
+                self.s.entry_inbox.append(event)
             if any(
                 c.event == event.name and property_matches(c.where, event.props, now=now)
                 for c in plan.exit_criteria

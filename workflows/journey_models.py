@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 
 from journeys.events import JourneyEvent
 from journeys.plan.entry import EventEntry
@@ -54,6 +54,12 @@ class CatchEventsInput(BaseModel):
     batch_key: str
     exited_key: str
     users: list[str]
+    run_id: str | None = None
+    match_entry: str | None = None
+    """Keyed wait: a user is caught only by an event whose property ``match_entry`` equals the
+    one of the entry event that brought them in (the same order id)."""
+    values: dict[str, list[JsonValue]] = Field(default_factory=dict)
+    """Keyed wait: user -> the ``match_entry`` values of the events that arrived."""
 
 
 class CatchEventsOutput(BaseModel):

@@ -218,6 +218,16 @@ class ShardInput(BaseModel):
     """When the audience entered (the goal window starts here)."""
     exit_inbox: list[JourneyEvent] = Field(default_factory=list)
     goal_inbox: list[JourneyEvent] = Field(default_factory=list)
+    entry_inbox: list[JourneyEvent] = Field(default_factory=list)
+    """Event-triggered plans: entry events waiting for the next flush."""
+    entry_batches: int = 0
+    """Entry batches admitted so far (the next cohort is ``in{entry_batches}``)."""
+    entries_until: datetime | None = None
+    """The entry window's end (None: open until the run is cancelled)."""
+    entries_closed: bool = False
+    last_entry_at: datetime | None = None
+    eligible_key: str | None = None
+    """Only members of this set may enter (the plan's audience, materialised)."""
 
 
 class ShardResult(BaseModel):

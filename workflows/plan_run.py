@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,6 +18,8 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from journeys.names import run_audience_key, shard_workflow_id
+    from journeys.plan.audience import AllAudience
+    from journeys.plan.entry import EventEntry
     from journeys.plan.listening import listened_events
     from journeys.plan.models import Plan
     from workflows import search
@@ -80,26 +83,30 @@ class PlanRunWorkflow:
             summary=f"load {data.plan_id} v{data.version}",
         )
         self._plan = plan = loaded.plan
-        materialised = await workflow.execute_activity(
-            "materialise_audience",
-            MaterialiseInput(run_id=run_id, plan=plan, audience=data.audience),
-            result_type=MaterialiseOutput,
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-            summary=f"materialise audience into {plan.shards} shards",
-        )
-        self._per_shard = materialised.per_shard
+        if self._everyone_may_enter(plan, data):
+            self._per_shard = [0] * plan.shards  # users come with their entry events
+        else:
+            materialised = await workflow.execute_activity(
+                "materialise_audience",
+                MaterialiseInput(run_id=run_id, plan=plan, audience=data.audience),
+                result_type=MaterialiseOutput,
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+                summary=f"materialise audience into {plan.shards} shards",
+            )
+            self._per_shard = materialised.per_shard
         # Runs recorded before the registry existed did not register; keep their history.
         listening = listened_events(plan) if workflow.patched("event-registry") else []
         if listening:
             await self._listeners("register_listeners", run_id, plan, listening)
         self._set_status(RunStatus.PAUSED if self._paused else RunStatus.RUNNING)
         forwarder = asyncio.create_task(self._forward_controls())
+        by_event = isinstance(plan.entry, EventEntry)  # every shard listens for entries
         waits = [
             asyncio.create_task(self._run_shard(k, size))
             for k, size in enumerate(self._per_shard)
-            if size > 0
+            if size > 0 or by_event
         ]
         await asyncio.gather(*waits)
         forwarder.cancel()
@@ -144,6 +151,9 @@ class PlanRunWorkflow:
         """Start shard ``k`` when a slot is free, wait for it, record its result."""
         assert self._input is not None and self._plan is not None
         limit = self._input.options.max_parallel_shards
+        by_event = isinstance(self._plan.entry, EventEntry)
+        if by_event:  # shards of an event-triggered run live as long as its window
+            limit = self._plan.shards
         await workflow.wait_condition(lambda: len(self._children) < limit or self._cancelled)
         if self._cancelled:
             self._unstarted_cancelled += size
@@ -158,14 +168,17 @@ class PlanRunWorkflow:
                 version=data.version,
                 shard=k,
                 shards=plan.shards,
-                cohorts=[
+                cohorts=[]
+                if by_event
+                else [
                     Cohort(
                         id="entry", node=plan.start_step, key=run_audience_key(run_id, k), size=size
                     )
                 ],
-                counters=Counters(targeted=size),
+                counters=Counters(targeted=0 if by_event else size),
                 options=data.options,
                 paused=self._paused,
+                **self._entry_fields(plan, data, run_id, k),
             ),
             id=shard_workflow_id(run_id, k),
             search_attributes=search.run_attributes(
@@ -263,10 +276,36 @@ class PlanRunWorkflow:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _everyone_may_enter(plan: Plan, data: PlanRunInput) -> bool:
+        """An event-triggered run with no audience to check entries against."""
+        return (
+            isinstance(plan.entry, EventEntry)
+            and isinstance(plan.audience, AllAudience)
+            and not data.audience.preloaded
+            and data.audience.saved is None
+        )
+
+    def _entry_fields(self, plan: Plan, data: PlanRunInput, run_id: str, k: int) -> dict[str, Any]:
+        """ShardInput fields of an event-triggered run: the window and who may enter."""
+        entry = plan.entry
+        if not isinstance(entry, EventEntry):
+            return {}
+        return {
+            "entries_until": entry.window.end if entry.window is not None else None,
+            "eligible_key": (
+                None if self._everyone_may_enter(plan, data) else run_audience_key(run_id, k)
+            ),
+        }
+
     def _totals(self) -> Counters:
+        # event-triggered shards count their own entries
+        by_event = self._plan is not None and isinstance(self._plan.entry, EventEntry)
         totals = Counters(targeted=sum(self._per_shard))
         for k in sorted(self._shards):
-            part = self._shards[k].counters.model_copy(update={"targeted": 0})
+            part = self._shards[k].counters
+            if not by_event:
+                part = part.model_copy(update={"targeted": 0})
             totals.add(part)
             totals.retrying += part.retrying
         totals.cancelled += self._unstarted_cancelled

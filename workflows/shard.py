@@ -14,8 +14,8 @@ import asyncio
 
 from temporalio import workflow
 
-from workflows.event_wait_step import EventWaitHandler  # workflow code: re-imported
-from workflows.journey_events import JourneyEventsHandler
+from workflows.entry_loop import EntryHandler  # workflow code: re-imported
+from workflows.event_wait_step import EventWaitHandler
 from workflows.send_step import SendHandler
 from workflows.wait_steps import WaitHandler
 
@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn(name="ShardWorkflow")
-class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, JourneyEventsHandler):
+class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
     """The interpreter of one shard of one run; each node kind is a handler it inherits."""
 
     @workflow.init
@@ -57,7 +57,11 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, JourneyEventsHan
     async def run(self, data: ShardInput) -> ShardResult:
         if self.s.entered_at is None:
             self.s.entered_at = workflow.now()
-        loops = [asyncio.create_task(self._exit_loop()), asyncio.create_task(self._goal_loop())]
+        loops = [
+            asyncio.create_task(self._exit_loop()),
+            asyncio.create_task(self._goal_loop()),
+            asyncio.create_task(self._entry_loop()),
+        ]
         await self._drive_cohorts()
         if not self._draining and not self.s.cancelled:
             await self._goal_window()
@@ -82,10 +86,17 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, JourneyEventsHan
                 for cohort in list(self.s.cohorts):
                     if cohort.id not in self._tasks:
                         self._tasks[cohort.id] = asyncio.create_task(self._drive(cohort))
-            if not self._tasks:
+            if not self._tasks and (self._entries_done() or self._draining or self.s.cancelled):
                 return
             await workflow.wait_condition(
-                lambda: any(task.done() for task in self._tasks.values()) or self._unstarted()
+                lambda: (
+                    any(task.done() for task in self._tasks.values())
+                    or self._unstarted()
+                    or (
+                        not self._tasks
+                        and (self._entries_done() or self._draining or self.s.cancelled)
+                    )
+                )
             )
             for cohort_id in [c for c, task in self._tasks.items() if task.done()]:
                 self._tasks.pop(cohort_id).result()
@@ -121,9 +132,10 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, JourneyEventsHan
     async def _goal_window(self) -> None:
         """Keep measuring conversions until the goal window of the entry closes."""
         goal = self.s.plan.goal
-        if goal is None or self.s.entered_at is None:
+        start = self.s.last_entry_at if self._event_entry is not None else self.s.entered_at
+        if goal is None or start is None:
             return
-        deadline = self.s.entered_at + goal.within
+        deadline = start + goal.within
         workflow.set_current_details(
             f"{self._where()} · journeys done · counting {goal.event} until "
             f"{deadline:%Y-%m-%d %H:%M} UTC"

@@ -58,10 +58,17 @@ class ChannelRuntime:
         return self._channels.channels.get(name)
 
     def render(
-        self, channel: str, template: str, *, recipient: Recipient, vars: dict[str, Any]
+        self,
+        channel: str,
+        template: str,
+        *,
+        recipient: Recipient,
+        vars: dict[str, Any],
+        event: dict[str, Any] | None = None,
     ) -> dict[str, str]:
-        """The rendered template fields for one recipient; raises :class:`RenderError`."""
-        return self._renderer.render(channel, template, recipient=recipient, vars=vars)
+        """The rendered template fields for one recipient (``event``: the props of the event
+        that started the user's entry); raises :class:`RenderError`."""
+        return self._renderer.render(channel, template, recipient=recipient, vars=vars, event=event)
 
     async def send(
         self,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from temporalio import activity
 
+from activities.db import queries
 from workflows.journey_models import (
     CatchEventsInput,
     CatchEventsOutput,
@@ -34,7 +37,8 @@ return n
 class WaitingActivities:
     """Catch arrivals, close windows, mark exits; built by the worker with the Redis pool."""
 
-    def __init__(self, *, redis: aioredis.Redis) -> None:
+    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+        self._pool = pool
         self._redis = redis
         self._catch = redis.register_script(_CATCH)
 
@@ -45,9 +49,31 @@ class WaitingActivities:
         A retry after the script ran finds them caught already and adds none, so it reports
         the batch's true size instead of the script's count.
         """
+        users = sorted(set(data.users))
+        if data.match_entry is not None and data.run_id is not None:
+            users = await self._keyed(data, users)
         keys = [data.cohort_key, data.caught_key, data.batch_key, data.exited_key]
-        await self._catch(keys=keys, args=sorted(set(data.users)))
+        if users:
+            await self._catch(keys=keys, args=users)
         return CatchEventsOutput(caught=int(await self._redis.zcard(data.batch_key)))
+
+    async def _keyed(self, data: CatchEventsInput, users: list[str]) -> list[str]:
+        """Users whose entry (this cohort's, by score) has the event's ``match_entry`` value."""
+        scores = await self._redis.zmscore(data.cohort_key, users)
+        waiting = {u: int(s) for u, s in zip(users, scores, strict=True) if s is not None}
+        if not waiting:
+            return []
+        names = sorted(waiting)
+        rows = await self._pool.fetch(
+            queries.ENTRIES_PROPS, data.run_id, names, [waiting[u] for u in names]
+        )
+        assert data.match_entry is not None
+        key = data.match_entry
+        return sorted(
+            r["user_id"]
+            for r in rows
+            if key in (r["props"] or {}) and r["props"][key] in data.values.get(r["user_id"], [])
+        )
 
     @activity.defn(name="close_wait")
     async def close_wait(self, data: CloseWaitInput) -> CloseWaitOutput:

@@ -1,0 +1,293 @@
+"""Event-triggered journeys: entries from events over HTTP, re-entry rules, keyed waits,
+exits and conversions per entry (real services, virtual time for the shard)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import TypeAdapter
+
+from activities.journey.entries import EntryActivities
+from journeys.events import JourneyEvent
+from journeys.names import cohort_key, listeners_key
+from journeys.plan.entry import EventEntry
+from journeys.settings import Settings
+from starter.client import Journeys
+from tests.engine import for_test, worker_running
+from tests.journey_kit import (
+    eventually,
+    launch_journey,
+    received_by_node,
+    seed_profiles,
+    shard_handle,
+    shard_nodes,
+    until_shard,
+    virtual_time,
+    write_journey,
+    write_journey_channels,
+)
+from tests.receiver import Receiver
+from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
+from workflows.journey_models import AdmitEntriesInput
+from workflows.models import RunOptions
+
+
+def recall_plan(window_end: datetime) -> dict[str, Any]:
+    return {
+        "entry": {
+            "type": "event",
+            "event": "order_cancelled",
+            "where": {"reason": "price_too_low"},
+            "reentry": "when_absent",
+            "flush_every": "1s",
+            "flush_size": 50,
+            "window": {"end": window_end.isoformat()},
+        },
+        "steps": {
+            "coupon": {"type": "send", "channel": "push", "template": "recall", "next": "paid"},
+            "paid": {
+                "type": "wait_for_event",
+                "event": "order_paid",
+                "match_entry": "order_id",
+                "within": "1h",
+                "on_event": "thanks",
+                "on_timeout": "nudge",
+            },
+            "thanks": {"type": "send", "channel": "popup", "template": "hello"},
+            "nudge": {"type": "send", "channel": "sms", "template": "nudge"},
+        },
+        "goal": {"event": "order_paid", "within": "1d", "value_prop": "amount"},
+        "exit_criteria": [{"event": "unsubscribed"}],
+    }
+
+
+async def test_orders_cancelled_start_recalls_told_apart_by_order(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+    ingest_url: str,  # noqa: F811
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    window_end = datetime.now(UTC) + timedelta(hours=2)
+    plan_file = write_journey(tmp_path, {**recall_plan(window_end), "audience": {"source": "all"}})
+    tag = uuid.uuid4().hex[:6]
+    users = [f"oc-{tag}-{n}" for n in range(10)]
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None
+        )
+        run = launched.run_id
+        await eventually(lambda: redis.hget(listeners_key("order_cancelled"), run), until=bool)
+        cancelled = [
+            {
+                "user_id": u,
+                "name": "order_cancelled",
+                "event_id": f"{run}:{u}:c1",
+                "props": {"order_id": f"o-{u}-1", "reason": "price_too_low"},
+            }
+            for u in users
+        ]
+        async with Journeys(ingest_url) as journeys:
+            await journeys.send_events(
+                [
+                    *cancelled,
+                    cancelled[0],  # the same event again: de-duplicated
+                    {
+                        "user_id": f"oc-{tag}-other",
+                        "name": "order_cancelled",
+                        "props": {"order_id": "x", "reason": "dont_trust"},  # not this plan's
+                    },
+                ]
+            )
+            await until_shard(time.client, run, lambda s: s.counters.delivered == 10)
+            await journeys.send_events(  # u1 cancels a second order while in the journey
+                [
+                    {
+                        "user_id": users[1],
+                        "name": "order_cancelled",
+                        "props": {"order_id": f"o-{users[1]}-2", "reason": "price_too_low"},
+                    }
+                ]
+            )
+            await until_shard(time.client, run, lambda s: sum(s.counters.skipped.values()) == 1)
+            await journeys.send_events(
+                [
+                    {  # pays the cancelled order: caught, converts
+                        "user_id": users[0],
+                        "name": "order_paid",
+                        "props": {"order_id": f"o-{users[0]}-1", "amount": 30},
+                    },
+                    {  # pays some other order: not this entry's, stays waiting
+                        "user_id": users[1],
+                        "name": "order_paid",
+                        "props": {"order_id": f"o-{users[1]}-2", "amount": 5},
+                    },
+                    {"user_id": users[2], "name": "unsubscribed"},
+                ]
+            )
+            await until_shard(time.client, run, lambda s: s.nodes["paid"].routes.get("event") == 1)
+        await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, hours=3))
+        result = await handle.result()
+
+    got = received_by_node(receiver)
+    assert got["coupon"] == set(users)
+    assert got["nudge"] == set(users) - {users[0], users[2]}
+    keys = set(receiver.messages())
+    assert f"{run}:coupon:{users[0]}:1" in keys  # the entry number in the idempotency key
+    coupon = receiver.messages()[f"{run}:coupon:{users[0]}:1"]
+    assert f"for o-{users[0]}-1" in json.dumps(coupon)  # the entry event's props in templates
+    inbox = await pool.fetch("SELECT user_id FROM inbox WHERE message_id LIKE $1", f"{run}:%")
+    assert [r["user_id"] for r in inbox] == [users[0]]
+    totals = result.totals
+    assert totals.targeted == 10 and totals.exited == 1
+    assert totals.skipped == {"entry: re-entry (when_absent)": 1}
+    rows = await pool.fetch("SELECT user_id, entry, value FROM conversions WHERE run_id = $1", run)
+    # the goal is the user's, not the order's: any payment in the window converts the entry
+    assert sorted((r["user_id"], r["entry"], r["value"]) for r in rows) == [
+        (users[0], 1, 30),
+        (users[1], 1, 5),
+    ]
+    nodes = await shard_nodes(settings, run)
+    assert nodes["paid"].routes == {"event": 1, "timeout": 8}
+    assert await redis.hget(listeners_key("order_cancelled"), run) is None
+
+
+def entry(**fields: Any) -> EventEntry:
+    return TypeAdapter(EventEntry).validate_python({"type": "event", "event": "e", **fields})
+
+
+async def test_entry_rules_once_cooldown_absent_daily_limit_and_retries(
+    pool: Any, redis: aioredis.Redis
+) -> None:
+    activities = EntryActivities(pool=pool, redis=redis)
+    run = f"plan/rules-{uuid.uuid4().hex[:6]}/v1/k"
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    await seed_profiles(pool, {f"{run}-vip": {"attrs": {"tier": "gold"}}})
+
+    async def admit(
+        batch: str,
+        users: list[str],
+        rule: EventEntry,
+        *,
+        at: datetime = now,
+        live: tuple[str, ...] = (),
+    ) -> dict[str, int]:
+        out = await activities.admit_entries(
+            AdmitEntriesInput(
+                run_id=run,
+                shard=0,
+                batch=batch,
+                cohort_key=cohort_key(run, 0, batch),
+                entry=rule,
+                events=[JourneyEvent(user_id=u, name="e", props={"n": 1}) for u in users],
+                live_keys=list(live),
+                now=at,
+            )
+        )
+        members: list[Any] = await redis.zrange(cohort_key(run, 0, batch), 0, -1, withscores=True)
+        assert len(members) == out.admitted
+        return {m.decode(): int(s) for m, s in members}
+
+    once = entry(reentry="once")
+    assert await admit("b1", ["a", "b", "a"], once) == {"a": 1, "b": 1}  # one per batch
+    assert await admit("b1", ["a", "b", "c"], once) == {"a": 1, "b": 1}  # a retry: same result
+    assert await admit("b2", ["a", "c"], once) == {"c": 1}  # a may not come back
+
+    cool = entry(reentry="after_cooldown", cooldown="1h")
+    assert await admit("b3", ["c"], cool, at=now + timedelta(minutes=30)) == {}
+    assert await admit("b4", ["c"], cool, at=now + timedelta(hours=1)) == {"c": 2}
+
+    absent = entry(reentry="when_absent")
+    live = (cohort_key(run, 0, "b4"),)  # c stands in the journey now
+    assert await admit("b5", ["c", "d"], absent, live=live) == {"d": 1}
+
+    limited = entry(reentry="when_absent", daily_limit=3)
+    assert await admit("b6", ["e", "f"], limited) == {"e": 1, "f": 1}
+    assert await admit("b7", ["g", "h"], limited) == {"g": 1}  # 3 a day
+    assert await admit("b7", ["g", "h"], limited) == {"g": 1}  # a retry takes no more
+    assert await admit("b8", ["h"], limited, at=now + timedelta(days=1)) == {"h": 1}
+
+    gold = entry(
+        rule={
+            "all": [
+                {"tag": "tier", "op": "eq", "value": "gold"},
+                {"tag": "entry.n", "op": "eq", "value": 1},
+            ]
+        }
+    )
+    assert await admit("b9", [f"{run}-vip", "nobody"], gold) == {f"{run}-vip": 1}
+
+
+async def test_entries_arriving_across_continue_as_new_each_enter_once(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+    ingest_url: str,  # noqa: F811
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    window_end = datetime.now(UTC) + timedelta(hours=1)
+    plan_file = write_journey(
+        tmp_path,
+        {
+            "entry": {
+                "type": "event",
+                "event": "signed_up",
+                "reentry": "once",
+                "flush_every": "1s",
+                "flush_size": 5,
+                "window": {"end": window_end.isoformat()},
+            },
+            "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
+            "limits": {"page_size": 5, "concurrency": 1},
+            "audience": {"source": "all"},
+        },
+    )
+    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(60)]
+    options = RunOptions(continue_as_new_after_pages=1)  # renew after every page sent
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings,
+            time,
+            pool=pool,
+            redis=redis,
+            plan_file=plan_file,
+            users=None,
+            options=options,
+        )
+        run = launched.run_id
+        await eventually(lambda: redis.hget(listeners_key("signed_up"), run), until=bool)
+        async with Journeys(ingest_url) as journeys:
+            for start in range(0, len(users), 6):  # each user twice, the repeat a wave later
+                wave = users[start : start + 6] + users[max(0, start - 6) : start]
+                await journeys.send_events([{"user_id": u, "name": "signed_up"} for u in wave])
+        done = await until_shard(
+            time.client,
+            run,
+            lambda s: (
+                s.counters.delivered + s.counters.retrying == len(users)
+                and sum(s.counters.skipped.values()) == len(users) - 6
+            ),
+        )
+        assert done.counters.delivered == len(users)
+        await time.fast_forward(shard_handle(time.client, run), timedelta(hours=1, minutes=1))
+        result = await handle.result()
+
+    assert max(receiver.by_user().values()) == 1 and set(receiver.by_user()) == set(users)
+    assert result.totals.targeted == len(users)
+    assert result.totals.skipped == {"entry: re-entry (once)": len(users) - 6}
+    runs = [
+        w
+        async for w in time.client.list_workflows(
+            f'WorkflowId = "{shard_handle(time.client, run).id}"'
+        )
+    ]
+    assert len(runs) >= 3
