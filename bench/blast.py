@@ -129,7 +129,7 @@ async def measure(
     if sent != size:
         raise RuntimeError(f"blast of {size}: {sent} deliveries rows are 'sent'")
     floor = await measure_floor(pool, redis, size, run_id=launched.run_id)
-    await _forget_run(pool, launched.run_id)
+    await forget_run(pool, launched.run_id)
     largest = max((run for wf in histories for run in wf.runs), key=lambda r: r.events)
     busiest = max((wf for wf in histories if wf.shard is not None), key=lambda wf: wf.events)
     parent = next(wf for wf in histories if wf.shard is None)
@@ -332,7 +332,7 @@ async def _create_floor_table(conn: Any) -> None:
     await conn.execute(f"ALTER TABLE {FLOOR_TABLE} ADD PRIMARY KEY (idempotency_key)")
 
 
-async def _forget_run(pool: Any, run_id: str) -> None:
+async def forget_run(pool: Any, run_id: str) -> None:
     """Delete the run's rows so the bench leaves configured services as it found them."""
     await pool.execute("DELETE FROM deliveries WHERE run_id = $1", run_id)
     await pool.execute("DELETE FROM inbox WHERE starts_with(message_id, $1)", f"{run_id}:")

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from journeys.rules import EventName
 
 MAX_PROPS_BYTES = 16 * 1024
-"""Largest ``props`` object (as compact JSON): events ride in signals and history."""
+"""Default largest ``props`` object (as compact JSON; ``JOURNEYS_EVENT_PROPS_MAX_BYTES``):
+events ride in signals and history."""
+PROPS_BYTES_CEILING = 64 * 1024
+"""No setting goes above this: one event must fit a signal far below Temporal's 2 MiB."""
 
 MAX_USER_ID = 200
 
@@ -41,14 +43,6 @@ class JourneyEvent(BaseModel):
             raise ValueError("needs a UTC offset, like 2026-06-01T09:00:00+08:00")
         return value
 
-    @field_validator("props")
-    @classmethod
-    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
-        if size > MAX_PROPS_BYTES:
-            raise ValueError(f"is {size} bytes as JSON, at most {MAX_PROPS_BYTES}")
-        return value
-
 
 class EventBatch(BaseModel):
     """Events for one shard of one run: the payload of the shard's ``events`` signal."""
@@ -69,7 +63,7 @@ class EventProblem(BaseModel):
 
 
 def parse_events(
-    raw: Sequence[object], *, now: datetime
+    raw: Sequence[object], *, now: datetime, max_props_bytes: int = MAX_PROPS_BYTES
 ) -> tuple[list[JourneyEvent], list[EventProblem]]:
     """Validate a batch; events without ``ts`` get ``now``. Either every event is good (and
     the problems list is empty) or the problems name each bad event, field and reason."""
@@ -90,6 +84,11 @@ def parse_events(
             for error in exc.errors():
                 where = ".".join(str(part) for part in error["loc"]) or "event"
                 problems.append(EventProblem(index=index, field=where, reason=error["msg"]))
+            continue
+        size = len(json.dumps(event.props, separators=(",", ":")).encode())
+        if size > max_props_bytes:
+            reason = f"is {size} bytes as JSON, at most {max_props_bytes}"
+            problems.append(EventProblem(index=index, field="props", reason=reason))
             continue
         events.append(event if event.ts is not None else event.model_copy(update={"ts": now}))
     return events, problems

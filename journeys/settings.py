@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from journeys.durations import Duration
+from journeys.events import MAX_PROPS_BYTES, PROPS_BYTES_CEILING
 
 
 class Settings(BaseSettings):
@@ -33,6 +34,13 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".journeys"), alias="JOURNEYS_HOME")
     ingest_host: str = Field(default="127.0.0.1", alias="JOURNEYS_INGEST_HOST")
     ingest_port: int = Field(default=8088, alias="JOURNEYS_INGEST_PORT")
+    event_props_max_bytes: int = Field(
+        default=MAX_PROPS_BYTES,
+        ge=256,
+        le=PROPS_BYTES_CEILING,
+        alias="JOURNEYS_EVENT_PROPS_MAX_BYTES",
+    )
+    """The largest ``props`` of an accepted event, as compact JSON."""
     log_level: str = Field(default="INFO", alias="JOURNEYS_LOG_LEVEL")
     db_pool_size: int = Field(default=10, ge=1, alias="JOURNEYS_DB_POOL_SIZE")
     worker_max_activities: int = Field(default=64, ge=1, alias="JOURNEYS_WORKER_MAX_ACTIVITIES")

@@ -28,7 +28,12 @@ async def _ingest(batches: list[list[Any]]) -> IngestReport:
     client = await temporal_client(settings)
     total = IngestReport(accepted=0)
     async with database(settings) as pool, redis_client(settings) as redis:
-        ingest = EventIngest(pool=pool, redis=redis, client=client)
+        ingest = EventIngest(
+            pool=pool,
+            redis=redis,
+            client=client,
+            max_props_bytes=settings.event_props_max_bytes,
+        )
         for batch in batches:
             report = await ingest.ingest(batch)
             total.accepted += report.accepted

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
+from temporalio.api.enums.v1 import EventType
 
 from activities.journey.entries import EntryActivities
 from journeys.events import JourneyEvent
@@ -34,7 +35,7 @@ from tests.journey_kit import (
 from tests.receiver import Receiver
 from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
 from workflows.journey_models import AdmitEntriesInput
-from workflows.models import RunOptions
+from workflows.models import ControlSignal, RunOptions
 
 
 def recall_plan(window_end: datetime) -> dict[str, Any]:
@@ -178,20 +179,23 @@ async def test_entry_rules_once_cooldown_absent_daily_limit_and_retries(
         *,
         at: datetime = now,
         live: tuple[str, ...] = (),
+        shard: int = 0,
     ) -> dict[str, int]:
         out = await activities.admit_entries(
             AdmitEntriesInput(
                 run_id=run,
-                shard=0,
+                shard=shard,
                 batch=batch,
-                cohort_key=cohort_key(run, 0, batch),
+                cohort_key=cohort_key(run, shard, batch),
                 entry=rule,
                 events=[JourneyEvent(user_id=u, name="e", props={"n": 1}) for u in users],
                 live_keys=list(live),
                 now=at,
             )
         )
-        members: list[Any] = await redis.zrange(cohort_key(run, 0, batch), 0, -1, withscores=True)
+        members: list[Any] = await redis.zrange(
+            cohort_key(run, shard, batch), 0, -1, withscores=True
+        )
         assert len(members) == out.admitted
         return {m.decode(): int(s) for m, s in members}
 
@@ -199,6 +203,7 @@ async def test_entry_rules_once_cooldown_absent_daily_limit_and_retries(
     assert await admit("b1", ["a", "b", "a"], once) == {"a": 1, "b": 1}  # one per batch
     assert await admit("b1", ["a", "b", "c"], once) == {"a": 1, "b": 1}  # a retry: same result
     assert await admit("b2", ["a", "c"], once) == {"c": 1}  # a may not come back
+    assert await admit("b1", ["x"], once, shard=1) == {"x": 1}  # batch names count per shard
 
     cool = entry(reentry="after_cooldown", cooldown="1h")
     assert await admit("b3", ["c"], cool, at=now + timedelta(minutes=30)) == {}
@@ -291,3 +296,106 @@ async def test_entries_arriving_across_continue_as_new_each_enter_once(
         )
     ]
     assert len(runs) >= 3
+
+
+async def test_events_right_after_launch_reach_every_shard(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+    ingest_url: str,  # noqa: F811
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    plan_file = write_journey(
+        tmp_path,
+        {
+            "shards": 4,
+            "entry": {"type": "event", "event": "signed_up", "flush_every": "200ms"},
+            "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
+            "audience": {"source": "all"},
+        },
+    )
+    users = [f"sa-{uuid.uuid4().hex[:4]}-{n:02d}" for n in range(40)]
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None
+        )
+        run = launched.run_id
+        # the run registers once its shards run, so events sent now all find their shard
+        await eventually(lambda: redis.hget(listeners_key("signed_up"), run), until=bool)
+        async with Journeys(ingest_url) as journeys:
+            await journeys.send_events([{"user_id": u, "name": "signed_up"} for u in users])
+
+        async def reached() -> int:
+            return len(receiver.by_user())
+
+        await eventually(reached, until=lambda n: n >= len(users))
+        await handle.signal("cancel", ControlSignal())
+        result = await handle.result()
+        history = await handle.fetch_history()
+
+    assert set(receiver.by_user()) == set(users)
+    assert result.totals.targeted == len(users) and result.totals.delivered == len(users)
+    # Not left to the race above: the run lists itself only after all four shards started.
+    started = [
+        n
+        for n, e in enumerate(history.events)
+        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+    ]
+    registered = next(
+        n
+        for n, e in enumerate(history.events)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "register_listeners"
+    )
+    assert len(started) == 4 and max(started) < registered
+
+
+async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+    ingest_url: str,  # noqa: F811
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    plan_file = write_journey(
+        tmp_path,
+        {
+            "entry": {"type": "event", "event": "browsed", "flush_every": "1s"},
+            "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
+            "limits": {"page_size": 500},
+            "audience": {"source": "all"},
+        },
+    )
+    users = [f"fl-{uuid.uuid4().hex[:4]}-{n:04d}" for n in range(1200)]
+    padding = "x" * 2000  # 1,200 events of ~2 KB: more than one continue-as-new input may hold
+    options = RunOptions(continue_as_new_after_pages=1)
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None, options=options
+        )
+        run = launched.run_id
+        await eventually(lambda: redis.hget(listeners_key("browsed"), run), until=bool)
+        async with Journeys(ingest_url) as journeys:
+            await journeys.send_events(
+                [{"user_id": u, "name": "browsed", "props": {"pad": padding}} for u in users]
+            )
+        await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
+        await handle.signal("cancel", ControlSignal())
+        await handle.result()
+        inputs = []
+        async for execution in time.client.list_workflows(
+            f'WorkflowId = "{shard_handle(time.client, run).id}"'
+        ):
+            history = await time.client.get_workflow_handle(
+                execution.id, run_id=execution.run_id
+            ).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            inputs.append(sum(len(p.data) for p in started.input.payloads))
+
+    assert set(receiver.by_user()) == set(users) and max(receiver.by_user().values()) == 1
+    assert len(inputs) >= 2
+    assert max(inputs) < 512 * 1024  # waiting events were admitted, not carried

@@ -22,9 +22,10 @@ from journeys.names import exited_key, listeners_key
 from journeys.settings import Settings
 from starter.client import Journeys
 from starter.ingest.serve import build_server
+from starter.ingest.service import EventIngest
 from starter.stack.probes import free_port
 from tests.conftest import spawn_journeys
-from tests.engine import for_test, worker_running
+from tests.engine import client_for, for_test, worker_running
 from tests.journey_kit import (
     eventually,
     launch_journey,
@@ -327,3 +328,20 @@ async def test_cli_sends_and_loads_events(
     assert "events[1].name" in message and "Traceback" not in message
     users = [f"cli-{tag}"] + [f"cli-{tag}-{n}" for n in range(3)]
     assert await stored(pool, users) == 4
+
+
+async def test_props_size_limit_is_the_configured_one(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis
+) -> None:
+    ingest = EventIngest(
+        pool=pool, redis=redis, client=await client_for(stack_settings), max_props_bytes=512
+    )
+    tag = uuid.uuid4().hex[:8]
+    small = {"user_id": f"p-{tag}", "name": "x", "props": {"note": "y" * 400}}
+    large = {"user_id": f"p-{tag}", "name": "x", "props": {"note": "y" * 600}}
+    assert (await ingest.ingest([small])).accepted == 1
+    with pytest.raises(EventsRefused) as refused:
+        await ingest.ingest([small, large])
+    assert [(i, f) for i, f, _ in refused.value.refused] == [(1, "props")]
+    assert "at most 512" in refused.value.refused[0][2]
+    assert await stored(pool, [f"p-{tag}"]) == 1

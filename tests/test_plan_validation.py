@@ -570,6 +570,12 @@ def test_defaults_are_written_out() -> None:
     assert problems == [] and event_plan is not None
     assert event_plan.audience is not None and event_plan.audience.source == "all"
     assert event_plan.entry.type == "event" and event_plan.entry.reentry == "when_absent"
+    assert event_plan.shards == 1  # each shard of an event run lives for its whole window
+    wide, _ = check_plan(
+        variant(audience=DROP, shards=8, entry={"type": "event", "event": "signup"}),
+        channels=CHANNELS,
+    )
+    assert wide is not None and wide.shards == 8
 
 
 def test_the_model_alone_rejects_an_inconsistent_graph() -> None:

@@ -23,6 +23,7 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         "DATABASE_URL": "postgresql://app@db:5433/journeys",
         "JOURNEYS_CHANNELS": "/etc/journeys/channels.yaml",
         "JOURNEYS_SERVICE_START_TIMEOUT": "90s",
+        "JOURNEYS_EVENT_PROPS_MAX_BYTES": "4096",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -34,6 +35,7 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.database_url == "postgresql://app@db:5433/journeys"
     assert s.channels_file == Path("/etc/journeys/channels.yaml")
     assert s.service_start_timeout == timedelta(seconds=90)
+    assert s.event_props_max_bytes == 4096
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,6 +51,14 @@ def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> N
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOURNEYS_DB_POOL_SIZE", "zero")
     with pytest.raises(ValidationError, match="JOURNEYS_DB_POOL_SIZE"):
+        Settings()
+
+
+def test_event_props_limit_stays_below_what_a_signal_carries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOURNEYS_EVENT_PROPS_MAX_BYTES", str(10 * 1024 * 1024))
+    with pytest.raises(ValidationError, match="JOURNEYS_EVENT_PROPS_MAX_BYTES"):
         Settings()
 
 

@@ -1,6 +1,8 @@
 """Entries of event-triggered plans: entry events are buffered by the ``events`` signal and
-admitted as one cohort every ``flush_every`` or every ``flush_size`` users, so one timer and
-one activity serve many users. The loop runs until the entry window closes."""
+admitted as one cohort at most every ``flush_every`` (sooner once ``flush_size`` users wait),
+so one timer and one activity serve many users. The interval counts from the last admission:
+when admitting takes longer than the interval (under load), the next batch goes at once
+instead of waiting a full interval more. The loop runs until the entry window closes."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.events import JourneyEvent
     from journeys.names import cohort_key
     from journeys.plan.entry import EventEntry
     from workflows.journey_models import AdmitEntriesInput, AdmitEntriesOutput
@@ -18,6 +21,11 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.journey_events import JourneyEventsHandler
 from workflows.shard_base import SMALL_RETRY
+
+BATCH_BYTES = 512 * 1024
+"""Entry events per admission, as JSON: the activity input stays far below 2 MiB."""
+CARRY_BYTES = 256 * 1024
+"""Waiting entry events a continue-as-new may carry; more are admitted first."""
 
 
 class EntryHandler(JourneyEventsHandler):
@@ -35,23 +43,35 @@ class EntryHandler(JourneyEventsHandler):
         entry = self._event_entry
         if entry is None:
             return
+        flushed_at: datetime | None = None
         while not self.s.entries_closed:
             await self._until(lambda: bool(self.s.entry_inbox), self.s.entries_until)
             if self._draining:
+                await self._admit_backlog(entry)
                 return
             if self.s.cancelled or self._past(self.s.entries_until):
                 self.s.entries_closed = True
                 self.s.entry_inbox.clear()  # after the window: nobody enters
                 return
-            flush_at = workflow.now() + entry.flush_every
+            flush_at = (flushed_at or workflow.now()) + entry.flush_every
             if self.s.entries_until is not None:
                 flush_at = min(flush_at, self.s.entries_until)
-            await self._until(lambda: len(self.s.entry_inbox) >= entry.flush_size, flush_at)
+            await self._until_flush(entry, flush_at)
             if self._draining:
+                await self._admit_backlog(entry)
                 return
             if self.s.entry_inbox:
+                flushed_at = workflow.now()
                 await self._admit(entry)
             self._drain_due()
+
+    async def _until_flush(self, entry: EventEntry, flush_at: datetime) -> None:
+        # Every signal wakes the workflow with a new now(): under load the batch goes with the
+        # first signal past flush_at instead of the timer, which the server may fire up to a
+        # second late.
+        await self._until(
+            lambda: len(self.s.entry_inbox) >= entry.flush_size or self._past(flush_at), flush_at
+        )
 
     async def _until(self, ready: Callable[[], bool], deadline: datetime | None) -> None:
         """Wait for ``ready()``, ``deadline``, a cancel or a due continue-as-new."""
@@ -71,8 +91,30 @@ class EntryHandler(JourneyEventsHandler):
     def _past(self, moment: datetime | None) -> bool:
         return moment is not None and workflow.now() >= moment
 
+    async def _admit_backlog(self, entry: EventEntry) -> None:
+        """Before a continue-as-new: admit waiting events until what is left is small, so
+        the next run's input carries cohorts (keys), not a flood of events."""
+        while self.s.entry_inbox and not self.s.cancelled:
+            if len(self.s.entry_inbox) <= entry.flush_size:
+                size = sum(len(e.model_dump_json()) for e in self.s.entry_inbox)
+                if size <= CARRY_BYTES:
+                    return
+            await self._admit(entry)
+
+    def _next_batch(self, entry: EventEntry) -> list[JourneyEvent]:
+        """The oldest waiting events: at most ``flush_size`` and ``BATCH_BYTES``."""
+        batch: list[JourneyEvent] = []
+        size = 0
+        for event in self.s.entry_inbox[: entry.flush_size]:
+            weight = len(event.model_dump_json())
+            if batch and size + weight > BATCH_BYTES:
+                break
+            batch.append(event)
+            size += weight
+        return batch
+
     async def _admit(self, entry: EventEntry) -> None:
-        events = self.s.entry_inbox[: entry.flush_size]
+        events = self._next_batch(entry)
         batch = f"in{self.s.entry_batches}"
         key = cohort_key(self.s.run_id, self.s.shard, batch)
         self._events_busy += 1

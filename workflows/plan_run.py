@@ -67,6 +67,7 @@ class PlanRunWorkflow:
         self._paused = False
         self._cancelled = False
         self._unstarted_cancelled = 0
+        self._started = 0
         self._failures: list[str] = []
 
     @workflow.run
@@ -98,8 +99,6 @@ class PlanRunWorkflow:
             self._per_shard = materialised.per_shard
         # Runs recorded before the registry existed did not register; keep their history.
         listening = listened_events(plan) if workflow.patched("event-registry") else []
-        if listening:
-            await self._listeners("register_listeners", run_id, plan, listening)
         self._set_status(RunStatus.PAUSED if self._paused else RunStatus.RUNNING)
         forwarder = asyncio.create_task(self._forward_controls())
         by_event = isinstance(plan.entry, EventEntry)  # every shard listens for entries
@@ -108,6 +107,14 @@ class PlanRunWorkflow:
             for k, size in enumerate(self._per_shard)
             if size > 0 or by_event
         ]
+        if listening:
+            # Listen once the first shards run: an event routed to a shard that has not
+            # started would find no workflow and act nowhere.
+            first = min(len(waits), self._shard_limit(plan))
+            await workflow.wait_condition(
+                lambda: self._started >= first or self._cancelled or all(w.done() for w in waits)
+            )
+            await self._listeners("register_listeners", run_id, plan, listening)
         await asyncio.gather(*waits)
         forwarder.cancel()
         if listening:
@@ -150,10 +157,8 @@ class PlanRunWorkflow:
     async def _run_shard(self, k: int, size: int) -> None:
         """Start shard ``k`` when a slot is free, wait for it, record its result."""
         assert self._input is not None and self._plan is not None
-        limit = self._input.options.max_parallel_shards
         by_event = isinstance(self._plan.entry, EventEntry)
-        if by_event:  # shards of an event-triggered run live as long as its window
-            limit = self._plan.shards
+        limit = self._shard_limit(self._plan)
         await workflow.wait_condition(lambda: len(self._children) < limit or self._cancelled)
         if self._cancelled:
             self._unstarted_cancelled += size
@@ -192,6 +197,7 @@ class PlanRunWorkflow:
             parent_close_policy=ParentClosePolicy.TERMINATE,
         )
         self._children[k] = handle
+        self._started += 1
         self._shards[k] = ShardSummary(
             shard=k, status=RunStatus.RUNNING, counters=Counters(targeted=size)
         )
@@ -275,6 +281,14 @@ class PlanRunWorkflow:
         )
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _shard_limit(self, plan: Plan) -> int:
+        """Shards running at once; every shard of an event-triggered run lives as long as
+        its window, so all of them."""
+        assert self._input is not None
+        if isinstance(plan.entry, EventEntry):
+            return plan.shards
+        return self._input.options.max_parallel_shards
 
     @staticmethod
     def _everyone_may_enter(plan: Plan, data: PlanRunInput) -> bool:

@@ -66,6 +66,7 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
         if not self._draining and not self.s.cancelled:
             await self._goal_window()
         if self._draining:
+            await loops[2]  # the entry loop admits its backlog first
             await self._continue_as_new()
         await workflow.wait_condition(lambda: not self.s.goal_inbox and self._events_busy == 0)
         for loop in loops:

@@ -40,6 +40,11 @@ return take
 _DAY_TTL = int(timedelta(days=3).total_seconds())
 
 
+def _batch_id(data: AdmitEntriesInput) -> str:
+    """Batch names count per shard (``in0``, ``in1`` ...); rows need the shard too."""
+    return f"{data.shard}/{data.batch}"
+
+
 class EntryActivities:
     """Admits entries; the worker builds one with the shared pools."""
 
@@ -55,7 +60,7 @@ class EntryActivities:
         earlier = await self._redis.hget(marks, data.batch)
         if earlier is not None:
             return AdmitEntriesOutput.model_validate_json(earlier)
-        rows = await self._pool.fetch(queries.ENTRIES_OF_BATCH, data.run_id, data.batch)
+        rows = await self._pool.fetch(queries.ENTRIES_OF_BATCH, data.run_id, _batch_id(data))
         if rows:  # admitted before a crash: keep exactly those
             admitted = {r["user_id"]: r["entry"] for r in rows}
             out = AdmitEntriesOutput(admitted=len(admitted))
@@ -118,7 +123,7 @@ class EntryActivities:
             await self._pool.execute(
                 queries.ENTRIES_INSERT,
                 data.run_id,
-                data.batch,
+                _batch_id(data),
                 list(admitted),
                 list(admitted.values()),
                 [first[u].event_id for u in admitted],

@@ -67,7 +67,10 @@ class Plan(PlanModel):
     description: str | None = None
     timezone: TimeZoneName = "UTC"
     shards: int = 16
-    """Power of two; users land on shard ``mmh3(user_id) & (shards - 1)``."""
+    """Power of two; users land on shard ``mmh3(user_id) & (shards - 1)``. Event-triggered
+    plans default to 1: every shard of such a run lives for the whole window and takes a
+    signal per ingest request and a batch per flush, so more shards only pay off at rates one
+    shard cannot keep up with (see docs/benchmarks.md)."""
     audience: Audience | None = None
     """Left out for an event entry: everyone may enter."""
     entry: Entry
@@ -99,6 +102,8 @@ class Plan(PlanModel):
                 data["start"] = first
         if data.get("audience") is None and entry_type(data) == "event":
             data["audience"] = {"source": "all"}
+        if data.get("shards") is None and entry_type(data) == "event":
+            data["shards"] = 1
         plan_id = data.get("id")
         if isinstance(steps, Mapping) and isinstance(plan_id, str):
             data["steps"] = {key: _salted(step, plan_id) for key, step in steps.items()}

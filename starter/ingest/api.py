@@ -20,12 +20,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from temporalio.client import Client
 
 from journeys.errors import EventsRefused
+from journeys.events import MAX_PROPS_BYTES
 
 from .service import EventIngest
 
 
 def create_app(
     connect: Callable[[], Awaitable[tuple[Any, aioredis.Redis, Client]]],
+    *,
+    max_props_bytes: int = MAX_PROPS_BYTES,
 ) -> FastAPI:
     """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
     counts: Counter[str] = Counter()
@@ -35,7 +38,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool, redis, client = await connect()
         state.update(pool=pool, redis=redis, client=client)
-        state["ingest"] = EventIngest(pool=pool, redis=redis, client=client)
+        state["ingest"] = EventIngest(
+            pool=pool, redis=redis, client=client, max_props_bytes=max_props_bytes
+        )
         try:
             yield
         finally:

@@ -21,7 +21,7 @@ from temporalio.client import Client
 from activities.db import queries
 from activities.event_registry import ListenerCache
 from journeys.errors import EventsRefused
-from journeys.events import JourneyEvent, parse_events
+from journeys.events import MAX_PROPS_BYTES, JourneyEvent, parse_events
 from starter.event_signals import signal_events
 
 
@@ -38,14 +38,24 @@ class IngestReport(BaseModel):
 class EventIngest:
     """The ingest path shared by ``journeys serve``, the CLI and the tests."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis, client: Client) -> None:
+    def __init__(
+        self,
+        *,
+        pool: Any,
+        redis: aioredis.Redis,
+        client: Client,
+        max_props_bytes: int = MAX_PROPS_BYTES,
+    ) -> None:
         self._pool = pool
+        self._max_props_bytes = max_props_bytes
         self._client = client
         self._listeners = ListenerCache(redis)
 
     async def ingest(self, raw: Sequence[object]) -> IngestReport:
         """Validate, store and route ``raw`` (JSON objects); raises :class:`EventsRefused`."""
-        events, problems = parse_events(raw, now=datetime.now(UTC))
+        events, problems = parse_events(
+            raw, now=datetime.now(UTC), max_props_bytes=self._max_props_bytes
+        )
         if problems:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
         fresh, seqs = await self._store(events)

@@ -1,0 +1,278 @@
+"""Scenario ``events``: event-to-send latency of an event-triggered journey with no wait.
+
+A plan whose entry is the event ``bench_ping`` (``flush_every`` :data:`FLUSH_EVERY`) and whose
+only step sends to the ``inbox`` channel runs with a worker in this process and the ingest API
+in its own (``journeys serve``), as they are deployed. Then, against the same run:
+
+- **steady**: events of fresh users go through the Python client over HTTP at :data:`RATE`
+  events/s for :data:`DURATION`, a batch every :data:`TICK`. Each event's ``ts`` is the moment
+  its batch was *due* (not when it went out), so a stalled sender cannot hide latency. Latency
+  = the inbox row's ``created_at`` (PostgreSQL's clock, same machine) minus that ``ts``.
+- **ceiling**: :data:`CEILING_EVENTS` events as fast as :data:`CEILING_SENDERS` concurrent
+  senders of :data:`CEILING_BATCH` can post them; the ceiling is events over the time from the
+  first post to the last inbox row (end to end), beside the ingest API's own acceptance rate.
+
+The sizes given to ``python -m bench`` do not apply: the load is a rate, not an audience.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from journeys.names import listeners_key
+from journeys.settings import Settings
+from starter.client import Journeys
+from starter.connect import database, redis_client
+from starter.launching import launch
+from starter.plan_files import read_plan
+from starter.stack.probes import free_port
+from tests.engine import client_for, for_test, worker_running
+from workflows.models import ControlSignal, RunOptions
+
+from .blast import CHANNEL, forget_run, write_channels
+from .results import save
+
+EVENT = "bench_ping"
+SHARDS = (1, 4)  # the default of an event-triggered plan, and a wider run for comparison
+FLUSH_EVERY = timedelta(milliseconds=200)
+RATE = 200  # events/s
+DURATION = timedelta(seconds=60)
+TICK = timedelta(milliseconds=50)
+CEILING_EVENTS = 20_000
+CEILING_SENDERS = 4
+CEILING_BATCH = 500
+DRAIN = timedelta(minutes=3)  # how long the last sends may take to arrive
+
+
+async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
+    """Measure steady latency and the ceiling, print the table, write the JSON result."""
+    del sizes
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
+        own = for_test(settings, write_channels(Path(tmp)))
+        async with ingest_api(own) as url:
+            for shards in SHARDS:
+                plan_file = write_event_plan(Path(tmp), shards=shards)
+                rows += await measure(own, plan_file, url=url, shards=shards)
+    Console(width=160).print(latency_table(rows))
+    return save(
+        "events",
+        rows=rows,
+        flush_every_ms=FLUSH_EVERY / timedelta(milliseconds=1),
+        tick_ms=TICK / timedelta(milliseconds=1),
+    )
+
+
+async def measure(
+    settings: Settings, plan_file: Path, *, url: str, shards: int
+) -> list[dict[str, Any]]:
+    """Steady latency and the ceiling against one run of ``plan_file``."""
+    async with (
+        redis_client(settings) as redis,
+        database(settings) as pool,
+        worker_running(settings),
+    ):
+        client = await client_for(settings)
+        plan = read_plan(plan_file, channels=settings.channels_file)
+        launched, handle = await launch(
+            settings,
+            client=client,
+            pool=pool,
+            redis=redis,
+            plan=plan,
+            plan_file=plan_file,
+            options=RunOptions(),
+        )
+        run_id = launched.run_id
+        async with asyncio.timeout(60):  # the run listens
+            while True:
+                if await redis.hget(listeners_key(EVENT), run_id):
+                    break
+                await asyncio.sleep(0.05)
+        rows = []
+        async with Journeys(url) as journeys:
+            seconds = DURATION.total_seconds()
+            Console().print(f"events: {shards} shard(s), steady {RATE}/s for {seconds:.0f} s ...")
+            due = await steady(journeys, run_id)
+            rows.append(await collect(pool, run_id, due, label=f"steady {RATE}/s", shards=shards))
+            Console().print(f"events: {shards} shard(s), {CEILING_EVENTS:,} events at once ...")
+            due, accepted_s = await flood(journeys, run_id)
+            row = await collect(pool, run_id, due, label="ceiling", shards=shards)
+            row["ingest_events_per_s"] = round(CEILING_EVENTS / accepted_s)
+            rows.append(row)
+        await handle.signal("cancel", ControlSignal())
+        await handle.result()
+        await forget_run(pool, run_id)
+    return rows
+
+
+@asynccontextmanager
+async def ingest_api(settings: Settings) -> AsyncIterator[str]:
+    """``journeys serve`` in a process of its own; its base URL once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    env.update(
+        TEMPORAL_ADDRESS=settings.temporal_address,
+        TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        REDIS_URL=settings.redis_url,
+        DATABASE_URL=settings.database_url,
+        JOURNEYS_INGEST_HOST=settings.ingest_host,
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "starter.cli", "serve", "--port", str(port), env=env
+    )
+    url = f"http://{settings.ingest_host}:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http, asyncio.timeout(60):
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def event(run_id: str, n: int, due: datetime) -> dict[str, Any]:
+    return {"user_id": f"{run_id[-8:]}-{n:07d}", "name": EVENT, "ts": due.isoformat()}
+
+
+async def steady(journeys: Journeys, run_id: str) -> dict[str, datetime]:
+    """``RATE`` events/s for ``DURATION``; the due time of each user's event."""
+    per_tick = round(RATE * TICK.total_seconds())
+    ticks = round(DURATION / TICK)
+    start_wall, start = datetime.now(UTC), time.perf_counter()
+    due: dict[str, datetime] = {}
+    for tick in range(ticks):
+        offset = tick * TICK.total_seconds()
+        await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
+        at = start_wall + timedelta(seconds=offset)
+        batch = [event(run_id, tick * per_tick + k, at) for k in range(per_tick)]
+        await journeys.send_events(batch)
+        due.update((e["user_id"], at) for e in batch)
+    return due
+
+
+async def flood(journeys: Journeys, run_id: str) -> tuple[dict[str, datetime], float]:
+    """``CEILING_EVENTS`` events as fast as they are accepted; due times and the seconds the
+    ingest API took to accept them all."""
+    base = 10_000_000  # apart from the steady users
+    queue = list(range(base, base + CEILING_EVENTS, CEILING_BATCH))
+    due: dict[str, datetime] = {}
+    started = time.perf_counter()
+
+    async def sender() -> None:
+        while queue:
+            first = queue.pop(0)
+            at = datetime.now(UTC)
+            batch = [event(run_id, first + k, at) for k in range(CEILING_BATCH)]
+            await journeys.send_events(batch)
+            due.update((e["user_id"], at) for e in batch)
+
+    await asyncio.gather(*(sender() for _ in range(CEILING_SENDERS)))
+    return due, time.perf_counter() - started
+
+
+async def collect(
+    pool: Any, run_id: str, due: dict[str, datetime], *, label: str, shards: int
+) -> dict[str, Any]:
+    """Wait for every user's inbox row; latency percentiles and the end-to-end rate."""
+    users = list(due)
+    deadline = time.perf_counter() + DRAIN.total_seconds()
+    while True:
+        rows = await pool.fetch(
+            "SELECT user_id, created_at FROM inbox WHERE user_id = ANY($1::text[])"
+            " AND starts_with(message_id, $2)",
+            users,
+            f"{run_id}:",
+        )
+        if len(rows) >= len(users) or time.perf_counter() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    if len(rows) < len(users):
+        raise RuntimeError(f"{label}: {len(users) - len(rows)} of {len(users)} sends missing")
+    latencies = sorted((r["created_at"] - due[r["user_id"]]).total_seconds() for r in rows)
+    first, last = min(due.values()), max(r["created_at"] for r in rows)
+    return {
+        "label": label,
+        "shards": shards,
+        "events": len(users),
+        "p50_ms": _ms(percentile(latencies, 50)),
+        "p95_ms": _ms(percentile(latencies, 95)),
+        "p99_ms": _ms(percentile(latencies, 99)),
+        "max_ms": _ms(latencies[-1]),
+        "end_to_end_events_per_s": round(len(users) / (last - first).total_seconds()),
+    }
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    rank = max(1, round(p / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def write_event_plan(directory: Path, *, shards: int) -> Path:
+    """Entry on ``EVENT`` for anyone, one send to the inbox, open for an hour."""
+    plan_id = f"bench-events-{uuid.uuid4().hex[:6]}"
+    body = {
+        "id": plan_id,
+        "name": "Event latency bench",
+        "shards": shards,
+        "audience": {"source": "all"},
+        "entry": {
+            "type": "event",
+            "event": EVENT,
+            "flush_every": f"{FLUSH_EVERY.total_seconds() * 1000:.0f}ms",
+            "window": {"end": (datetime.now(UTC) + timedelta(hours=1)).isoformat()},
+        },
+        "steps": {"hello": {"type": "send", "channel": CHANNEL, "template": "hello"}},
+    }
+    path = directory / f"{plan_id}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def latency_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="events: event-to-send latency (ingest API to inbox row)")
+    for column in (
+        "load",
+        "shards",
+        "events",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "end-to-end ev/s",
+    ):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            row["label"],
+            str(row["shards"]),
+            f"{row['events']:,}",
+            *(f"{row[k]:,}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
+            f"{row['end_to_end_events_per_s']:,}",
+        )
+    return table
