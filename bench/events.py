@@ -1,8 +1,9 @@
 """Scenario ``events``: event-to-send latency of an event-triggered journey with no wait.
 
-A plan whose entry is the event ``bench_ping`` (``flush_every`` :data:`FLUSH_EVERY`) and whose
-only step sends to the ``inbox`` channel runs with a worker in this process and the ingest API
-in its own (``journeys serve``), as they are deployed. Then, against the same run:
+For each shape in :data:`RUNS` (shards, ``flush_every``), a plan whose entry is the event
+``bench_ping`` and whose only step sends to the ``inbox`` channel runs with a worker in this
+process and the ingest API in its own (``journeys serve``), as they are deployed. Then,
+against the same run:
 
 - **steady**: events of fresh users go through the Python client over HTTP at :data:`RATE`
   events/s for :data:`DURATION`, a batch every :data:`TICK`. Each event's ``ts`` is the moment
@@ -49,8 +50,11 @@ from .blast import CHANNEL, forget_run, write_channels
 from .results import save
 
 EVENT = "bench_ping"
-SHARDS = (1, 4)  # the default of an event-triggered plan, and a wider run for comparison
-FLUSH_EVERY = timedelta(milliseconds=200)
+RUNS = (  # (shards, flush_every): the default shard count, then wider runs for comparison
+    (1, timedelta(milliseconds=200)),
+    (4, timedelta(milliseconds=200)),
+    (4, timedelta(seconds=1)),
+)
 RATE = 200  # events/s
 DURATION = timedelta(seconds=60)
 TICK = timedelta(milliseconds=50)
@@ -67,20 +71,19 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
         own = for_test(settings, write_channels(Path(tmp)))
         async with ingest_api(own) as url:
-            for shards in SHARDS:
-                plan_file = write_event_plan(Path(tmp), shards=shards)
-                rows += await measure(own, plan_file, url=url, shards=shards)
+            for shards, flush_every in RUNS:
+                plan_file = write_event_plan(Path(tmp), shards=shards, flush_every=flush_every)
+                rows += await measure(own, plan_file, url=url, shape=(shards, flush_every))
     Console(width=160).print(latency_table(rows))
     return save(
         "events",
         rows=rows,
-        flush_every_ms=FLUSH_EVERY / timedelta(milliseconds=1),
         tick_ms=TICK / timedelta(milliseconds=1),
     )
 
 
 async def measure(
-    settings: Settings, plan_file: Path, *, url: str, shards: int
+    settings: Settings, plan_file: Path, *, url: str, shape: tuple[int, timedelta]
 ) -> list[dict[str, Any]]:
     """Steady latency and the ceiling against one run of ``plan_file``."""
     async with (
@@ -108,12 +111,13 @@ async def measure(
         rows = []
         async with Journeys(url) as journeys:
             seconds = DURATION.total_seconds()
-            Console().print(f"events: {shards} shard(s), steady {RATE}/s for {seconds:.0f} s ...")
+            where = f"{shape[0]} shard(s), flush {shape[1].total_seconds():g} s"
+            Console().print(f"events: {where}, steady {RATE}/s for {seconds:.0f} s ...")
             due = await steady(journeys, run_id)
-            rows.append(await collect(pool, run_id, due, label=f"steady {RATE}/s", shards=shards))
-            Console().print(f"events: {shards} shard(s), {CEILING_EVENTS:,} events at once ...")
+            rows.append(await collect(pool, run_id, due, label=f"steady {RATE}/s", shape=shape))
+            Console().print(f"events: {where}, {CEILING_EVENTS:,} events at once ...")
             due, accepted_s = await flood(journeys, run_id)
-            row = await collect(pool, run_id, due, label="ceiling", shards=shards)
+            row = await collect(pool, run_id, due, label="ceiling", shape=shape)
             row["ingest_events_per_s"] = round(CEILING_EVENTS / accepted_s)
             rows.append(row)
         await handle.signal("cancel", ControlSignal())
@@ -156,18 +160,24 @@ def event(run_id: str, n: int, due: datetime) -> dict[str, Any]:
 
 
 async def steady(journeys: Journeys, run_id: str) -> dict[str, datetime]:
-    """``RATE`` events/s for ``DURATION``; the due time of each user's event."""
+    """``RATE`` events/s for ``DURATION``; the due time of each user's event.
+
+    Open loop, as many product services are: a batch goes every tick whether or not the
+    previous ones were answered (the API holds each request until its signal went out).
+    """
     per_tick = round(RATE * TICK.total_seconds())
     ticks = round(DURATION / TICK)
     start_wall, start = datetime.now(UTC), time.perf_counter()
     due: dict[str, datetime] = {}
+    posts: list[asyncio.Task[Any]] = []
     for tick in range(ticks):
         offset = tick * TICK.total_seconds()
         await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
         at = start_wall + timedelta(seconds=offset)
         batch = [event(run_id, tick * per_tick + k, at) for k in range(per_tick)]
-        await journeys.send_events(batch)
+        posts.append(asyncio.create_task(journeys.send_events(batch)))
         due.update((e["user_id"], at) for e in batch)
+    await asyncio.gather(*posts)
     return due
 
 
@@ -192,7 +202,12 @@ async def flood(journeys: Journeys, run_id: str) -> tuple[dict[str, datetime], f
 
 
 async def collect(
-    pool: Any, run_id: str, due: dict[str, datetime], *, label: str, shards: int
+    pool: Any,
+    run_id: str,
+    due: dict[str, datetime],
+    *,
+    label: str,
+    shape: tuple[int, timedelta],
 ) -> dict[str, Any]:
     """Wait for every user's inbox row; latency percentiles and the end-to-end rate."""
     users = list(due)
@@ -213,7 +228,8 @@ async def collect(
     first, last = min(due.values()), max(r["created_at"] for r in rows)
     return {
         "label": label,
-        "shards": shards,
+        "shards": shape[0],
+        "flush_every_ms": round(shape[1] / timedelta(milliseconds=1)),
         "events": len(users),
         "p50_ms": _ms(percentile(latencies, 50)),
         "p95_ms": _ms(percentile(latencies, 95)),
@@ -233,7 +249,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def write_event_plan(directory: Path, *, shards: int) -> Path:
+def write_event_plan(directory: Path, *, shards: int, flush_every: timedelta) -> Path:
     """Entry on ``EVENT`` for anyone, one send to the inbox, open for an hour."""
     plan_id = f"bench-events-{uuid.uuid4().hex[:6]}"
     body = {
@@ -244,7 +260,7 @@ def write_event_plan(directory: Path, *, shards: int) -> Path:
         "entry": {
             "type": "event",
             "event": EVENT,
-            "flush_every": f"{FLUSH_EVERY.total_seconds() * 1000:.0f}ms",
+            "flush_every": f"{round(flush_every / timedelta(milliseconds=1))}ms",
             "window": {"end": (datetime.now(UTC) + timedelta(hours=1)).isoformat()},
         },
         "steps": {"hello": {"type": "send", "channel": CHANNEL, "template": "hello"}},
@@ -259,6 +275,7 @@ def latency_table(rows: list[dict[str, Any]]) -> Table:
     for column in (
         "load",
         "shards",
+        "flush ms",
         "events",
         "p50 ms",
         "p95 ms",
@@ -271,6 +288,7 @@ def latency_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             row["label"],
             str(row["shards"]),
+            f"{row['flush_every_ms']:,}",
             f"{row['events']:,}",
             *(f"{row[k]:,}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
             f"{row['end_to_end_events_per_s']:,}",

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         alias="JOURNEYS_EVENT_PROPS_MAX_BYTES",
     )
     """The largest ``props`` of an accepted event, as compact JSON."""
+    ingest_linger: Duration = Field(
+        default=timedelta(milliseconds=100), alias="JOURNEYS_INGEST_LINGER"
+    )
+    """How long the ingest API gathers events for one shard into one signal."""
     log_level: str = Field(default="INFO", alias="JOURNEYS_LOG_LEVEL")
     db_pool_size: int = Field(default=10, ge=1, alias="JOURNEYS_DB_POOL_SIZE")
     worker_max_activities: int = Field(default=64, ge=1, alias="JOURNEYS_WORKER_MAX_ACTIVITIES")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import yaml
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from activities.db import queries
@@ -128,6 +128,12 @@ async def launch_journey(
 
 def shard_handle(client: Client, run_id: str, shard: int = 0) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(shard_workflow_id(run_id, shard))
+
+
+async def shard_runs(client: Client, run_id: str, shard: int = 0) -> list[WorkflowExecution]:
+    """Every run of a shard workflow: one more per continue-as-new."""
+    query = f'WorkflowId = "{shard_workflow_id(run_id, shard)}"'
+    return [execution async for execution in client.list_workflows(query)]
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool]) -> T:

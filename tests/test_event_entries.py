@@ -3,6 +3,7 @@ exits and conversions per entry (real services, virtual time for the shard)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from journeys.names import cohort_key, listeners_key
 from journeys.plan.entry import EventEntry
 from journeys.settings import Settings
 from starter.client import Journeys
+from starter.ingest.coalesce import SignalCoalescer
 from tests.engine import for_test, worker_running
 from tests.journey_kit import (
     eventually,
@@ -27,6 +29,7 @@ from tests.journey_kit import (
     seed_profiles,
     shard_handle,
     shard_nodes,
+    shard_runs,
     until_shard,
     virtual_time,
     write_journey,
@@ -289,13 +292,7 @@ async def test_entries_arriving_across_continue_as_new_each_enter_once(
     assert max(receiver.by_user().values()) == 1 and set(receiver.by_user()) == set(users)
     assert result.totals.targeted == len(users)
     assert result.totals.skipped == {"entry: re-entry (once)": len(users) - 6}
-    runs = [
-        w
-        async for w in time.client.list_workflows(
-            f'WorkflowId = "{shard_handle(time.client, run).id}"'
-        )
-    ]
-    assert len(runs) >= 3
+    assert len(await shard_runs(time.client, run)) >= 3
 
 
 async def test_events_right_after_launch_reach_every_shard(
@@ -387,9 +384,7 @@ async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
         await handle.signal("cancel", ControlSignal())
         await handle.result()
         inputs = []
-        async for execution in time.client.list_workflows(
-            f'WorkflowId = "{shard_handle(time.client, run).id}"'
-        ):
+        for execution in await shard_runs(time.client, run):
             history = await time.client.get_workflow_handle(
                 execution.id, run_id=execution.run_id
             ).fetch_history()
@@ -399,3 +394,51 @@ async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
     assert set(receiver.by_user()) == set(users) and max(receiver.by_user().values()) == 1
     assert len(inputs) >= 2
     assert max(inputs) < 512 * 1024  # waiting events were admitted, not carried
+
+
+async def test_concurrent_requests_share_one_signal_per_shard(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    plan_file = write_journey(
+        tmp_path,
+        {
+            "entry": {"type": "event", "event": "signed_up", "flush_every": "200ms"},
+            "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
+            "audience": {"source": "all"},
+        },
+    )
+    users = [f"co-{uuid.uuid4().hex[:4]}-{n:02d}" for n in range(20)]
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None
+        )
+        run = launched.run_id
+        await eventually(lambda: redis.hget(listeners_key("signed_up"), run), until=bool)
+        signals = SignalCoalescer(time.client, linger=timedelta(seconds=1))
+        reached = await asyncio.gather(  # 20 requests' worth, all within one linger
+            *(
+                signals.send(
+                    run_id=run, shards=1, events=[JourneyEvent(user_id=u, name="signed_up")]
+                )
+                for u in users
+            )
+        )
+        await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
+        await handle.signal("cancel", ControlSignal())
+        await handle.result()
+        history = await shard_handle(time.client, run).fetch_history()
+
+    assert reached == [1] * len(users)
+    received = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and e.workflow_execution_signaled_event_attributes.signal_name == "events"
+    ]
+    assert len(received) == 1
+    assert set(receiver.by_user()) == set(users)

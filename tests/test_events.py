@@ -32,6 +32,7 @@ from tests.journey_kit import (
     received_by_node,
     shard_handle,
     shard_nodes,
+    shard_runs,
     until_shard,
     virtual_time,
     write_journey,
@@ -285,13 +286,7 @@ async def test_events_arriving_across_continue_as_new_are_not_lost(
     assert max(receiver.by_user().values()) == 1
     nodes = await shard_nodes(settings, run)
     assert nodes["ping"].routes == {"event": holding, "timeout": 0}
-    runs = [
-        w
-        async for w in time.client.list_workflows(
-            f'WorkflowId = "{shard_handle(time.client, run).id}"'
-        )
-    ]
-    assert len(runs) >= 3
+    assert len(await shard_runs(time.client, run)) >= 3
 
 
 async def test_cli_sends_and_loads_events(

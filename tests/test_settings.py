@@ -24,6 +24,7 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         "JOURNEYS_CHANNELS": "/etc/journeys/channels.yaml",
         "JOURNEYS_SERVICE_START_TIMEOUT": "90s",
         "JOURNEYS_EVENT_PROPS_MAX_BYTES": "4096",
+        "JOURNEYS_INGEST_LINGER": "250ms",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -36,6 +37,7 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.channels_file == Path("/etc/journeys/channels.yaml")
     assert s.service_start_timeout == timedelta(seconds=90)
     assert s.event_props_max_bytes == 4096
+    assert s.ingest_linger == timedelta(milliseconds=250)
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,6 +30,7 @@ def create_app(
     connect: Callable[[], Awaitable[tuple[Any, aioredis.Redis, Client]]],
     *,
     max_props_bytes: int = MAX_PROPS_BYTES,
+    linger: timedelta = timedelta(0),
 ) -> FastAPI:
     """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
     counts: Counter[str] = Counter()
@@ -39,7 +41,7 @@ def create_app(
         pool, redis, client = await connect()
         state.update(pool=pool, redis=redis, client=client)
         state["ingest"] = EventIngest(
-            pool=pool, redis=redis, client=client, max_props_bytes=max_props_bytes
+            pool=pool, redis=redis, client=client, max_props_bytes=max_props_bytes, linger=linger
         )
         try:
             yield

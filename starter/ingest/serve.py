@@ -24,7 +24,11 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
         return pool, aioredis.Redis.from_url(settings.redis_url), client
 
     config = uvicorn.Config(
-        create_app(connect, max_props_bytes=settings.event_props_max_bytes),
+        create_app(
+            connect,
+            max_props_bytes=settings.event_props_max_bytes,
+            linger=settings.ingest_linger,
+        ),
         host=settings.ingest_host,
         port=settings.ingest_port if port is None else port,
         log_level="warning",

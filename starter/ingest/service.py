@@ -9,9 +9,10 @@ re-signal after a crash between routing and marking acts once.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,7 +23,7 @@ from activities.db import queries
 from activities.event_registry import ListenerCache
 from journeys.errors import EventsRefused
 from journeys.events import MAX_PROPS_BYTES, JourneyEvent, parse_events
-from starter.event_signals import signal_events
+from starter.ingest.coalesce import SignalCoalescer
 
 
 class IngestReport(BaseModel):
@@ -45,10 +46,11 @@ class EventIngest:
         redis: aioredis.Redis,
         client: Client,
         max_props_bytes: int = MAX_PROPS_BYTES,
+        linger: timedelta = timedelta(0),
     ) -> None:
         self._pool = pool
         self._max_props_bytes = max_props_bytes
-        self._client = client
+        self._signals = SignalCoalescer(client, linger=linger)
         self._listeners = ListenerCache(redis)
 
     async def ingest(self, raw: Sequence[object]) -> IngestReport:
@@ -104,8 +106,10 @@ class EventIngest:
         for event in events:
             for listener in listeners.get(event.name, []):
                 per_run[(listener.run_id, listener.shards)].append(event)
-        routed = 0
-        for (run_id, shards), batch in sorted(per_run.items()):
-            sent = await signal_events(self._client, run_id=run_id, shards=shards, events=batch)
-            routed += sum(sent.values())
-        return routed
+        reached = await asyncio.gather(
+            *(
+                self._signals.send(run_id=run_id, shards=shards, events=batch)
+                for (run_id, shards), batch in sorted(per_run.items())
+            )
+        )
+        return sum(reached)
