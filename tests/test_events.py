@@ -340,3 +340,55 @@ async def test_props_size_limit_is_the_configured_one(
     assert [(i, f) for i, f, _ in refused.value.refused] == [(1, "props")]
     assert "at most 512" in refused.value.refused[0][2]
     assert await stored(pool, [f"p-{tag}"]) == 1
+
+
+async def test_a_flood_of_goal_events_is_recorded_not_carried(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+    ingest_url: str,
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    plan_file = write_journey(
+        tmp_path,
+        {
+            "steps": {"push": {"type": "send", "channel": "push", "template": "hello"}},
+            "goal": {"event": "paid", "within": "1d"},
+            "limits": {"page_size": 10, "concurrency": 1},
+        },
+    )
+    users = [f"gf-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(300)]
+    padding = "x" * 2000  # 1,200 events of ~2 KB: more than one input may hold
+    options = RunOptions(continue_as_new_after_pages=1)  # draining after every page
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings,
+            time,
+            pool=pool,
+            redis=redis,
+            plan_file=plan_file,
+            users=write_users(tmp_path, users),
+            options=options,
+        )
+        run = launched.run_id
+        await eventually(lambda: redis.hget(listeners_key("paid"), run), until=bool)
+        async with Journeys(ingest_url) as journeys:
+            await journeys.send_events(
+                [{"user_id": u, "name": "paid", "props": {"pad": padding}} for u in users * 4]
+            )
+        await until_shard(time.client, run, lambda s: s.counters.converted == len(users))
+        await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, minutes=1))
+        result = await handle.result()
+        inputs = []
+        for execution in await shard_runs(time.client, run):
+            history = await time.client.get_workflow_handle(
+                execution.id, run_id=execution.run_id
+            ).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            inputs.append(sum(len(p.data) for p in started.input.payloads))
+
+    assert result.totals.converted == len(users) and result.totals.delivered == len(users)
+    assert len(inputs) >= 2
+    assert max(inputs) < 512 * 1024  # the flood was recorded in batches, not carried

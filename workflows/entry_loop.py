@@ -13,19 +13,14 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.events import JourneyEvent
     from journeys.names import cohort_key
     from journeys.plan.entry import EventEntry
     from workflows.journey_models import AdmitEntriesInput, AdmitEntriesOutput
     from workflows.models import Cohort
 
+from workflows.inbox import take_batch, too_big_to_carry
 from workflows.journey_events import JourneyEventsHandler
 from workflows.shard_base import SMALL_RETRY
-
-BATCH_BYTES = 512 * 1024
-"""Entry events per admission, as JSON: the activity input stays far below 2 MiB."""
-CARRY_BYTES = 256 * 1024
-"""Waiting entry events a continue-as-new may carry; more are admitted first."""
 
 
 class EntryHandler(JourneyEventsHandler):
@@ -94,27 +89,11 @@ class EntryHandler(JourneyEventsHandler):
     async def _admit_backlog(self, entry: EventEntry) -> None:
         """Before a continue-as-new: admit waiting events until what is left is small, so
         the next run's input carries cohorts (keys), not a flood of events."""
-        while self.s.entry_inbox and not self.s.cancelled:
-            if len(self.s.entry_inbox) <= entry.flush_size:
-                size = sum(len(e.model_dump_json()) for e in self.s.entry_inbox)
-                if size <= CARRY_BYTES:
-                    return
+        while too_big_to_carry(self.s.entry_inbox) and not self.s.cancelled:
             await self._admit(entry)
 
-    def _next_batch(self, entry: EventEntry) -> list[JourneyEvent]:
-        """The oldest waiting events: at most ``flush_size`` and ``BATCH_BYTES``."""
-        batch: list[JourneyEvent] = []
-        size = 0
-        for event in self.s.entry_inbox[: entry.flush_size]:
-            weight = len(event.model_dump_json())
-            if batch and size + weight > BATCH_BYTES:
-                break
-            batch.append(event)
-            size += weight
-        return batch
-
     async def _admit(self, entry: EventEntry) -> None:
-        events = self._next_batch(entry)
+        events = take_batch(self.s.entry_inbox, most=entry.flush_size)
         batch = f"in{self.s.entry_batches}"
         key = cohort_key(self.s.run_id, self.s.shard, batch)
         self._events_busy += 1

@@ -21,7 +21,11 @@ with workflow.unsafe.imports_passed_through():
         RecordConversionsOutput,
     )
 
+from workflows.inbox import take_batch, too_big_to_carry
 from workflows.shard_base import SMALL_RETRY, ShardBase
+
+BATCH_EVENTS = 1_000
+"""Exit or goal events per activity."""
 
 
 class JourneyEventsHandler(ShardBase):
@@ -59,11 +63,18 @@ class JourneyEventsHandler(ShardBase):
                 ):
                     cohort.inbox.append(event)
 
+    def _due(self, inbox: list[JourneyEvent]) -> bool:
+        """Work off ``inbox`` now; while a continue-as-new is due, only what is too much
+        to carry (the rest goes along in the next run's input)."""
+        if not inbox:
+            return False
+        return not self._draining or too_big_to_carry(inbox)
+
     async def _exit_loop(self) -> None:
         """Mark the users of exit events; nodes skip marked users from then on."""
         while True:
-            await workflow.wait_condition(lambda: bool(self.s.exit_inbox) and not self._draining)
-            events = list(self.s.exit_inbox)
+            await workflow.wait_condition(lambda: self._due(self.s.exit_inbox))
+            events = take_batch(self.s.exit_inbox, most=BATCH_EVENTS)
             self._events_busy += 1
             try:
                 await workflow.execute_activity(
@@ -89,8 +100,8 @@ class JourneyEventsHandler(ShardBase):
         sends = sorted(n for n, s in steps.items() if isinstance(s, SendStep | WebhookStep))
         splits = sorted(n for n, s in steps.items() if isinstance(s, AbSplitStep))
         while True:
-            await workflow.wait_condition(lambda: bool(self.s.goal_inbox) and not self._draining)
-            events: list[JourneyEvent] = list(self.s.goal_inbox)
+            await workflow.wait_condition(lambda: self._due(self.s.goal_inbox))
+            events = take_batch(self.s.goal_inbox, most=BATCH_EVENTS)
             self._events_busy += 1
             try:
                 assert self.s.entered_at is not None

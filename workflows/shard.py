@@ -16,6 +16,7 @@ from temporalio import workflow
 
 from workflows.entry_loop import EntryHandler  # workflow code: re-imported
 from workflows.event_wait_step import EventWaitHandler
+from workflows.inbox import too_big_to_carry
 from workflows.send_step import SendHandler
 from workflows.wait_steps import WaitHandler
 
@@ -180,7 +181,14 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
         self.s.cohorts = []
 
     async def _continue_as_new(self) -> None:
-        await workflow.wait_condition(lambda: self._inflight == 0 and self._events_busy == 0)
+        await workflow.wait_condition(
+            lambda: (
+                self._inflight == 0
+                and self._events_busy == 0
+                and not too_big_to_carry(self.s.exit_inbox)
+                and not too_big_to_carry(self.s.goal_inbox)
+            )
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.s.generation += 1
         workflow.continue_as_new(self.s)
