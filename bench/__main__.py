@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from activities.db.migrate import migrate
-from bench import blast, events, upload
+from bench import blast, events, per_user, upload
 from journeys.settings import Settings, get_settings
 from starter.stack.devstack import DevStack
 from starter.stack.probes import free_port, host_port, is_listening
@@ -35,6 +35,7 @@ SCENARIOS: dict[str, Scenario] = {
     "upload": upload.run,
     "blast": blast.run,
     "events": events.run,
+    "per_user": per_user.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 
