@@ -23,7 +23,7 @@ from temporalio.client import Client
 from journeys.names import SEARCH_ATTRIBUTES
 from journeys.settings import Settings
 from starter.stack.probes import is_listening
-from starter.stack.process import spawn
+from starter.stack.process import is_alive, spawn
 from starter.stack.services import run_as_user
 from tests.conftest import ROOT, embedded_settings, settings_env, spawn_journeys
 
@@ -222,3 +222,14 @@ def _check_own_group(user: str, place: Path) -> None:
     groups, text = log.read_text().splitlines()
     assert groups.split() == [str(pwd.getpwnam(user).pw_gid)]
     assert text == "hello"
+
+
+def test_is_alive_reads_the_process_state(tmp_path: Path) -> None:
+    assert is_alive(os.getpid())
+    child = spawn(["sleep", "30"], log=tmp_path / "sleep.log")
+    assert is_alive(child.pid)
+    child.kill()
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert not is_alive(child.pid)
+    child.wait()
+    assert not is_alive(child.pid)

@@ -74,8 +74,18 @@ def _cmdline(pid: int) -> str | None:
 
 
 def is_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    return _cmdline(pid) is not None
+    """True while the process exists and is not a zombie.
+
+    Read from the state in ``/proc/{pid}/stat``, not from an empty command line: a process
+    in the middle of ``exec`` shows an empty command line for a moment too, and a busy
+    machine once made a starting Temporal server look dead that way.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = stat.rpartition(")")[2].split(maxsplit=1)[:1]  # after "pid (comm)"
+    return bool(state) and state[0] not in ("Z", "X")
 
 
 def identity(user: str | None) -> dict[str, Any]:
