@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from activities.db.migrate import migrate
-from bench import blast, events, per_user, upload
+from bench import blast, events, per_user, scale_out, upload
 from journeys.settings import Settings, get_settings
 from starter.stack.devstack import DevStack
 from starter.stack.probes import free_port, host_port, is_listening
@@ -36,6 +36,7 @@ SCENARIOS: dict[str, Scenario] = {
     "blast": blast.run,
     "events": events.run,
     "per_user": per_user.run,
+    "scale_out": scale_out.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 

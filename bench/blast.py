@@ -51,6 +51,7 @@ from tests.engine import client_for, for_test, start_blast, worker_running, writ
 from workflows.models import RunOptions, RunStatus
 
 from .results import save
+from .workers import worker_processes
 
 SHARDS = 16
 PAGE_SIZE = 1000
@@ -96,9 +97,16 @@ def page_sizes(size: int) -> list[int]:
 
 
 async def measure(
-    settings: Settings, pool: Any, redis: aioredis.Redis, size: int, page_size: int
+    settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    size: int,
+    page_size: int,
+    *,
+    extra_workers: int = 0,
 ) -> dict[str, Any]:
-    """One blast of ``size`` ids in pages of ``page_size``, its histories, then the floor."""
+    """One blast of ``size`` ids in pages of ``page_size``, its histories, then the floor
+    (``extra_workers`` more worker processes poll beside the bench's own)."""
     with tempfile.TemporaryDirectory(prefix="bench-blast-") as tmp:
         directory = Path(tmp)
         own = for_test(settings, write_channels(directory))
@@ -107,7 +115,7 @@ async def measure(
         )
         ids = write_ids(directory, size, prefix="blast")
         load_before = round(os.getloadavg()[0], 2)  # other jobs on a shared machine
-        async with worker_running(own):
+        async with worker_running(own), worker_processes(own, extra_workers):
             rss_reset = _reset_peak_rss()
             cpu_before = _cpu_seconds(settings)
             started = time.perf_counter()
