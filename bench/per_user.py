@@ -38,6 +38,7 @@ from tests.engine import client_for, for_test
 from .blast import CHANNEL, forget_run, measure, write_channels
 from .results import save
 
+BOUND = timedelta(minutes=10)  # a size whose projected per-user run is longer is skipped
 STARTERS = 32  # workflow starts in flight
 WAITERS = 256  # result long-polls in flight
 
@@ -106,9 +107,16 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-per-user-") as tmp:
         own = for_test(settings, write_channels(Path(tmp)))
+        rate: float | None = None
         for size in sizes:
+            if rate is not None and size / rate > BOUND.total_seconds():
+                reason = f"projected {size / rate:,.0f} s at {rate:,.0f} users/s, over {BOUND}"
+                Console().print(f"per_user: {size:,} skipped: {reason}")
+                rows.append({"size": size, "skipped": reason})
+                continue
             Console().print(f"per_user: {size:,} workflows ...")
             row = await per_user(own, size)
+            rate = row["users_per_s"]
             Console().print(f"per_user: Journeys' blast of {size:,} ...")
             async with redis_client(own) as redis, database(own) as pool:
                 blast = await measure(own, pool, redis, size, 1000)
@@ -177,6 +185,9 @@ def table(rows: list[dict[str, Any]]) -> Table:
     for column in ("users", "per-user s", "per-user users/s", "Journeys users/s", "Journeys x"):
         out.add_column(column, justify="right")
     for row in rows:
+        if "skipped" in row:
+            out.add_row(f"{row['size']:,}", "skipped", row["skipped"], "", "")
+            continue
         out.add_row(
             f"{row['size']:,}",
             f"{row['seconds']:,}",
