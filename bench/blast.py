@@ -28,6 +28,7 @@ import resource
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -104,14 +105,17 @@ async def measure(
     page_size: int,
     *,
     extra_workers: int = 0,
+    channel: str = CHANNEL,
+    channels: Callable[[Path], Path] | None = None,
 ) -> dict[str, Any]:
     """One blast of ``size`` ids in pages of ``page_size``, its histories, then the floor
-    (``extra_workers`` more worker processes poll beside the bench's own)."""
+    (``extra_workers`` more worker processes poll beside the bench's own; ``channels``
+    writes another channels file holding ``channel``)."""
     with tempfile.TemporaryDirectory(prefix="bench-blast-") as tmp:
         directory = Path(tmp)
-        own = for_test(settings, write_channels(directory))
+        own = for_test(settings, (channels or write_channels)(directory))
         plan = write_plan(
-            directory, channel=CHANNEL, shards=SHARDS, page_size=page_size, concurrency=CONCURRENCY
+            directory, channel=channel, shards=SHARDS, page_size=page_size, concurrency=CONCURRENCY
         )
         ids = write_ids(directory, size, prefix="blast")
         load_before = round(os.getloadavg()[0], 2)  # other jobs on a shared machine
