@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from starter.connect import database, redis_client
 from starter.launching import launch
 from starter.plan_files import read_plan
 from starter.stack.probes import free_port
-from tests.engine import client_for, for_test, worker_running
+from tests.engine import client_for, for_test, settings_env, worker_running
 from workflows.models import ControlSignal, RunOptions
 
 from .blast import CHANNEL, forget_run, write_channels
@@ -130,16 +129,14 @@ async def measure(
 async def ingest_api(settings: Settings) -> AsyncIterator[str]:
     """``journeys serve`` in a process of its own; its base URL once it answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
-    env.update(
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        TEMPORAL_NAMESPACE=settings.temporal_namespace,
-        REDIS_URL=settings.redis_url,
-        DATABASE_URL=settings.database_url,
-        JOURNEYS_INGEST_HOST=settings.ingest_host,
-    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starter.cli", "serve", "--port", str(port), env=env
+        sys.executable,
+        "-m",
+        "starter.cli",
+        "serve",
+        "--port",
+        str(port),
+        env=settings_env(settings),
     )
     url = f"http://{settings.ingest_host}:{port}"
     try:

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from journeys.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.engine import ROOT, settings_env
 
 
 @asynccontextmanager
 async def worker_processes(settings: Settings, count: int) -> AsyncIterator[None]:
     """``count`` more ``python worker.py`` processes on ``settings``' task queue, polling
     before the block starts and stopped after it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
-    env.update(
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        TEMPORAL_NAMESPACE=settings.temporal_namespace,
-        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
-        REDIS_URL=settings.redis_url,
-        DATABASE_URL=settings.database_url,
-        JOURNEYS_CHANNELS=str(settings.channels_file),
-        JOURNEYS_LOG_LEVEL="INFO",
-    )
+    env = settings_env(settings, channels=settings.channels_file) | {"JOURNEYS_LOG_LEVEL": "INFO"}
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "worker.py"), env=env, stderr=asyncio.subprocess.PIPE

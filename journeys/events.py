@@ -54,6 +54,20 @@ MAX_BATCH = 1_000
 """Events in one request or call."""
 
 
+def take_batch(events: Sequence[JourneyEvent], *, most: int, max_bytes: int) -> list[JourneyEvent]:
+    """The first of ``events``: at most ``most`` of them and ``max_bytes`` as JSON (always
+    at least one), so a batch fits a signal or an activity input whatever the events carry."""
+    batch: list[JourneyEvent] = []
+    size = 0
+    for event in events[:most]:
+        weight = len(event.model_dump_json())
+        if batch and size + weight > max_bytes:
+            break
+        batch.append(event)
+        size += weight
+    return batch
+
+
 class EventProblem(BaseModel):
     """Why event ``index`` of a batch was refused."""
 

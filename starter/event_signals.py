@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from journeys.events import EventBatch, JourneyEvent
+from journeys.events import EventBatch, JourneyEvent, take_batch
 from journeys.names import shard_workflow_id
 from journeys.sharding import shard_of
 
@@ -44,13 +44,10 @@ async def signal_events(
 
 
 def _batches(events: list[JourneyEvent]) -> list[list[JourneyEvent]]:
-    batches: list[list[JourneyEvent]] = [[]]
-    size = 0
-    for event in events:
-        weight = len(event.model_dump_json())
-        if batches[-1] and (len(batches[-1]) >= MAX_BATCH or size + weight > MAX_BATCH_BYTES):
-            batches.append([])
-            size = 0
-        batches[-1].append(event)
-        size += weight
-    return [batch for batch in batches if batch]
+    batches: list[list[JourneyEvent]] = []
+    taken = 0
+    while taken < len(events):
+        batch = take_batch(events[taken:], most=MAX_BATCH, max_bytes=MAX_BATCH_BYTES)
+        batches.append(batch)
+        taken += len(batch)
+    return batches

@@ -33,8 +33,9 @@ from starter.stack.devstack import DevStack
 from starter.stack.postgres import ensure_database
 from starter.stack.probes import free_port
 from starter.stack.process import PidFile, is_alive, terminate
+from tests.engine import ROOT, settings_env
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ROOT", "settings_env"]  # the tests import both from here
 _SERVICE_VARS = ("TEMPORAL_ADDRESS", "REDIS_URL", "DATABASE_URL")
 
 
@@ -134,23 +135,6 @@ async def fresh_database_url(stack_settings: Settings) -> AsyncIterator[str]:
     await ensure_database(url)
     yield url
     await _drop_database(stack_settings.database_url, name)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """This process's environment with ``settings`` as the Journeys variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
-    env.update(
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        TEMPORAL_NAMESPACE=settings.temporal_namespace,
-        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
-        TEMPORAL_UI_URL=settings.temporal_ui_url,
-        REDIS_URL=settings.redis_url,
-        DATABASE_URL=settings.database_url,
-        JOURNEYS_HOME=str(settings.home),
-        JOURNEYS_CHANNELS=str(ROOT / "examples" / "channels.yaml"),
-        COLUMNS="200",
-    )
-    return env
 
 
 async def spawn_journeys(

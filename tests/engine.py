@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,8 @@ from starter.launching import Launched, launch
 from starter.plan_files import read_plan
 from worker import run_worker
 from workflows.models import PlanRunResult, RunOptions, RunProgress
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_channels(directory: Path, *, receiver_url: str, secret: str = "s3cret") -> Path:
@@ -84,6 +87,25 @@ def write_ids(directory: Path, count: int, *, prefix: str = "user") -> Path:
     path = directory / f"{prefix}-{count}.txt"
     path.write_text("".join(f"{prefix}-{n:06d}\n" for n in range(1, count + 1)))
     return path
+
+
+def settings_env(settings: Settings, *, channels: Path | None = None) -> dict[str, str]:
+    """This process's environment with ``settings`` as the Journeys variables, for child
+    processes (the CLI, a worker, the ingest API); channels from ``examples/`` unless given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "JOURNEYS_"))}
+    env.update(
+        TEMPORAL_ADDRESS=settings.temporal_address,
+        TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+        TEMPORAL_UI_URL=settings.temporal_ui_url,
+        REDIS_URL=settings.redis_url,
+        DATABASE_URL=settings.database_url,
+        JOURNEYS_HOME=str(settings.home),
+        JOURNEYS_CHANNELS=str(channels or ROOT / "examples" / "channels.yaml"),
+        JOURNEYS_INGEST_HOST=settings.ingest_host,
+        COLUMNS="200",
+    )
+    return env
 
 
 def for_test(settings: Settings, channels_file: Path) -> Settings:

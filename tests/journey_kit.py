@@ -136,6 +136,17 @@ async def shard_runs(client: Client, run_id: str, shard: int = 0) -> list[Workfl
     return [execution async for execution in client.list_workflows(query)]
 
 
+async def shard_run_inputs(client: Client, run_id: str, shard: int = 0) -> list[int]:
+    """The input size in bytes of each run of a shard workflow (what continue-as-new carried)."""
+    sizes = []
+    for execution in await shard_runs(client, run_id, shard):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        started = (await handle.fetch_history()).events[0]
+        payloads = started.workflow_execution_started_event_attributes.input.payloads
+        sizes.append(sum(len(p.data) for p in payloads))
+    return sizes
+
+
 async def eventually(probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool]) -> T:
     """Call ``probe`` until its answer satisfies ``until`` (a condition, not a timed wait)."""
     async with asyncio.timeout(120):

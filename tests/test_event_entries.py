@@ -29,6 +29,7 @@ from tests.journey_kit import (
     seed_profiles,
     shard_handle,
     shard_nodes,
+    shard_run_inputs,
     shard_runs,
     until_shard,
     virtual_time,
@@ -383,13 +384,7 @@ async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
         await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
         await handle.signal("cancel", ControlSignal())
         await handle.result()
-        inputs = []
-        for execution in await shard_runs(time.client, run):
-            history = await time.client.get_workflow_handle(
-                execution.id, run_id=execution.run_id
-            ).fetch_history()
-            started = history.events[0].workflow_execution_started_event_attributes
-            inputs.append(sum(len(p.data) for p in started.input.payloads))
+        inputs = await shard_run_inputs(time.client, run)
 
     assert set(receiver.by_user()) == set(users) and max(receiver.by_user().values()) == 1
     assert len(inputs) >= 2

@@ -32,6 +32,7 @@ from tests.journey_kit import (
     received_by_node,
     shard_handle,
     shard_nodes,
+    shard_run_inputs,
     shard_runs,
     until_shard,
     virtual_time,
@@ -381,13 +382,7 @@ async def test_a_flood_of_goal_events_is_recorded_not_carried(
         await until_shard(time.client, run, lambda s: s.counters.converted == len(users))
         await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, minutes=1))
         result = await handle.result()
-        inputs = []
-        for execution in await shard_runs(time.client, run):
-            history = await time.client.get_workflow_handle(
-                execution.id, run_id=execution.run_id
-            ).fetch_history()
-            started = history.events[0].workflow_execution_started_event_attributes
-            inputs.append(sum(len(p.data) for p in started.input.payloads))
+        inputs = await shard_run_inputs(time.client, run)
 
     assert result.totals.converted == len(users) and result.totals.delivered == len(users)
     assert len(inputs) >= 2

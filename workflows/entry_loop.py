@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.journey_models import AdmitEntriesInput, AdmitEntriesOutput
     from workflows.models import Cohort
 
-from workflows.inbox import take_batch, too_big_to_carry
+from workflows.inbox import next_batch, too_big_to_carry
 from workflows.journey_events import JourneyEventsHandler
 from workflows.shard_base import SMALL_RETRY
 
@@ -93,7 +93,7 @@ class EntryHandler(JourneyEventsHandler):
             await self._admit(entry)
 
     async def _admit(self, entry: EventEntry) -> None:
-        events = take_batch(self.s.entry_inbox, most=entry.flush_size)
+        events = next_batch(self.s.entry_inbox, most=entry.flush_size)
         batch = f"in{self.s.entry_batches}"
         key = cohort_key(self.s.run_id, self.s.shard, batch)
         self._events_busy += 1

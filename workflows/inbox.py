@@ -7,10 +7,11 @@ input or one continue-as-new input. Sizes are measured as the events' JSON.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from journeys.events import JourneyEvent
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from journeys.events import JourneyEvent, take_batch
 
 BATCH_BYTES = 512 * 1024
 """Events per activity, as JSON: an input stays far below 2 MiB."""
@@ -19,17 +20,9 @@ CARRY_BYTES = 256 * 1024
 """Buffered events a continue-as-new may carry; more are worked off first."""
 
 
-def take_batch(inbox: Sequence[JourneyEvent], *, most: int) -> list[JourneyEvent]:
-    """The oldest events of ``inbox``: at most ``most`` of them and ``BATCH_BYTES``."""
-    batch: list[JourneyEvent] = []
-    size = 0
-    for event in inbox[:most]:
-        weight = len(event.model_dump_json())
-        if batch and size + weight > BATCH_BYTES:
-            break
-        batch.append(event)
-        size += weight
-    return batch
+def next_batch(inbox: Sequence[JourneyEvent], *, most: int) -> list[JourneyEvent]:
+    """The oldest events of ``inbox`` for one activity: at most ``most`` and ``BATCH_BYTES``."""
+    return take_batch(inbox, most=most, max_bytes=BATCH_BYTES)
 
 
 def too_big_to_carry(inbox: Sequence[JourneyEvent]) -> bool:

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RecordConversionsOutput,
     )
 
-from workflows.inbox import take_batch, too_big_to_carry
+from workflows.inbox import next_batch, too_big_to_carry
 from workflows.shard_base import SMALL_RETRY, ShardBase
 
 BATCH_EVENTS = 1_000
@@ -74,7 +74,7 @@ class JourneyEventsHandler(ShardBase):
         """Mark the users of exit events; nodes skip marked users from then on."""
         while True:
             await workflow.wait_condition(lambda: self._due(self.s.exit_inbox))
-            events = take_batch(self.s.exit_inbox, most=BATCH_EVENTS)
+            events = next_batch(self.s.exit_inbox, most=BATCH_EVENTS)
             self._events_busy += 1
             try:
                 await workflow.execute_activity(
@@ -101,7 +101,7 @@ class JourneyEventsHandler(ShardBase):
         splits = sorted(n for n, s in steps.items() if isinstance(s, AbSplitStep))
         while True:
             await workflow.wait_condition(lambda: self._due(self.s.goal_inbox))
-            events = take_batch(self.s.goal_inbox, most=BATCH_EVENTS)
+            events = next_batch(self.s.goal_inbox, most=BATCH_EVENTS)
             self._events_busy += 1
             try:
                 assert self.s.entered_at is not None
