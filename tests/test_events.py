@@ -272,9 +272,10 @@ async def test_events_arriving_across_continue_as_new_are_not_lost(
         done = await until_shard(
             time.client,
             run,
-            lambda s: (
+            lambda s: (  # every caught user sent, and the busy arm done paging
                 s.nodes.get("blast", Counters()).entered > 0
                 and s.nodes.get("ping", Counters()).routes.get("event", 0) == holding
+                and s.counters.delivered + sum(s.counters.failed.values()) >= len(users)
             ),
         )
         assert done.counters.delivered == len(users)
