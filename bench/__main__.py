@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from activities.db.migrate import migrate
-from bench import blast, blast_http, events, per_user, scale_out, upload
+from bench import blast, blast_http, events, per_user, scale_out, targets, upload
 from journeys.settings import Settings, get_settings
 from starter.stack.devstack import DevStack
 from starter.stack.probes import free_port, host_port, is_listening
@@ -131,10 +131,12 @@ async def services(settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def run(names: list[str], sizes: list[int]) -> None:
+    results: dict[str, Any] = {}
     async with services(get_settings()) as settings:
         for name in names:
             console.rule(f"{name}: sizes {', '.join(f'{s:,}' for s in sizes)}")
-            await SCENARIOS[name](settings, sizes)
+            results[name] = await SCENARIOS[name](settings, sizes)
+    targets.report(results)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,17 @@ def commit() -> str | None:
     return f"{head} plus uncommitted work" if dirty else head
 
 
+def memory_gib() -> float | None:
+    """The machine's memory (``MemTotal`` of /proc/meminfo), in GiB."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
 def save(scenario: str, *, rows: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
     """Write ``bench/results/{scenario}-{timestamp}.json`` (a run never overwrites another)."""
     now = datetime.now(UTC)
@@ -36,6 +47,7 @@ def save(scenario: str, *, rows: list[dict[str, Any]], **params: Any) -> dict[st
         "date": now.isoformat(timespec="seconds"),
         "commit": commit(),
         "nproc": os.cpu_count(),
+        "memory_gib": memory_gib(),
         **params,
         "rows": rows,
     }

