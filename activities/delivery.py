@@ -11,11 +11,7 @@ a pass counts the rows it settled, and ignores rows an earlier pass settled.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +19,13 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.channels.inbox_provider import InboxPage, InboxSender
-from activities.channels.message import Message, Outcome, Recipient, SendResult
-from activities.channels.render import RenderError, user_fields
+from activities.channels.message import Message, Outcome, SendResult
+from activities.channels.render import RenderError
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
+from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
+from activities.page_content import PageContent, recipient
 from activities.rate_limit import RateLimiter
 from workflows.models import Counters, DeliverPageInput, DeliverPageOutput
 
@@ -47,6 +45,7 @@ class DeliveryActivities:
         self._redis = redis
         self._channels = channels
         self._limiter = RateLimiter(redis)
+        self._content = PageContent(pool=pool, channels=channels)
 
     @activity.defn(name="deliver_page")
     async def deliver_page(self, data: DeliverPageInput) -> DeliverPageOutput:
@@ -70,8 +69,12 @@ class DeliveryActivities:
             return DeliverPageOutput(counters=Counters(exited=exited))
         keys = [idempotency_key(data.run_id, data.node, u, entries[u]) for u in users]
         inbox = self._channels.inbox(data.channel) if data.rate_scope is None else None
+        state: dict[str, Any]
         if inbox is not None:
-            rows = await self._write_inbox(inbox, data, keys, users, entries)
+            sent_now = {"status": "sent", "attempts": data.attempt, "reason": None}
+            state = dict.fromkeys(keys, sent_now)
+            for row in await self._write_inbox(inbox, data, keys, users, entries):
+                state[row["idempotency_key"]] = row
         else:
             rows = await self._pool.fetch(
                 queries.DELIVERIES_CLAIM,
@@ -83,7 +86,7 @@ class DeliveryActivities:
                 data.channel,
                 data.attempt,
             )
-        state = {r["idempotency_key"]: r for r in rows}
+            state = {r["idempotency_key"]: r for r in rows}
         counters = Counters(exited=exited)
         outcomes: dict[str, SendResult] = {}
         todo: list[tuple[str, str]] = []
@@ -123,7 +126,9 @@ class DeliveryActivities:
         """The inbox's page in one statement: rows come back settled, as a claim's would
         after sending; rows an earlier version left unsettled come back for ``_send``."""
         page_entries = {u: entries[u] for u in users}
-        rendered = await self._render(data, page_entries, await self._profiles(users))
+        rendered = await self._content.render(
+            data, page_entries, await self._content.profiles(users)
+        )
         contents = [c if isinstance(c := rendered[u], dict) else None for u in users]
         reasons = [
             f"render: {c}" if isinstance(c := rendered[u], RenderError) else None for u in users
@@ -146,8 +151,8 @@ class DeliveryActivities:
     async def _send(
         self, data: DeliverPageInput, todo: list[tuple[str, str]], entries: dict[str, int]
     ) -> dict[str, SendResult]:
-        profiles = await self._profiles(list(entries))
-        rendered = await self._render(data, entries, profiles)
+        profiles = await self._content.profiles(list(entries))
+        rendered = await self._content.render(data, entries, profiles)
         results: dict[str, SendResult] = {}
         messages: list[Message] = []
         for key, user in todo:
@@ -165,7 +170,7 @@ class DeliveryActivities:
                     channel=data.channel,
                     template=data.template,
                     user_id=user,
-                    to=_recipient(user, profiles.get(user)),
+                    to=recipient(user, profiles.get(user)),
                     content=content,
                     data=dict(data.vars),
                 )
@@ -178,51 +183,6 @@ class DeliveryActivities:
             for result in await self._channels.send(data.channel, chunk):
                 results[result.idempotency_key] = result
         return results
-
-    async def _render(
-        self, data: DeliverPageInput, entries: dict[str, int], profiles: dict[str, Any]
-    ) -> dict[str, dict[str, str] | RenderError]:
-        """Each user's rendered message, or why it could not be rendered."""
-        entry_props = await self._entry_props(data.run_id, entries)
-        try:
-            template = self._channels.prepare(data.channel, data.template, vars=dict(data.vars))
-        except RenderError as exc:
-            return dict.fromkeys(entries, exc)
-        rendered: dict[str, dict[str, str] | RenderError] = {}
-        for user in entries:
-            row = profiles.get(user)
-            fields = (
-                user_fields(user)
-                if row is None
-                else user_fields(
-                    user,
-                    email=row["email"],
-                    phone=row["phone"],
-                    timezone=row["timezone"],
-                    attrs=row["attrs"],
-                )
-            )
-            try:
-                rendered[user] = template.render_user(fields, event=entry_props.get(user))
-            except RenderError as exc:
-                rendered[user] = exc
-        return rendered
-
-    async def _entry_props(self, run_id: str, entries: dict[str, int]) -> dict[str, Any]:
-        """The props of the event that started each user's entry (``{{ event.* }}`` in
-        templates); audience entries (number 0) have none, so blasts skip the query."""
-        users = sorted(u for u, n in entries.items() if n > 0)
-        if not users:
-            return {}
-        rows = await self._pool.fetch(
-            queries.ENTRIES_PROPS, run_id, users, [entries[u] for u in users]
-        )
-        return {r["user_id"]: r["props"] or {} for r in rows}
-
-    async def _profiles(self, users: list[str]) -> dict[str, Any]:
-        """The profile rows of the page's users that have one."""
-        rows = await self._pool.fetch(queries.USERS_BY_IDS, users)
-        return {r["user_id"]: r for r in rows}
 
     @staticmethod
     def _tally(
@@ -260,18 +220,6 @@ class DeliveryActivities:
         )
 
 
-def _recipient(user: str, row: Any) -> Recipient:
-    if row is None:
-        return Recipient(user_id=user)
-    return Recipient(
-        user_id=user,
-        email=row["email"],
-        phone=row["phone"],
-        timezone=row["timezone"],
-        attrs=row["attrs"] or {},
-    )
-
-
 def _reason(result: SendResult) -> str:
     return result.reason or result.outcome.value
 
@@ -293,26 +241,3 @@ def _count_settled(counters: Counters, status: str, reason: str | None) -> None:
     if status == "dead":
         label = f"dead: {label}"
     bucket[label] = bucket.get(label, 0) + 1
-
-
-@asynccontextmanager
-async def heartbeating() -> AsyncIterator[None]:
-    """Heartbeat on a clock while the block runs: a page that waits on a slow provider or
-    a rate limit is alive, and one on a killed worker is noticed within the timeout."""
-    timeout = activity.info().heartbeat_timeout
-    every = (timeout / 3).total_seconds() if timeout else 10.0
-
-    async def beat() -> None:
-        # Not at once: a page done within the first interval never heartbeats, which spares
-        # the server a write per page (a thousand at a million users in pages of 1,000).
-        while True:
-            await asyncio.sleep(every)
-            activity.heartbeat()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -14,6 +14,9 @@ For each size N (and, at sizes up to :data:`COMPARE_UP_TO`, also with pages of
   from 16 shard sets in chunks of :data:`READ_CHUNK`, then one ``copy_records_to_table`` of N
   rows into ``bench_deliveries_floor`` (the columns and primary key of ``deliveries``, created
   per sample and dropped after). Best of :data:`REPEAT`.
+- **rows floor**: the same read plus a COPY of the two rows the product keeps per message
+  (``deliveries`` and ``inbox``, into copies of those tables with all their indexes; see
+  :mod:`bench.rows_floor`). Best of :data:`REPEAT`.
 
 Worker peak RSS is ``ru_maxrss`` of this process (worker and bench share it), reset before each
 blast through ``/proc/self/clear_refs`` where the kernel allows. The Redis peak is the server's
@@ -52,6 +55,7 @@ from tests.engine import client_for, for_test, start_blast, worker_running, writ
 from workflows.models import RunOptions, RunStatus
 
 from .results import save
+from .rows_floor import copy_rows
 from .workers import worker_processes
 
 SHARDS = 16
@@ -155,6 +159,7 @@ async def measure(
         "users_per_s": round(size / blast_s, 1),
         **{f"floor_{k}": v for k, v in floor.items()},
         "ratio": round(blast_s / floor["total_s"], 1),
+        "rows_ratio": round(blast_s / floor["rows_total_s"], 1),
         "largest_history": {
             "workflow_id": largest.workflow_id,
             "run_id": largest.run_id,
@@ -308,7 +313,11 @@ async def measure_floor(
     finally:
         await redis.delete(*(key(k) for k in range(SHARDS)))
     best = min(range(REPEAT), key=lambda i: samples["total_s"][i])
-    return {name: round(values[best], 4) for name, values in samples.items()}
+    floor = {name: round(values[best], 4) for name, values in samples.items()}
+    rows = await copy_rows(pool, ids, run_id=f"{run_id}-rows", repeat=REPEAT)
+    floor["rows_copy_s"] = round(rows, 4)
+    floor["rows_total_s"] = round(floor["read_s"] + rows, 4)
+    return floor
 
 
 async def raw_read(redis: aioredis.Redis, key: Any) -> list[str]:
@@ -437,7 +446,8 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
     """Launch to result against the floor."""
     out = Table(
         "ids", "page", "launch s", "blast s", "users/s", "floor read s", "floor copy s",
-        "floor s", "blast / floor", "peak RSS MiB", "Redis peak",
+        "floor s", "blast / floor", "rows floor s", "blast / rows floor", "peak RSS MiB",
+        "Redis peak",
         title=f"blast to the inbox ({SHARDS} shards, concurrency {CONCURRENCY}, one sample; "
         f"floor best of {REPEAT})",
     )  # fmt: skip
@@ -452,6 +462,8 @@ def throughput_table(rows: list[dict[str, Any]]) -> Table:
             f"{row['floor_copy_s']:.3f}",
             f"{row['floor_total_s']:.3f}",
             f"{row['ratio']:.1f}",
+            f"{row['floor_rows_total_s']:.3f}",
+            f"{row['rows_ratio']:.1f}",
             f"{row['peak_rss_mib']:,.0f}",
             str(row["redis_used_memory_peak"]),
         )

@@ -21,6 +21,9 @@ from journeys.channels_config import SMS_MAX_CHARS, ChannelsFile
 from journeys.errors import JourneysError
 
 from .message import Recipient
+from .substitution import Substitution
+
+Compiled = jinja2.Template | Substitution
 
 _TEXT_FIELDS = ("title", "subject", "body", "html", "url", "image")
 
@@ -111,7 +114,7 @@ class PreparedTemplate:
         self._vars = dict(vars)
         self._sms = config.type == "sms"
         # per field, in output order: its text, its failure, or the template to render per user
-        self._fields: list[tuple[str, str | RenderError | jinja2.Template]] = []
+        self._fields: list[tuple[str, str | RenderError | Compiled]] = []
         fixed = {"vars": self._vars, "user": {}, "event": {}}
         for field in _TEXT_FIELDS:
             text = getattr(source, field)
@@ -165,7 +168,7 @@ class PreparedTemplate:
 
     def _prepare(
         self, field: str, text: str, fixed: dict[str, Any]
-    ) -> str | RenderError | jinja2.Template:
+    ) -> str | RenderError | Compiled:
         where = self._where(field)
         try:
             compiled = self._renderer.compiled(self._channel, self._template, field, text)
@@ -209,7 +212,7 @@ class Renderer:
         self.channels = channels
         self._text = _environment(autoescape=False)
         self._html = _environment(autoescape=True)
-        self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
+        self._compiled: dict[tuple[str, str, str], Compiled] = {}
         self._reads: dict[tuple[str, str, str], bool] = {}
 
     def prepare(self, channel: str, template: str, *, vars: Mapping[str, Any]) -> PreparedTemplate:
@@ -233,20 +236,24 @@ class Renderer:
         """
         return self.prepare(channel, template, vars=vars).render(recipient, event=event)
 
-    def compiled(self, channel: str, template: str, field: str, text: str) -> jinja2.Template:
-        """The compiled template of one field; a syntax error is a :class:`RenderError`."""
+    def compiled(self, channel: str, template: str, field: str, text: str) -> Compiled:
+        """The compiled template of one field; a syntax error is a :class:`RenderError`.
+        Text that only substitutes names renders without Jinja (:class:`Substitution`)."""
         compiled = self._compiled.get((channel, template, field))
         if compiled is None:
             env = self._html if field == "html" else self._text
             try:
-                compiled = env.from_string(text)
+                jinja = env.from_string(text)
             except Exception as exc:
                 raise RenderError(
                     f"{channel}.{template}.{field}: {type(exc).__name__}: {exc}"
                 ) from None
             # Jinja keeps globals in a ChainMap and copies it into every render's context;
             # a plain dict copies several times faster (measured: 14.5 -> 6.2 us a render).
-            compiled.globals = dict(compiled.globals)
+            jinja.globals = dict(jinja.globals)
+            compiled = jinja
+            if field != "html":  # escaping is Jinja's to do
+                compiled = Substitution.parse(text, jinja) or jinja
             self._compiled[(channel, template, field)] = compiled
         return compiled
 
@@ -262,7 +269,7 @@ class Renderer:
         return reads
 
     @staticmethod
-    def run(where: str, compiled: jinja2.Template, context: dict[str, Any]) -> str:
+    def run(where: str, compiled: Compiled, context: dict[str, Any]) -> str:
         """Render ``compiled`` in ``context``; any failure is a :class:`RenderError`."""
         try:
             return compiled.render(context)

@@ -85,8 +85,9 @@ ON CONFLICT (message_id) DO NOTHING
 
 # A page to the inbox in one statement: the delivery rows are inserted already settled ('sent',
 # or 'failed' with the reason a message could not be rendered) together with the inbox rows of
-# the sent ones, so a crash leaves both or neither and no row is written twice. Rows that
-# existed come back as they are (fresh = false), as in DELIVERIES_CLAIM.
+# the sent ones, so a crash leaves both or neither and no row is written twice. Only the rows
+# that are not sent just now come back: those that failed to render, and those that existed
+# (as in DELIVERIES_CLAIM); every key missing from the answer was sent by this statement.
 INBOX_DELIVER = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[],
@@ -109,9 +110,9 @@ WITH input AS (
     WHERE i.reason IS NULL
     ON CONFLICT (message_id) DO NOTHING
 )
-SELECT idempotency_key, status, attempts, reason, true AS fresh FROM ins
+SELECT idempotency_key, status, attempts, reason FROM ins WHERE status <> 'sent'
 UNION ALL
-SELECT d.idempotency_key, d.status, d.attempts, d.reason, false
+SELECT d.idempotency_key, d.status, d.attempts, d.reason
 FROM deliveries d JOIN input i USING (idempotency_key)
 """
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
-from activities.delivery import heartbeating
+from activities.heartbeat import heartbeating
 from activities.journey import routes
 from activities.journey.facts import admit, load_facts, page_users
 from journeys.names import cohort_key, pages_done_key

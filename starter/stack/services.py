@@ -104,6 +104,7 @@ class TemporalDevServer(EmbeddedService):
         # Lets a client opt single workflows into virtual time (tests, dry runs of a journey);
         # workflows that do not ask run on the wall clock as before.
         cmd += ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
+        cmd += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
         return cmd
 
     async def ready(self) -> bool:
