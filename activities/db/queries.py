@@ -41,7 +41,9 @@ SELECT user_id, email, phone, timezone, attrs FROM users WHERE user_id = ANY($1:
 
 # Claim a page's delivery rows: new users get a 'pending' row stamped with this pass; rows
 # that exist (an earlier execution of this page, or an earlier pass) come back as they are.
-# Rows inserted by the CTE are invisible to the second SELECT, hence the UNION.
+# Rows inserted by the CTE are invisible to the second SELECT, hence the UNION. The second
+# SELECT looks the keys up with = ANY (the primary key), not a join with the input: the planner
+# cannot see the input's size and chose a hash join over a sequential scan of all deliveries.
 DELIVERIES_CLAIM = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $5::integer[])
@@ -56,7 +58,7 @@ WITH input AS (
 SELECT idempotency_key, status, attempts, reason FROM ins
 UNION ALL
 SELECT d.idempotency_key, d.status, d.attempts, d.reason
-FROM deliveries d JOIN input i USING (idempotency_key)
+FROM deliveries d WHERE d.idempotency_key = ANY($1::text[])
 """
 
 # Record the outcome of each message of a page in one statement.
@@ -113,7 +115,7 @@ WITH input AS (
 SELECT idempotency_key, status, attempts, reason FROM ins WHERE status <> 'sent'
 UNION ALL
 SELECT d.idempotency_key, d.status, d.attempts, d.reason
-FROM deliveries d JOIN input i USING (idempotency_key)
+FROM deliveries d WHERE d.idempotency_key = ANY($1::text[])
 """
 
 INBOX_UNREAD = """
