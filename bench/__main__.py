@@ -2,8 +2,9 @@
 
 Runs against the services of the environment settings (``REDIS_URL``, ``DATABASE_URL``,
 ``TEMPORAL_ADDRESS``). When they do not answer, it starts a private embedded stack on free ports
-under a temporary home and stops it afterwards. Each scenario prints its table and writes its
-JSON under ``bench/results/`` (git-ignored); docs/benchmarks.md keeps the numbers worth keeping.
+under a temporary home for each scenario and stops it afterwards. Each scenario prints its
+table and writes its JSON under ``bench/results/`` (git-ignored); docs/benchmarks.md keeps the
+numbers worth keeping.
 
 A scenario is ``async def run(settings, sizes) -> result``; add yours to :data:`SCENARIOS`.
 """
@@ -131,9 +132,12 @@ async def services(settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def run(names: list[str], sizes: list[int]) -> None:
+    # Each scenario gets a stack of its own when the runner starts one: a scenario measured
+    # after a million-user blast would otherwise pay for its dead rows (autovacuum) and its
+    # histories, and the order of scenarios would change the figures.
     results: dict[str, Any] = {}
-    async with services(get_settings()) as settings:
-        for name in names:
+    for name in names:
+        async with services(get_settings()) as settings:
             console.rule(f"{name}: sizes {', '.join(f'{s:,}' for s in sizes)}")
             results[name] = await SCENARIOS[name](settings, sizes)
     targets.report(results)
