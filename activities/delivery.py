@@ -7,6 +7,9 @@ message claimed but not settled (the worker died mid-page) is sent again with th
 which the provider de-duplicates (``Idempotency-Key``; the inbox's primary key). (3) Each
 row remembers the pass (cohort attempt) that settled it, so counts are attributed once:
 a pass counts the rows it settled, and ignores rows an earlier pass settled.
+
+A page to the inbox (the product's own table) skips the claim: one statement writes its
+delivery rows already settled together with the inbox rows (``InboxSender.deliver``).
 """
 
 from __future__ import annotations
@@ -123,8 +126,9 @@ class DeliveryActivities:
         users: list[str],
         entries: dict[str, int],
     ) -> list[Any]:
-        """The inbox's page in one statement: rows come back settled, as a claim's would
-        after sending; rows an earlier version left unsettled come back for ``_send``."""
+        """The inbox's page in one statement. Returns the rows it did not send just now
+        (render failures, rows that existed), read like a claim's; rows an earlier version
+        left unsettled among them go on to ``_send``."""
         page_entries = {u: entries[u] for u in users}
         rendered = await self._content.render(
             data, page_entries, await self._content.profiles(users)
