@@ -177,5 +177,5 @@ def test_fields_that_read_no_user_render_once_per_page(monkeypatch: pytest.Monke
         {"title": "Sale 5%", "body": "U2: 33"},
     ]
     assert Counter(rendered) == {"popup.promo.title": 1, "popup.promo.body": 3}
-    assert renderer.reads_recipient("popup", "promo", "{{ vars.pct }}") is False
-    assert renderer.reads_recipient("popup", "promo", {"x": ["{{ event.id }}"]}) is True
+    assert renderer.reads_recipient("popup", "promo", "title", "{{ vars.pct }}") is False
+    assert renderer.reads_recipient("popup", "promo", "payload", {"x": ["{{ event.id }}"]}) is True

@@ -123,7 +123,7 @@ class PreparedTemplate:
         self._payload = source.payload
         self._payload_text: str | RenderError | None = None
         if source.payload is not None and not renderer.reads_recipient(
-            channel, template, source.payload
+            channel, template, "payload", source.payload
         ):
             try:
                 self._payload_text = self._payload_json(fixed)
@@ -174,7 +174,7 @@ class PreparedTemplate:
             compiled = self._renderer.compiled(self._channel, self._template, field, text)
         except RenderError as exc:
             return exc
-        if self._renderer.reads_recipient(self._channel, self._template, text):
+        if self._renderer.reads_recipient(self._channel, self._template, field, text):
             return compiled
         try:
             return self._renderer.run(where, compiled, fixed)
@@ -257,10 +257,10 @@ class Renderer:
             self._compiled[(channel, template, field)] = compiled
         return compiled
 
-    def reads_recipient(self, channel: str, template: str, value: Any) -> bool:
+    def reads_recipient(self, channel: str, template: str, field: str, value: Any) -> bool:
         """Whether a field (text, or the payload object) reads ``user`` or ``event``; one
         that does not renders the same for everyone. Unparseable text counts as reading."""
-        key = (channel, template, json.dumps(value, sort_keys=True))
+        key = (channel, template, field)
         reads = self._reads.get(key)
         if reads is None:
             reads = self._reads[key] = any(
