@@ -150,7 +150,9 @@ class DeliveryActivities:
             contents=contents,
             reasons=reasons,
         )
-        return await inbox.deliver(page)
+        # Only a page's first execution in its first pass can find none of its rows written.
+        first = data.attempt == 1 and activity.info().attempt == 1
+        return await inbox.deliver(page, new=first)
 
     async def _send(
         self, data: DeliverPageInput, todo: list[tuple[str, str]], entries: dict[str, int]

@@ -12,6 +12,7 @@ from activities.channels.message import Recipient
 from activities.channels.render import RenderError, user_fields
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
+from activities.db.params import json_list
 from workflows.models import DeliverPageInput
 
 Rendered = dict[str, str] | RenderError
@@ -26,7 +27,7 @@ class PageContent:
 
     async def profiles(self, users: list[str]) -> dict[str, Any]:
         """The profile rows of the page's users that have one."""
-        rows = await self._pool.fetch(queries.USERS_BY_IDS, users)
+        rows = await self._pool.fetch(queries.USERS_BY_IDS, json_list(users))
         return {r["user_id"]: r for r in rows}
 
     async def render(

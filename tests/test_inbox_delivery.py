@@ -30,6 +30,12 @@ POPUP = {
             "body": "{{ user.first_name }}: {{ 100 // (user.n | default(1)) }}",
         },
         "broken": {"title": "{{ 1 // 0 }}", "body": "never"},
+        # every field differs by user: no row can take the page's title or data
+        "personal": {
+            "title": "For {{ user.first_name | default('you') }}",
+            "body": "b",
+            "url": "https://x.test/{{ user.first_name | default('-') }}",
+        },
     },
 }
 
@@ -127,6 +133,22 @@ async def test_a_page_is_sent_and_settled_in_one_write_and_a_replay_adds_nothing
     assert len(await inbox_rows(pool, run)) == 4
 
 
+async def test_a_first_try_that_finds_some_rows_written_sends_only_the_others(
+    pool: Any, redis: aioredis.Redis
+) -> None:
+    # e.g. a page issued again after its shard continued-as-new: a plain insert of the whole
+    # page hits the rows already there, and the page falls back to the conflict-checked write
+    run, ids = await setup(pool, redis, users=5)
+    await deliver(pool, redis, page_input(run, ids[:2], page_size=2))
+    assert len(await inbox_rows(pool, run)) == 1  # ids[1] cannot render
+
+    out = await deliver(pool, redis, page_input(run, ids))
+
+    assert out.counters.delivered == 4 and sum(out.counters.failed.values()) == 1
+    assert await statuses(pool, run) == Counter({"sent": 4, "failed": 1})
+    assert [r["user_id"] for r in await inbox_rows(pool, run)] == sorted(set(ids) - {ids[1]})
+
+
 async def test_rows_an_earlier_version_left_pending_are_sent_once(
     pool: Any, redis: aioredis.Redis
 ) -> None:
@@ -140,6 +162,22 @@ async def test_rows_an_earlier_version_left_pending_are_sent_once(
     assert out.counters.delivered == 2 and sum(out.counters.failed.values()) == 1
     assert await statuses(pool, run) == Counter({"sent": 2, "failed": 1})
     assert [r["user_id"] for r in await inbox_rows(pool, run)] == [ids[0], ids[2]]
+
+
+async def test_titles_and_data_that_differ_by_user_are_kept_per_row(
+    pool: Any, redis: aioredis.Redis
+) -> None:
+    run, ids = await setup(pool, redis, users=3)  # ids[0] is Ann, ids[1] Bo, ids[2] has none
+
+    out = await deliver(pool, redis, page_input(run, ids, template="personal"))
+
+    assert out.counters.delivered == 3
+    rows = {r["user_id"]: r for r in await inbox_rows(pool, run)}
+    assert [rows[u]["title"] for u in ids] == ["For Ann", "For Bo", "For you"]
+    assert [rows[u]["data"]["url"] for u in ids] == [
+        f"https://x.test/{n}" for n in ("Ann", "Bo", "-")
+    ]
+    assert {rows[u]["data"]["template"] for u in ids} == {"personal"}
 
 
 async def test_a_template_that_fails_for_everyone_fails_every_message(

@@ -24,6 +24,8 @@ def test_there_are_recorded_histories() -> None:
     # a journey: split, send, wait for an event, goal and exit events, continue-as-new
     assert "journey_v1_run" in names
     assert len([n for n in names if n.startswith("journey_v1_shard_run")]) >= 2
+    # v2: after the last-pass-in-result patch (a shard's last pass reaches the run in its result)
+    assert {"plan_run_v2", "shard_v2_run0", "journey_v2_run", "journey_v2_shard_run0"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import yaml
 
 from activities.rate_limit import RateLimiter
 from journeys.names import shard_workflow_id
@@ -183,3 +184,47 @@ async def test_progress_signals_stay_within_budget_and_status_stays_live(
     assert len(signals) <= 4  # 2 shards x (4 // 2)
     assert live.totals.delivered >= 300 > reported.totals.delivered  # the run stopped hearing
     assert result.totals.delivered == 800  # and still ends with the exact counts
+
+
+def progress_signals(history: Any) -> int:
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == "shard_progress"
+    )
+
+
+async def test_a_pass_reaches_the_run_while_its_shard_waits_and_a_last_pass_costs_no_signal(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    slow = RunOptions(progress_every=timedelta(hours=1))  # only the end of a pass reports
+    waiting = write_plan(tmp_path, channel="push", shards=2)
+    body = yaml.safe_load(waiting.read_text())
+    body["steps"]["hello"]["next"] = "later"
+    body["steps"]["later"] = {"type": "wait", "duration": "1d"}
+    waiting.write_text(yaml.safe_dump(body))
+    ids = write_ids(tmp_path, 300, prefix="pass")
+    async with worker_running(settings):
+        _, handle = await start_blast(
+            settings, pool=pool, redis=redis, plan_file=waiting, ids_file=ids, options=slow
+        )
+        # the shards now wait a day: the run knows what their send pass did
+        await until(handle, lambda p: p.totals.delivered == 300)
+        await handle.signal("cancel", ControlSignal())
+        await handle.result()
+
+        _, blast = await start_blast(
+            settings,
+            pool=pool,
+            redis=redis,
+            plan_file=write_plan(tmp_path, channel="push", shards=2),
+            ids_file=ids,
+            options=slow,
+        )
+        result = await blast.result()
+        history = await blast.fetch_history()
+
+    assert result.totals.delivered == 300  # from the shards' results
+    assert progress_signals(history) == 0

@@ -124,5 +124,5 @@ class SendHandler(ShardBase):
         self.s.counters.retrying = sum(c.size for c in self.s.cohorts if c.attempt > 1)
         if not retry_size:
             self.s.counters.retrying -= cohort.size if cohort.attempt > 1 else 0
-        await self._report(self._status(), force=True)
+        await self._report_pass()
         return retry_size > 0

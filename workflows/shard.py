@@ -68,6 +68,7 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
             await self._goal_window()
         if self._draining:
             await loops[2]  # the entry loop admits its backlog first
+            await self._send_due_report()
             await self._continue_as_new()
         await workflow.wait_condition(lambda: not self.s.goal_inbox and self._events_busy == 0)
         for loop in loops:
@@ -90,6 +91,7 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
                         self._tasks[cohort.id] = asyncio.create_task(self._drive(cohort))
             if not self._tasks and (self._entries_done() or self._draining or self.s.cancelled):
                 return
+            await self._send_due_report()  # the shard goes on
             await workflow.wait_condition(
                 lambda: (
                     any(task.done() for task in self._tasks.values())
@@ -137,6 +139,7 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
         start = self.s.last_entry_at if self._event_entry is not None else self.s.entered_at
         if goal is None or start is None:
             return
+        await self._send_due_report()  # the window may last days
         deadline = start + goal.within
         workflow.set_current_details(
             f"{self._where()} · journeys done · counting {goal.event} until "

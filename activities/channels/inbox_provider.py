@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from activities.db import queries
+from activities.db.params import json_list
 from journeys.channels_config import InboxProvider
 
 from .message import Message, SendResult, failed, sent
 
-_COLUMNS = ("title", "body")
+_COLUMNS = frozenset({"title", "body"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,40 +62,48 @@ class InboxSender:
             return [failed(m, retryable=True, reason=reason) for m in messages]
         return [sent(m, m.idempotency_key) for m in messages]
 
-    async def deliver(self, page: InboxPage) -> list[Any]:
+    async def deliver(self, page: InboxPage, *, new: bool = False) -> list[Any]:
         """Record and write a page in one statement (``INBOX_DELIVER``): a delivery row per
         user, settled, with the inbox row of each rendered message. Returns the delivery rows
-        (``idempotency_key, status, attempts, reason, fresh``); rows that existed before come
-        back unchanged with ``fresh`` false. Database errors raise: the page is retried whole."""
+        not sent just now (``idempotency_key, status, attempts, reason``): render failures,
+        and rows that existed before, unchanged. A ``new`` page (tried for the first time) is
+        first written with plain inserts (``INBOX_DELIVER_NEW``); if any of its rows exists
+        after all, nothing was written and the page goes through ``INBOX_DELIVER``. Database
+        errors raise: the page is retried whole."""
         data = _DataJson(expires=self._expires())
         titles: list[str | None] = []
         bodies: list[str | None] = []
         datas: list[str | None] = []
+        page_title: str | None = None
+        page_data: str | None = None
         for content in page.contents:
             if content is None:
                 titles.append(None)
                 bodies.append(None)
                 datas.append(None)
                 continue
-            titles.append(content.get("title"))
+            title = content.get("title")
+            text = data.text(content, page.template, page.run_id, page.node_id, page.vars)
+            if page_data is None:  # the first message's title and data are the page's
+                page_title, page_data = title, text
+            titles.append(None if title == page_title else title)
             bodies.append(content.get("body", ""))
-            datas.append(data.text(content, page.template, page.run_id, page.node_id, page.vars))
-        result: list[Any] = await self._pool.fetch(
-            queries.INBOX_DELIVER,
-            page.keys,
-            page.users,
-            page.entries,
-            titles,
-            bodies,
-            datas,
-            page.reasons,
+            datas.append(None if text is page_data else text)
+        args = (
+            *map(json_list, (page.keys, page.users, page.entries, titles, bodies, datas)),
+            json_list(page.reasons),
             page.run_id,
             page.node_id,
             page.channel,
             page.attempt,
             self._config.slot,
+            page_title,
+            page_data,
         )
-        return result
+        if new:
+            with contextlib.suppress(asyncpg.UniqueViolationError):
+                return list(await self._pool.fetch(queries.INBOX_DELIVER_NEW, *args))
+        return list(await self._pool.fetch(queries.INBOX_DELIVER, *args))
 
     async def aclose(self) -> None:
         """The pool belongs to the caller."""
@@ -130,7 +142,11 @@ class _DataJson:
         node_id: str,
         vars: dict[str, Any],
     ) -> str:
-        extra = tuple((k, v) for k, v in content.items() if k not in _COLUMNS)
+        extra = (
+            ()
+            if content.keys() <= _COLUMNS
+            else tuple((k, v) for k, v in content.items() if k not in _COLUMNS)
+        )
         key = (extra, template, run_id, node_id, id(vars))
         text = self._seen.get(key)
         if text is None:

@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from activities.db import queries
+from activities.db.params import json_list
 from journeys.rule_eval import EventFact, UserFacts, evaluate, event_names, lookback
 from journeys.rules import Rule
 
@@ -24,7 +25,7 @@ async def load_facts(
     """Profiles of ``users`` (an unknown user has empty attributes) and, when ``rules``
     read behaviours, their events of those names inside the longest window."""
     rules = list(rules)
-    rows = await pool.fetch(queries.USERS_BY_IDS, list(users))
+    rows = await pool.fetch(queries.USERS_BY_IDS, json_list(users))
     attrs: dict[str, dict[str, Any]] = {u: {} for u in users}
     for row in rows:
         profile = dict(row["attrs"] or {})
@@ -50,10 +51,15 @@ async def page_users(
     """Page ``page`` of a cohort: ranks ``page * page_size`` on (stable while it is paged),
     each user with their entry number (the member's score; 0 outside event entries)."""
     start = page * page_size
-    raw: list[Any] = await redis.zrange(key, start, start + page_size - 1, withscores=True)
+    # The bare command: redis-py's zrange(withscores=True) turns RESP3 pairs back into RESP2
+    # tuples, half the CPU of reading a page. Pairs (RESP3) or a flat list (RESP2) both read.
+    raw: list[Any] = await redis.execute_command(  # type: ignore[no-untyped-call]
+        "ZRANGE", key, start, start + page_size - 1, "WITHSCORES"
+    )
+    pairs = raw if raw and isinstance(raw[0], list) else zip(raw[::2], raw[1::2], strict=True)
     members: dict[str, int] = {}
-    for member, score in raw:
-        members[member.decode() if isinstance(member, bytes) else str(member)] = int(score)
+    for member, score in pairs:
+        members[member.decode() if isinstance(member, bytes) else str(member)] = int(float(score))
     return members
 
 

@@ -4,8 +4,10 @@ Run it against a running stack (``journeys dev`` in another shell) after a delib
 `workflow.patched`-guarded change, and commit the new files beside the old ones: old
 histories must keep replaying, new ones show the new behaviour.
 
-    python -m tests.replay.record            # the blast (plan_run_v1, shard_v1_run*)
-    python -m tests.replay.record journey    # a journey (journey_v1_run, journey_v1_shard_run*)
+    python -m tests.replay.record --tag v2          # the blast (plan_run_v2, shard_v2_run*)
+    python -m tests.replay.record journey --tag v2  # a journey (journey_v2_run, ...shard_run*)
+
+Each tag is a generation of the workflow code; v1 predates the ``last-pass-in-result`` patch.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def save(name: str, history: WorkflowHistory) -> None:
     (HERE / f"{name}.json").write_text(json.dumps(body, indent=1))
 
 
-async def record() -> None:
+async def record(tag: str) -> None:
     """Run a small blast (with a continue-as-new) and save its run's and shard's histories."""
     with tempfile.TemporaryDirectory() as tmp, Receiver() as receiver:
         directory = Path(tmp)
@@ -80,12 +82,12 @@ async def record() -> None:
             await handle.result()
         client = await client_for(settings)
         history = await client.get_workflow_handle(launched.run_id).fetch_history()
-        save("plan_run_v1", history)
+        save(f"plan_run_{tag}", history)
         # Every run of the shard's continue-as-new chain, newest first.
         shard_id, run_id, generation = shard_workflow_id(launched.run_id, 0), "", 0
         while True:
             history = await client.get_workflow_handle(shard_id, run_id=run_id).fetch_history()
-            save(f"shard_v1_run{generation}", history)
+            save(f"shard_{tag}_run{generation}", history)
             started = history.events[0].workflow_execution_started_event_attributes
             run_id, generation = started.continued_execution_run_id, generation + 1
             if not run_id:
@@ -133,7 +135,7 @@ async def shard_chain(client: Client, shard_id: str) -> list[WorkflowHistory]:
             return histories[::-1]
 
 
-async def record_journey() -> None:
+async def record_journey(tag: str) -> None:
     """Run a journey on virtual time (split with a holdout, push, wait for a click, SMS to
     the rest, a goal and an exit event, continue-as-new every two pages) and save its run's
     history and every run of its shard's chain."""
@@ -145,8 +147,8 @@ async def record_journey() -> None:
         plan = read_plan(plan_file, channels=channels)
         split = plan.steps["split"]
         assert isinstance(split, AbSplitStep)
-        tag = uuid.uuid4().hex[:6]
-        users = [f"rj-{tag}-{n:02d}" for n in range(60)]
+        unique = uuid.uuid4().hex[:6]
+        users = [f"rj-{unique}-{n:02d}" for n in range(60)]
         exposed = sorted(
             u for u in users if split.arms[assign(split.arms, salt=plan.id, user_id=u)].next
         )
@@ -200,13 +202,13 @@ async def record_journey() -> None:
         assert result.status is RunStatus.COMPLETED, result
         assert result.totals.exited == 1 and result.totals.converted == len(buyers), result
         client = await client_for(settings)
-        save("journey_v1_run", await client.get_workflow_handle(run).fetch_history())
+        save(f"journey_{tag}_run", await client.get_workflow_handle(run).fetch_history())
         chain = await shard_chain(client, shard_workflow_id(run, 0))
         assert len(chain) >= 2, "expected at least one continue-as-new"
-        for stale in HERE.glob("journey_v1_shard_run*.json"):
+        for stale in HERE.glob(f"journey_{tag}_shard_run*.json"):
             stale.unlink()
         for generation, history in enumerate(chain):
-            save(f"journey_v1_shard_run{generation}", history)
+            save(f"journey_{tag}_shard_run{generation}", history)
         print(f"recorded {run}: the run and {len(chain)} shard runs")
         await redis.aclose()
         await pool.close()
@@ -218,7 +220,9 @@ RECORDERS = {"blast": record, "journey": record_journey}
 def main() -> None:
     parser = argparse.ArgumentParser(description="Record histories for tests/test_replay.py.")
     parser.add_argument("what", nargs="?", choices=sorted(RECORDERS), default="blast")
-    asyncio.run(RECORDERS[parser.parse_args().what]())
+    parser.add_argument("--tag", required=True, help="the file names' generation, e.g. v2")
+    args = parser.parse_args()
+    asyncio.run(RECORDERS[args.what](args.tag))
 
 
 if __name__ == "__main__":
