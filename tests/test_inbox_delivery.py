@@ -180,6 +180,26 @@ async def test_titles_and_data_that_differ_by_user_are_kept_per_row(
     assert {rows[u]["data"]["template"] for u in ids} == {"personal"}
 
 
+async def test_failures_of_one_reason_add_up_across_both_paths(
+    pool: Any, redis: aioredis.Redis
+) -> None:
+    run, ids = await setup(pool, redis, users=3)
+    # ids[2] cannot render either, and an earlier version left its row pending: its failure
+    # is counted by the send path, ids[1]'s by the one-statement write, under one reason
+    await pool.execute(
+        queries.USERS_UPSERT, [ids[2]], [None], [None], [None], [{"first_name": "Cy", "n": 0}]
+    )
+    key = idempotency_key(run, "hello", ids[2])
+    await pool.fetch(queries.DELIVERIES_CLAIM, [key], [ids[2]], run, "hello", [0], "popup", 1)
+
+    out = await deliver(pool, redis, page_input(run, ids))
+
+    [(reason, count)] = out.counters.failed.items()
+    assert reason.startswith("render: popup.promo.body: ZeroDivisionError") and count == 2
+    assert out.counters.delivered == 1
+    assert await statuses(pool, run) == Counter({"sent": 1, "failed": 2})
+
+
 async def test_a_template_that_fails_for_everyone_fails_every_message(
     pool: Any, redis: aioredis.Redis
 ) -> None:
