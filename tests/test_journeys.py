@@ -3,6 +3,7 @@ HTTP receiver; per-user outcomes are checked against what the receiver and table
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -467,3 +468,47 @@ async def test_continue_as_new_mid_wait_loses_and_doubles_nothing(
     assert result.totals.delivered == 200 and result.totals.completed == 200
     runs = [w async for w in time.client.list_workflows(f'WorkflowId = "{shard.id}"')]
     assert len(runs) >= 3
+
+
+async def test_a_flood_of_events_for_a_waiting_cohort_is_caught_in_bounded_batches(
+    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    plan_file = write_journey(
+        tmp_path,
+        {
+            "steps": {
+                "hello": {"type": "send", "channel": "popup", "template": "hello", "next": "w"},
+                "w": {"type": "wait_for_event", "event": "opened", "within": "1d", "on_event": "x"},
+                "x": {"type": "exit", "reason": "opened"},
+            },
+            "limits": {"page_size": 1000, "concurrency": 4},
+        },
+    )
+    users = [f"flood-{n:04d}" for n in range(2_500)]
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings,
+            time,
+            pool=pool,
+            redis=redis,
+            plan_file=plan_file,
+            users=write_users(tmp_path, users),
+        )
+        run = launched.run_id
+        await until_shard(time.client, run, lambda s: sum(w.users for w in s.waits) == 2_500)
+        # one signal: every waiting user's event lands in the cohort's buffer at once
+        await send(time.client, run, [JourneyEvent(user_id=u, name="opened") for u in users])
+        await until_shard(time.client, run, lambda s: s.nodes["w"].routes.get("event") == 2_500)
+        await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, minutes=1))
+        result = await handle.result()
+        history = await shard_handle(time.client, run).fetch_history()
+
+    caught = [
+        len(json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)["users"])
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "catch_events"
+    ]
+    assert sum(caught) == 2_500 and max(caught) <= 1_000  # three activities, not one
+    assert result.totals.completed == 2_500 and result.totals.exited == 0

@@ -22,7 +22,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import Cohort
 
+from workflows.inbox import next_batch, too_big_to_carry
+from workflows.journey_events import BATCH_EVENTS
 from workflows.shard_base import SMALL_RETRY, ShardBase
+
+BOUNDED = "bounded-wait-inbox"
+"""Patch: a waiting cohort's events go to ``catch_events`` in bounded batches, and a
+continue-as-new carries no more of them than :func:`too_big_to_carry` allows."""
 
 
 class EventWaitHandler(ShardBase):
@@ -38,6 +44,14 @@ class EventWaitHandler(ShardBase):
         )
         while True:
             reached = await self._next_arrivals(cohort)
+            if (
+                self._draining
+                and not self.s.cancelled
+                and too_big_to_carry(cohort.inbox)
+                and workflow.patched(BOUNDED)
+            ):
+                await self._catch(cohort, step, prefix=prefix, caught_key=caught_key)
+                continue  # until what is left can be carried
             if self.s.cancelled or self._draining:
                 return False
             if cohort.inbox:
@@ -102,8 +116,10 @@ class EventWaitHandler(ShardBase):
     async def _catch(
         self, cohort: Cohort, step: WaitForEventStep, *, prefix: str, caught_key: str
     ) -> None:
-        """Move the users whose event arrived on, as one batch cohort."""
-        events = list(cohort.inbox)
+        """Move the users of the oldest events on, as one batch cohort."""
+        events = next_batch(cohort.inbox, most=BATCH_EVENTS)
+        if len(events) < len(cohort.inbox) and not workflow.patched(BOUNDED):
+            events = list(cohort.inbox)  # history from before the bound: all at once
         batch_id = f"{prefix}.e{cohort.caught}"
         batch_key = cohort_key(self.s.run_id, self.s.shard, batch_id)
         out = await workflow.execute_activity(
