@@ -39,6 +39,16 @@ from workflows.models import (
 OPTIONS = RunOptions(page_heartbeat_timeout=timedelta(seconds=5), progress_every=timedelta(0))
 
 
+def progress_signals(history: Any) -> int:
+    """How many ``shard_progress`` signals the run's history holds."""
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == "shard_progress"
+    )
+
+
 async def shard_states(settings: Settings, run_id: str, shards: int) -> list[ShardSummary]:
     client = await client_for(settings)
     return [
@@ -175,24 +185,9 @@ async def test_progress_signals_stay_within_budget_and_status_stays_live(
         result = await handle.result()
         history = await handle.fetch_history()
 
-    signals = [
-        e
-        for e in history.events
-        if e.HasField("workflow_execution_signaled_event_attributes")
-        and e.workflow_execution_signaled_event_attributes.signal_name == "shard_progress"
-    ]
-    assert len(signals) <= 4  # 2 shards x (4 // 2)
+    assert progress_signals(history) <= 4  # 2 shards x (4 // 2)
     assert live.totals.delivered >= 300 > reported.totals.delivered  # the run stopped hearing
     assert result.totals.delivered == 800  # and still ends with the exact counts
-
-
-def progress_signals(history: Any) -> int:
-    return sum(
-        1
-        for e in history.events
-        if e.HasField("workflow_execution_signaled_event_attributes")
-        and e.workflow_execution_signaled_event_attributes.signal_name == "shard_progress"
-    )
 
 
 async def test_a_pass_reaches_the_run_while_its_shard_waits_and_a_last_pass_costs_no_signal(

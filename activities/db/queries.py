@@ -86,10 +86,9 @@ SELECT message_id, user_id, channel, slot, title, body, data::jsonb FROM unnest(
 ON CONFLICT (message_id) DO NOTHING
 """
 
-# The input of a page to the inbox: one JSON array per column, one item per user, zipped by
-# ROWS FROM. (asyncpg encodes a text[] element by element, about 4 ms of the worker's CPU per
-# page of 1,000; json.dumps does the same in a tenth of that, and PostgreSQL parses it no
-# slower.) A null title or data means the page's own ($13, $14): most pages share them.
+# The input of a page to the inbox: one JSON array per column (activities/db/params.py says
+# why not text[]), one item per user, zipped by ROWS FROM. A null title or data means the
+# page's own ($13, $14): most pages share them.
 _INBOX_INPUT = """
 WITH page AS (SELECT $13::text AS title, $14::text::jsonb AS data),
 input AS (
