@@ -30,7 +30,8 @@ from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
 from activities.page_content import PageContent, recipient
 from activities.rate_limit import RateLimiter
-from workflows.models import Counters, DeliverPageInput, DeliverPageOutput
+from journeys.contracts.counters import Counters
+from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 
 _FINAL = {"sent", "skipped", "failed", "dead"}
 

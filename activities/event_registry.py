@@ -14,8 +14,8 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from temporalio import activity
 
+from journeys.contracts.run_setup import ListenersInput, ListenersOutput
 from journeys.names import listeners_key
-from workflows.models import ListenersInput, ListenersOutput
 
 
 @dataclass(frozen=True, order=True)

@@ -13,7 +13,7 @@ from activities.channels.render import RenderError, user_fields
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
 from activities.db.params import json_list
-from workflows.models import DeliverPageInput
+from journeys.contracts.pages import DeliverPageInput
 
 Rendered = dict[str, str] | RenderError
 

@@ -8,8 +8,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import plan_store
+from journeys.contracts.run_setup import LoadPlanInput, LoadPlanOutput
 from journeys.errors import NotFound
-from workflows.models import LoadPlanInput, LoadPlanOutput
 
 
 class PlanActivities:

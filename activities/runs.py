@@ -10,18 +10,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.audience.materialise import materialise, saved_into
 from activities.rate_limit import RateLimiter
-from journeys.errors import InvalidInput, NotFound, Problem
-from journeys.names import run_audience_key, run_keys_pattern
-from workflows.models import (
+from journeys.contracts.pages import CohortSizeInput, CohortSizeOutput
+from journeys.contracts.run_setup import (
     CleanupInput,
     CleanupOutput,
-    CohortSizeInput,
-    CohortSizeOutput,
     MaterialiseInput,
     MaterialiseOutput,
     SetRateInput,
     SetRateOutput,
 )
+from journeys.errors import InvalidInput, NotFound, Problem
+from journeys.names import run_audience_key, run_keys_pattern
 
 
 class RunActivities:

@@ -48,11 +48,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audience.shard_sets import write_shards
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import RunOptions
 from journeys.names import audience_shard_key, shard_workflow_id
 from journeys.settings import Settings
 from starter.connect import database, redis_client
 from tests.engine import client_for, for_test, start_blast, worker_running, write_ids, write_plan
-from workflows.models import RunOptions, RunStatus
 
 from .results import save
 from .rows_floor import copy_rows

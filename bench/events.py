@@ -35,6 +35,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from journeys.contracts.runs import ControlSignal, RunOptions
 from journeys.names import listeners_key
 from journeys.settings import Settings
 from starter.client import Journeys
@@ -43,7 +44,6 @@ from starter.launching import launch
 from starter.plan_files import read_plan
 from starter.stack.probes import free_port
 from tests.engine import client_for, for_test, settings_env, worker_running
-from workflows.models import ControlSignal, RunOptions
 
 from .blast import CHANNEL, forget_run, write_channels
 from .results import save

@@ -14,8 +14,8 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.audience.shard_sets import save_audience
 from activities.db import plan_store, queries
+from journeys.contracts.runs import PlanRunResult
 from journeys.settings import Settings
-from workflows.models import PlanRunResult
 
 from .connect import database, redis_client, temporal_client
 from .console import out

@@ -16,6 +16,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audience.shard_sets import load_file_into_run
 from activities.db import plan_store
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import AudienceRef, PlanRunInput, PlanRunResult, RunOptions
 from journeys.errors import JourneysError
 from journeys.names import run_workflow_id
 from journeys.plan.audience import FileAudience
@@ -23,7 +25,6 @@ from journeys.plan.entry import AtEntry, EventEntry, ImmediateEntry
 from journeys.plan.models import Plan
 from journeys.settings import Settings
 from workflows import search
-from workflows.models import AudienceRef, PlanRunInput, PlanRunResult, RunOptions, RunStatus
 from workflows.plan_run import PlanRunWorkflow
 
 

@@ -6,7 +6,8 @@ from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from workflows.models import Counters, PlanRunResult, RunProgress
+from journeys.contracts.counters import Counters
+from journeys.contracts.runs import PlanRunResult, RunProgress
 
 
 def _reasons(counts: dict[str, int]) -> str:

@@ -9,16 +9,16 @@ from pathlib import Path
 import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from journeys.durations import parse_rate
-from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
-from journeys.settings import get_settings
-from workflows.models import (
+from journeys.contracts.runs import (
     ControlSignal,
     PlanRunResult,
     RateUpdate,
     RateUpdateResult,
     RunProgress,
 )
+from journeys.durations import parse_rate
+from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
+from journeys.settings import get_settings
 
 from .connect import database, redis_client, temporal_client
 from .console import out, print_json

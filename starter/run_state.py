@@ -6,8 +6,9 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import PlanRunResult, RunProgress, ShardSummary
 from journeys.names import shard_workflow_id
-from workflows.models import PlanRunResult, RunProgress, RunStatus, ShardSummary
 
 _LIVE = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLING)
 

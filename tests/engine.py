@@ -15,11 +15,11 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from journeys.contracts.runs import PlanRunResult, RunOptions, RunProgress
 from journeys.settings import Settings
 from starter.launching import Launched, launch
 from starter.plan_files import read_plan
 from worker import run_worker
-from workflows.models import PlanRunResult, RunOptions, RunProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,6 +16,8 @@ from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from activities.db import queries
+from journeys.contracts.counters import Counters
+from journeys.contracts.runs import PlanRunResult, RunOptions, ShardResult, ShardSummary
 from journeys.events import JourneyEvent
 from journeys.names import shard_workflow_id
 from journeys.settings import Settings
@@ -24,7 +26,6 @@ from starter.launching import Launched, launch
 from starter.plan_files import read_plan
 from tests.engine import client_for
 from tests.receiver import Receiver
-from workflows.models import Counters, PlanRunResult, RunOptions, ShardResult, ShardSummary
 
 T = TypeVar("T")
 

@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 import yaml
 
 from activities.audience.shard_sets import check_audience, save_audience
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import RunOptions
 from journeys.names import audience_shard_key, run_keys_pattern, shard_workflow_id
 from journeys.settings import Settings
 from starter.launching import launch
@@ -30,7 +32,6 @@ from tests.engine import (
 )
 from tests.receiver import Receiver
 from workflows import search
-from workflows.models import RunOptions, RunStatus
 
 FAST = RunOptions(page_heartbeat_timeout=timedelta(seconds=5))
 

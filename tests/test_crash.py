@@ -11,11 +11,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from journeys.contracts.runs import RunOptions
 from journeys.settings import Settings
 from tests.conftest import settings_env, spawn_journeys
 from tests.engine import for_test, start_blast, write_channels, write_ids, write_plan
 from tests.receiver import Receiver
-from workflows.models import RunOptions
 
 USERS = 20_000
 KILL_AT = (2_000, 8_000, 14_000)

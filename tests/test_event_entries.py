@@ -15,6 +15,8 @@ from pydantic import TypeAdapter
 from temporalio.api.enums.v1 import EventType
 
 from activities.journey.entries import EntryActivities
+from journeys.contracts.journey import AdmitEntriesInput
+from journeys.contracts.runs import ControlSignal, RunOptions
 from journeys.events import JourneyEvent
 from journeys.names import cohort_key, listeners_key
 from journeys.plan.entry import EventEntry
@@ -38,8 +40,6 @@ from tests.journey_kit import (
 )
 from tests.receiver import Receiver
 from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
-from workflows.journey_models import AdmitEntriesInput
-from workflows.models import ControlSignal, RunOptions
 
 
 def recall_plan(window_end: datetime) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from journeys.contracts.counters import Counters
+from journeys.contracts.runs import RunOptions
 from journeys.errors import EventsRefused
 from journeys.events import MAX_PROPS_BYTES
 from journeys.names import exited_key, listeners_key
@@ -41,7 +43,6 @@ from tests.journey_kit import (
     write_users,
 )
 from tests.receiver import Receiver
-from workflows.models import Counters, RunOptions
 
 
 @pytest_asyncio.fixture(loop_scope="session")

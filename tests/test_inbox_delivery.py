@@ -17,8 +17,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.channels.render import Renderer, user_fields
 from activities.db import queries
 from activities.delivery import DeliveryActivities, idempotency_key
+from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 from tests.test_channels import channels_file, runtime
-from workflows.models import DeliverPageInput, DeliverPageOutput
 
 POPUP = {
     "type": "in_app",

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aioredis
 from temporalio.api.enums.v1 import EventType
 
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import ShardSummary, WaitingCohort
 from journeys.plan.models import Plan
 from journeys.schedule import next_local_time
 from journeys.settings import Settings
@@ -34,7 +36,6 @@ from tests.journey_kit import (
     write_users,
 )
 from tests.receiver import Receiver
-from workflows.models import RunStatus, ShardSummary, WaitingCohort
 
 FALLBACK = "Asia/Tokyo"
 SLACK = timedelta(minutes=10)

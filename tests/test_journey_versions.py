@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from activities.db import plan_store
+from journeys.contracts.counters import RunStatus
 from journeys.settings import Settings
 from starter.plan_files import read_plan
 from tests.engine import for_test, worker_running
@@ -25,7 +26,6 @@ from tests.journey_kit import (
     write_users,
 )
 from tests.receiver import Receiver
-from workflows.models import RunStatus
 
 V1_BODY = {
     "steps": {

@@ -12,6 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from journeys.ab import assign
+from journeys.contracts.counters import Counters, RunStatus
+from journeys.contracts.runs import RunOptions
 from journeys.events import JourneyEvent
 from journeys.names import exited_key
 from journeys.plan.steps import AbSplitStep
@@ -34,7 +36,6 @@ from tests.journey_kit import (
     write_users,
 )
 from tests.receiver import Receiver
-from workflows.models import Counters, RunOptions, RunStatus
 
 SPLIT_PUSH_CLICK_SMS = {
     "steps": {

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import PlanRunResult
 from journeys.settings import Settings
 from tests.conftest import settings_env, spawn_journeys
 from tests.engine import client_for, for_test, worker_running, write_channels, write_ids, write_plan
 from tests.receiver import Receiver
-from workflows.models import PlanRunResult, RunStatus
 
 
 async def journeys(env: dict[str, str], *args: str) -> tuple[int, str, str]:

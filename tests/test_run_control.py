@@ -11,6 +11,16 @@ import redis.asyncio as aioredis
 import yaml
 
 from activities.rate_limit import RateLimiter
+from journeys.contracts.counters import RunStatus
+from journeys.contracts.runs import (
+    ControlSignal,
+    RateUpdate,
+    RateUpdateResult,
+    RunOptions,
+    RunProgress,
+    ShardSummary,
+)
+from journeys.contracts.shard import ShardState
 from journeys.names import shard_workflow_id
 from journeys.settings import Settings
 from starter.run_state import live_progress
@@ -25,16 +35,6 @@ from tests.engine import (
     write_plan,
 )
 from tests.receiver import Receiver
-from workflows.models import (
-    ControlSignal,
-    RateUpdate,
-    RateUpdateResult,
-    RunOptions,
-    RunProgress,
-    RunStatus,
-    ShardInput,
-    ShardSummary,
-)
 
 OPTIONS = RunOptions(page_heartbeat_timeout=timedelta(seconds=5), progress_every=timedelta(0))
 
@@ -157,7 +157,7 @@ async def test_continue_as_new_carries_the_cursor(
     assert result.totals.delivered == 1_500 and result.totals.settled == 1_500
     started = history.events[0].workflow_execution_started_event_attributes
     assert started.continued_execution_run_id  # the latest run was continued from another
-    (carried,) = await client.data_converter.decode(started.input.payloads, [ShardInput])
+    (carried,) = await client.data_converter.decode(started.input.payloads, [ShardState])
     assert carried.generation >= 3  # 15 pages, a new run every 4
     sent = await pool.fetchval(
         "SELECT count(*) FROM deliveries WHERE run_id = $1 AND status = 'sent'", launched.run_id

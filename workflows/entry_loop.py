@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
+    from journeys.contracts.shard import Cohort
     from journeys.names import cohort_key
     from journeys.plan.entry import EventEntry
-    from workflows.journey_models import AdmitEntriesInput, AdmitEntriesOutput
-    from workflows.models import Cohort
 
 from workflows.inbox import next_batch, too_big_to_carry
 from workflows.journey_events import JourneyEventsHandler

@@ -10,17 +10,17 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.events import JourneyEvent
-    from journeys.names import cohort_key
-    from journeys.plan.entry import EventEntry
-    from journeys.plan.steps import WaitForEventStep
-    from workflows.journey_models import (
+    from journeys.contracts.journey import (
         CatchEventsInput,
         CatchEventsOutput,
         CloseWaitInput,
         CloseWaitOutput,
     )
-    from workflows.models import Cohort
+    from journeys.contracts.shard import Cohort
+    from journeys.events import JourneyEvent
+    from journeys.names import cohort_key
+    from journeys.plan.entry import EventEntry
+    from journeys.plan.steps import WaitForEventStep
 
 from workflows.inbox import next_batch, too_big_to_carry
 from workflows.journey_events import BATCH_EVENTS

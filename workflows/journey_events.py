@@ -9,17 +9,17 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.events import EventBatch, JourneyEvent
-    from journeys.names import run_audience_key
-    from journeys.plan.entry import EventEntry
-    from journeys.plan.steps import AbSplitStep, SendStep, WaitForEventStep, WebhookStep
-    from journeys.rule_eval import property_matches
-    from workflows.journey_models import (
+    from journeys.contracts.journey import (
         MarkExitedInput,
         MarkExitedOutput,
         RecordConversionsInput,
         RecordConversionsOutput,
     )
+    from journeys.events import EventBatch, JourneyEvent
+    from journeys.names import run_audience_key
+    from journeys.plan.entry import EventEntry
+    from journeys.plan.steps import AbSplitStep, SendStep, WaitForEventStep, WebhookStep
+    from journeys.rule_eval import property_matches
 
 from workflows.inbox import next_batch, too_big_to_carry
 from workflows.shard_base import SMALL_RETRY, ShardBase

@@ -17,36 +17,36 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from journeys.names import run_audience_key, shard_workflow_id
-    from journeys.plan.audience import AllAudience
-    from journeys.plan.entry import EventEntry
-    from journeys.plan.listening import listened_events
-    from journeys.plan.models import Plan
-    from workflows import search
-    from workflows.models import (
+    from journeys.contracts.counters import Counters, RunStatus
+    from journeys.contracts.run_setup import (
         CleanupInput,
         CleanupOutput,
-        Cohort,
-        ControlSignal,
-        Counters,
         ListenersInput,
         ListenersOutput,
         LoadPlanInput,
         LoadPlanOutput,
         MaterialiseInput,
         MaterialiseOutput,
+        SetRateInput,
+        SetRateOutput,
+    )
+    from journeys.contracts.runs import (
+        ControlSignal,
         PlanRunInput,
         PlanRunResult,
         RateUpdate,
         RateUpdateResult,
         RunProgress,
-        RunStatus,
-        SetRateInput,
-        SetRateOutput,
-        ShardInput,
         ShardResult,
         ShardSummary,
     )
+    from journeys.contracts.shard import Cohort, ShardState
+    from journeys.names import run_audience_key, shard_workflow_id
+    from journeys.plan.audience import AllAudience
+    from journeys.plan.entry import EventEntry
+    from journeys.plan.listening import listened_events
+    from journeys.plan.models import Plan
+    from workflows import search
     from workflows.shard import ShardWorkflow
 
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
@@ -167,7 +167,7 @@ class PlanRunWorkflow:
         plan, data = self._plan, self._input
         handle = await workflow.start_child_workflow(
             ShardWorkflow.run,
-            ShardInput(
+            ShardState(
                 run_id=run_id,
                 plan=plan,
                 version=data.version,
@@ -301,7 +301,7 @@ class PlanRunWorkflow:
         )
 
     def _entry_fields(self, plan: Plan, data: PlanRunInput, run_id: str, k: int) -> dict[str, Any]:
-        """ShardInput fields of an event-triggered run: the window and who may enter."""
+        """ShardState fields of an event-triggered run: the window and who may enter."""
         entry = plan.entry
         if not isinstance(entry, EventEntry):
             return {}

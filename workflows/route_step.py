@@ -9,10 +9,10 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.pages import RoutePageInput, RoutePageOutput
+    from journeys.contracts.shard import Cohort
     from journeys.names import cohort_key
     from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
-    from workflows.journey_models import RoutePageInput, RoutePageOutput
-    from workflows.models import Cohort
 
 from workflows.send_step import PAGE_RETRY
 from workflows.shard_base import ShardBase

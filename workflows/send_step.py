@@ -9,9 +9,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
+    from journeys.contracts.shard import Cohort
     from journeys.names import cohort_key
     from journeys.plan.steps import SendStep, WebhookStep
-    from workflows.models import Cohort, DeliverPageInput, DeliverPageOutput
 
 from workflows.shard_base import ShardBase
 

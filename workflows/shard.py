@@ -21,6 +21,9 @@ from workflows.send_step import SendHandler
 from workflows.wait_steps import WaitHandler
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.counters import RunStatus
+    from journeys.contracts.runs import ControlSignal, ShardResult, ShardSummary
+    from journeys.contracts.shard import Cohort, ShardState
     from journeys.events import EventBatch
     from journeys.plan.steps import (
         AbSplitStep,
@@ -34,14 +37,6 @@ with workflow.unsafe.imports_passed_through():
         WebhookStep,
     )
     from workflows import search
-    from workflows.models import (
-        Cohort,
-        ControlSignal,
-        RunStatus,
-        ShardInput,
-        ShardResult,
-        ShardSummary,
-    )
 
 
 @workflow.defn(name="ShardWorkflow")
@@ -49,13 +44,13 @@ class ShardWorkflow(SendHandler, WaitHandler, EventWaitHandler, EntryHandler):
     """The interpreter of one shard of one run; each node kind is a handler it inherits."""
 
     @workflow.init
-    def __init__(self, data: ShardInput) -> None:
+    def __init__(self, data: ShardState) -> None:
         super().__init__()
         self._s = data  # set before any signal handler runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @workflow.run
-    async def run(self, data: ShardInput) -> ShardResult:
+    async def run(self, data: ShardState) -> ShardResult:
         if self.s.entered_at is None:
             self.s.entered_at = workflow.now()
         loops = [

@@ -11,17 +11,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.counters import Counters, RunStatus
+    from journeys.contracts.pages import CohortSizeInput, CohortSizeOutput
+    from journeys.contracts.runs import ShardSummary, WaitingCohort
+    from journeys.contracts.shard import Cohort, ShardState
     from journeys.names import exited_key
-    from workflows.models import (
-        Cohort,
-        CohortSizeInput,
-        CohortSizeOutput,
-        Counters,
-        RunStatus,
-        ShardInput,
-        ShardSummary,
-        WaitingCohort,
-    )
 
 SMALL_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
 T = TypeVar("T")
@@ -31,7 +25,7 @@ class ShardBase:
     """What every node handler of a shard reads and updates: counts and keys only."""
 
     def __init__(self) -> None:
-        self._s: ShardInput | None = None
+        self._s: ShardState | None = None
         self._inflight = 0
         self._pages_this_run = 0
         self._last_report = workflow.now()
@@ -41,7 +35,7 @@ class ShardBase:
         """Continue-as-new is due: handlers stop at their next safe point and keep state."""
 
     @property
-    def s(self) -> ShardInput:
+    def s(self) -> ShardState:
         assert self._s is not None
         return self._s
 

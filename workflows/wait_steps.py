@@ -13,9 +13,9 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.shard import Cohort
     from journeys.plan.steps import WaitStep, WaitUntilStep
     from journeys.schedule import next_local_time
-    from workflows.models import Cohort
 
 from workflows.route_step import RouteHandler
 

@@ -21,10 +21,10 @@ from temporalio import activity
 
 from activities.db import queries
 from activities.journey.facts import load_facts
+from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
 from journeys.events import JourneyEvent
 from journeys.names import daily_entries_key, entry_marks_key
 from journeys.rule_eval import UserFacts, evaluate
-from workflows.journey_models import AdmitEntriesInput, AdmitEntriesOutput
 
 # KEYS: day counter, batch mark. ARGV: wanted, limit, ttl seconds. Returns how many it took.
 _TAKE_DAILY = """

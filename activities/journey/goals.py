@@ -9,9 +9,9 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
+from journeys.contracts.journey import RecordConversionsInput, RecordConversionsOutput
 from journeys.events import JourneyEvent
 from journeys.rule_eval import property_matches
-from workflows.journey_models import RecordConversionsInput, RecordConversionsOutput
 
 
 class GoalActivities:

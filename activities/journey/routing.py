@@ -19,9 +19,9 @@ from activities.db import queries
 from activities.heartbeat import heartbeating
 from activities.journey import routes
 from activities.journey.facts import admit, load_facts, page_users
+from journeys.contracts.pages import RoutePageInput, RoutePageOutput
 from journeys.names import cohort_key, pages_done_key
 from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
-from workflows.journey_models import RoutePageInput, RoutePageOutput
 
 
 class RoutingActivities:

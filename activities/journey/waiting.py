@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
-from workflows.journey_models import (
+from journeys.contracts.journey import (
     CatchEventsInput,
     CatchEventsOutput,
     CloseWaitInput,

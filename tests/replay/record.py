@@ -25,6 +25,8 @@ from temporalio.client import Client, WorkflowHistory
 
 from activities.db.pool import create_pool
 from journeys.ab import assign
+from journeys.contracts.counters import Counters, RunStatus
+from journeys.contracts.runs import RunOptions
 from journeys.events import JourneyEvent
 from journeys.names import exited_key, shard_workflow_id
 from journeys.plan.steps import AbSplitStep
@@ -51,7 +53,6 @@ from tests.journey_kit import (
     write_users,
 )
 from tests.receiver import Receiver
-from workflows.models import Counters, RunOptions, RunStatus
 
 HERE = Path(__file__).parent
 

@@ -1,7 +1,6 @@
-"""Payloads of the journey-graph activities: routing pages, event waits, exits, goals.
+"""Payloads of the journey-graph activities: event waits, exits, goals and entries.
 
-Like every workflow payload they hold keys, counts and small event batches, never user lists
-beyond one page.
+Like every workflow payload they hold keys, counts and small event batches.
 """
 
 from __future__ import annotations
@@ -14,35 +13,6 @@ from pydantic import BaseModel, Field, JsonValue
 from journeys.events import JourneyEvent
 from journeys.plan.entry import EventEntry
 from journeys.plan.models import Goal
-from journeys.plan.steps import Step
-from journeys.rules import Rule
-
-
-class RoutePageInput(BaseModel):
-    """One page of a cohort at a routing node: branch, ab_split, update, or wait_until in
-    users' own zones. Users are written to ``{out_prefix}.{route}`` cohort keys."""
-
-    run_id: str
-    shard: int
-    node: str
-    step: Step
-    cohort_key: str
-    page: int
-    page_size: int
-    out_prefix: str
-    """Cohort id prefix of the outputs; route ``r`` goes to ``cohort_key(run, shard,
-    f"{out_prefix}.{r}")``."""
-    exited_key: str | None = None
-    exit_rules: list[Rule] = Field(default_factory=list)
-    now: datetime
-    fallback_zone: str = "UTC"
-
-
-class RoutePageOutput(BaseModel):
-    """Users per route (``b0``.. / ``else``, ``a0``.., ``tz:Zone``, ``ok``) and exits."""
-
-    routes: dict[str, int] = Field(default_factory=dict)
-    exited: int = 0
 
 
 class CatchEventsInput(BaseModel):

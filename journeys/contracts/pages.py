@@ -1,0 +1,87 @@
+"""Payloads of the page activities: sends, routing pages, and cohort sizes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from journeys.contracts.counters import Counters
+from journeys.plan.steps import Step
+from journeys.rules import Rule
+
+
+class DeliverPageInput(BaseModel):
+    """One page of one cohort at one ``send`` node."""
+
+    run_id: str
+    plan_id: str
+    shard: int
+    shards: int
+    node: str
+    channel: str
+    template: str
+    vars: dict[str, object] = Field(default_factory=dict)
+    cohort_key: str
+    page: int
+    page_size: int
+    attempt: int
+    max_attempts: int
+    retry_key: str
+    passed_key: str | None = None
+    """Where users who got through go, to form the next node's cohort (None: the journey ends)."""
+    rate_scope: str | None = None
+    exited_key: str | None = None
+    """Users in this set are skipped (an exit criterion removed them)."""
+    exit_rules: list[Rule] = Field(default_factory=list)
+    """Plan-level exit rules, checked on the page's users before sending."""
+    now: datetime | None = None
+    """The workflow's clock, for rules with relative dates and windows."""
+
+
+class DeliverPageOutput(BaseModel):
+    """How the page's users came out; ``retry`` went to ``retry_key`` for a later pass."""
+
+    counters: Counters
+    retry: int = 0
+    passed: int = 0
+    """Users delivered or skipped: they go on to the next node."""
+
+
+class RoutePageInput(BaseModel):
+    """One page of a cohort at a routing node: branch, ab_split, update, or wait_until in
+    users' own zones. Users are written to ``{out_prefix}.{route}`` cohort keys."""
+
+    run_id: str
+    shard: int
+    node: str
+    step: Step
+    cohort_key: str
+    page: int
+    page_size: int
+    out_prefix: str
+    """Cohort id prefix of the outputs; route ``r`` goes to ``cohort_key(run, shard,
+    f"{out_prefix}.{r}")``."""
+    exited_key: str | None = None
+    exit_rules: list[Rule] = Field(default_factory=list)
+    now: datetime
+    fallback_zone: str = "UTC"
+
+
+class RoutePageOutput(BaseModel):
+    """Users per route (``b0``.. / ``else``, ``a0``.., ``tz:Zone``, ``ok``) and exits."""
+
+    routes: dict[str, int] = Field(default_factory=dict)
+    exited: int = 0
+
+
+class CohortSizeInput(BaseModel):
+    """A cohort's Redis key."""
+
+    key: str
+
+
+class CohortSizeOutput(BaseModel):
+    """Its member count."""
+
+    size: int

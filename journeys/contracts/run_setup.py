@@ -1,0 +1,75 @@
+"""Payloads of a run's own activities: load the plan, materialise the audience, listen for
+events, set the rate, clean up."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from journeys.contracts.runs import AudienceRef
+from journeys.plan.models import Plan
+
+
+class LoadPlanInput(BaseModel):
+    """Which pinned plan version to load."""
+
+    plan_id: str
+    version: int
+
+
+class LoadPlanOutput(BaseModel):
+    """The plan as that version stored it."""
+
+    plan: Plan
+
+
+class MaterialiseInput(BaseModel):
+    """Put the run's audience into its shard keys and set its rate limit."""
+
+    run_id: str
+    plan: Plan
+    audience: AudienceRef
+
+
+class MaterialiseOutput(BaseModel):
+    """Users per shard of the run's entry cohort."""
+
+    per_shard: list[int]
+
+
+class ListenersInput(BaseModel):
+    """A run and the event names it listens for."""
+
+    run_id: str
+    shards: int
+    events: list[str]
+
+
+class ListenersOutput(BaseModel):
+    """How many names were written or removed."""
+
+    events: int
+
+
+class CleanupInput(BaseModel):
+    """Delete a run's Redis working keys."""
+
+    run_id: str
+
+
+class CleanupOutput(BaseModel):
+    """How many keys were deleted."""
+
+    deleted: int
+
+
+class SetRateInput(BaseModel):
+    """Write a run's token-bucket rate."""
+
+    scope: str
+    per_second: float
+
+
+class SetRateOutput(BaseModel):
+    """The rate written."""
+
+    per_second: float

@@ -1,0 +1,74 @@
+"""A shard's cohorts and its whole state, carried across continue-as-new."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from journeys.contracts.counters import Counters
+from journeys.contracts.runs import RunOptions
+from journeys.events import JourneyEvent
+from journeys.plan.models import Plan
+
+
+class Cohort(BaseModel):
+    """Users of one shard standing at one node: a Redis sorted set, known by key and size.
+
+    Everything a node needs to resume after continue-as-new lives here: the page cursor, the
+    routes counted so far, the timer's deadline, the events waiting to be matched.
+    """
+
+    id: str
+    """Unique in the shard and deterministic: ``{parent id}>{node}.{route}``."""
+    node: str
+    key: str
+    size: int
+    attempt: int = 1
+    next_page: int = 0
+    not_before: datetime | None = None
+    """Retry backoff: the pass starts no earlier."""
+    wake_at: datetime | None = None
+    """The timer of a wait, wait_until or wait_for_event node, once armed."""
+    zone: str | None = None
+    """wait_until in users' own zones: the zone this sub-cohort waits in."""
+    routes: dict[str, int] = Field(default_factory=dict)
+    """Route -> users written so far by this cohort's routing pages."""
+    exited: int = 0
+    """Users dropped by exit criteria on the pages done so far."""
+    caught: int = 0
+    """wait_for_event: batches of arrivals moved on so far."""
+    inbox: list[JourneyEvent] = Field(default_factory=list)
+    """wait_for_event: events received and not matched yet."""
+
+
+class ShardState(BaseModel):
+    """Start (or continue) one shard's interpreter; carries all state across continue-as-new."""
+
+    run_id: str
+    plan: Plan
+    version: int
+    shard: int
+    shards: int
+    cohorts: list[Cohort]
+    counters: Counters = Counters()
+    nodes: dict[str, Counters] = Field(default_factory=dict)
+    options: RunOptions = RunOptions()
+    paused: bool = False
+    cancelled: bool = False
+    generation: int = 0
+    reports_sent: int = 0
+    entered_at: datetime | None = None
+    """When the audience entered (the goal window starts here)."""
+    exit_inbox: list[JourneyEvent] = Field(default_factory=list)
+    goal_inbox: list[JourneyEvent] = Field(default_factory=list)
+    entry_inbox: list[JourneyEvent] = Field(default_factory=list)
+    """Event-triggered plans: entry events waiting for the next flush."""
+    entry_batches: int = 0
+    """Entry batches admitted so far (the next cohort is ``in{entry_batches}``)."""
+    entries_until: datetime | None = None
+    """The entry window's end (None: open until the run is cancelled)."""
+    entries_closed: bool = False
+    last_entry_at: datetime | None = None
+    eligible_key: str | None = None
+    """Only members of this set may enter (the plan's audience, materialised)."""
