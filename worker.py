@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities.channels.runtime import ChannelRuntime
 from activities.db.migrate import migrate
-from activities.db.pool import create_pool
+from activities.db.pool import DbPool, create_pool
 from activities.delivery import DeliveryActivities
 from activities.event_registry import RegistryActivities
 from activities.journey.entries import EntryActivities
@@ -37,7 +37,7 @@ WORKFLOWS: Sequence[type] = (PlanRunWorkflow, ShardWorkflow)
 
 
 def build_activities(
-    *, pool: Any, redis: aioredis.Redis, channels: ChannelRuntime
+    *, pool: DbPool, redis: aioredis.Redis, channels: ChannelRuntime
 ) -> list[Callable[..., Any]]:
     """Every activity the worker hosts, bound to the shared pools."""
     plans = PlanActivities(pool)
@@ -71,8 +71,15 @@ async def run_worker(
     *,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    wrap_activities: Callable[[list[Callable[..., Any]]], list[Callable[..., Any]]] | None = None,
+    fail_workflows_on: Sequence[type[BaseException]] = (),
 ) -> None:
-    """Migrate, connect, and poll the task queue until ``stop`` is set (or cancelled)."""
+    """Migrate, connect, and poll the task queue until ``stop`` is set (or cancelled).
+
+    ``wrap_activities`` may put observers around the hosted activities (the tests' journey
+    kit reads a run's keys before ``cleanup_run`` deletes them). ``fail_workflows_on`` fails a
+    workflow at once on those errors instead of retrying its task (the tests fail on sandbox
+    warnings and restricted calls that would otherwise only retry)."""
     await migrate(settings.database_url)
     pool = await create_pool(settings)
     redis = aioredis.Redis.from_url(settings.redis_url)
@@ -87,8 +94,11 @@ async def run_worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
-            activities=build_activities(pool=pool, redis=redis, channels=channels),
+            activities=(wrap_activities or list)(
+                build_activities(pool=pool, redis=redis, channels=channels)
+            ),
             max_concurrent_activities=settings.worker_max_activities,
+            workflow_failure_exception_types=list(fail_workflows_on),
         )
         async with worker:
             log.info(

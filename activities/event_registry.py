@@ -14,6 +14,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from temporalio import activity
 
+from journeys.contracts import activities as contracts
 from journeys.contracts.run_setup import ListenersInput, ListenersOutput
 from journeys.names import listeners_key
 
@@ -32,7 +33,7 @@ class RegistryActivities:
     def __init__(self, *, redis: aioredis.Redis) -> None:
         self._redis = redis
 
-    @activity.defn(name="register_listeners")
+    @activity.defn(name=contracts.REGISTER_LISTENERS.name)
     async def register_listeners(self, data: ListenersInput) -> ListenersOutput:
         """From now on, events of ``data.events`` are routed to this run."""
         pipe = self._redis.pipeline(transaction=False)
@@ -41,7 +42,7 @@ class RegistryActivities:
         await pipe.execute()
         return ListenersOutput(events=len(data.events))
 
-    @activity.defn(name="unregister_listeners")
+    @activity.defn(name=contracts.UNREGISTER_LISTENERS.name)
     async def unregister_listeners(self, data: ListenersInput) -> ListenersOutput:
         """The run has ended: route nothing more to it."""
         pipe = self._redis.pipeline(transaction=False)

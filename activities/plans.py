@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import plan_store
+from activities.db.pool import DbPool
+from journeys.contracts import activities as contracts
 from journeys.contracts.run_setup import LoadPlanInput, LoadPlanOutput
 from journeys.errors import NotFound
 
@@ -15,10 +15,10 @@ from journeys.errors import NotFound
 class PlanActivities:
     """Plan-store activities; the worker builds one with the shared pool."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: DbPool) -> None:
         self._pool = pool
 
-    @activity.defn(name="load_plan_version")
+    @activity.defn(name=contracts.LOAD_PLAN_VERSION.name)
     async def load_plan_version(self, data: LoadPlanInput) -> LoadPlanOutput:
         """Load a pinned plan version; a missing version is a business failure, not retried."""
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audience.materialise import materialise, saved_into
+from activities.db.pool import DbPool
 from activities.rate_limit import RateLimiter
+from journeys.contracts import activities as contracts
 from journeys.contracts.pages import CohortSizeInput, CohortSizeOutput
 from journeys.contracts.run_setup import (
     CleanupInput,
@@ -26,12 +26,12 @@ from journeys.names import run_audience_key, run_keys_pattern
 class RunActivities:
     """Activities about a whole run; the worker builds one with the shared pools."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+    def __init__(self, *, pool: DbPool, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._redis = redis
         self._limiter = RateLimiter(redis)
 
-    @activity.defn(name="materialise_audience")
+    @activity.defn(name=contracts.MATERIALISE_AUDIENCE.name)
     async def materialise_audience(self, data: MaterialiseInput) -> MaterialiseOutput:
         """Fill the run's shard keys from its audience and set the plan's rate limit."""
         plan, shards = data.plan, data.plan.shards
@@ -64,18 +64,18 @@ class RunActivities:
             await self._limiter.set_rate(data.run_id, per_second=plan.limits.rate.per_second)
         return MaterialiseOutput(per_shard=counts)
 
-    @activity.defn(name="cohort_size")
+    @activity.defn(name=contracts.COHORT_SIZE.name)
     async def cohort_size(self, data: CohortSizeInput) -> CohortSizeOutput:
         """ZCARD of a cohort (a retry cohort's true size after crashes)."""
         return CohortSizeOutput(size=int(await self._redis.zcard(data.key)))
 
-    @activity.defn(name="set_rate")
+    @activity.defn(name=contracts.SET_RATE.name)
     async def set_rate(self, data: SetRateInput) -> SetRateOutput:
         """Change a run's rate while it is going; every worker sees it at its next permit."""
         await self._limiter.set_rate(data.scope, per_second=data.per_second)
         return SetRateOutput(per_second=data.per_second)
 
-    @activity.defn(name="cleanup_run")
+    @activity.defn(name=contracts.CLEANUP_RUN.name)
     async def cleanup_run(self, data: CleanupInput) -> CleanupOutput:
         """Delete the run's working keys (saved audiences are not the run's and stay)."""
         # One pass over the keyspace for all shards; deletes go per key because a run's keys

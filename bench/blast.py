@@ -48,6 +48,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audience.shard_sets import write_shards
+from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import RunOptions
 from journeys.names import audience_shard_key, shard_workflow_id
@@ -104,7 +105,7 @@ def page_sizes(size: int) -> list[int]:
 
 async def measure(
     settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     size: int,
     page_size: int,
@@ -287,7 +288,7 @@ def _count(events: list[Any], kind: int) -> int:
 
 
 async def measure_floor(
-    pool: Any, redis: aioredis.Redis, size: int, *, run_id: str
+    pool: DbPool, redis: aioredis.Redis, size: int, *, run_id: str
 ) -> dict[str, float]:
     """Best of ``REPEAT``: ZRANGE the ids back from shard sets, COPY N delivery rows."""
     ids = [f"blast-{n:06d}" for n in range(1, size + 1)]
@@ -354,7 +355,7 @@ async def _create_floor_table(conn: Any) -> None:
     await conn.execute(f"ALTER TABLE {FLOOR_TABLE} ADD PRIMARY KEY (idempotency_key)")
 
 
-async def forget_run(pool: Any, run_id: str) -> None:
+async def forget_run(pool: DbPool, run_id: str) -> None:
     """Delete the run's rows so the bench leaves configured services as it found them."""
     await pool.execute("DELETE FROM deliveries WHERE run_id = $1", run_id)
     await pool.execute("DELETE FROM inbox WHERE starts_with(message_id, $1)", f"{run_id}:")

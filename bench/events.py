@@ -35,6 +35,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from activities.db.pool import DbPool
 from journeys.contracts.runs import ControlSignal, RunOptions
 from journeys.names import listeners_key
 from journeys.settings import Settings
@@ -44,6 +45,7 @@ from starter.launching import launch
 from starter.plan_files import read_plan
 from starter.stack.probes import free_port
 from tests.engine import client_for, for_test, settings_env, worker_running
+from workflows.plan_run import PlanRunWorkflow
 
 from .blast import CHANNEL, forget_run, write_channels
 from .results import save
@@ -119,7 +121,7 @@ async def measure(
             row = await collect(pool, run_id, due, label="ceiling", shape=shape)
             row["ingest_events_per_s"] = round(CEILING_EVENTS / accepted_s)
             rows.append(row)
-        await handle.signal("cancel", ControlSignal())
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         await handle.result()
         await forget_run(pool, run_id)
     return rows
@@ -199,7 +201,7 @@ async def flood(journeys: Journeys, run_id: str) -> tuple[dict[str, datetime], f
 
 
 async def collect(
-    pool: Any,
+    pool: DbPool,
     run_id: str,
     due: dict[str, datetime],
     *,

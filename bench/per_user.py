@@ -29,7 +29,7 @@ from temporalio.worker import Worker
 from activities.channels.message import Message, Outcome, Recipient
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
-from activities.db.pool import create_pool
+from activities.db.pool import DbPool, create_pool
 from activities.delivery import idempotency_key
 from journeys.settings import Settings
 from starter.connect import database, redis_client
@@ -55,7 +55,7 @@ class SendOneOutput(BaseModel):
 class PerUserActivities:
     """The one activity of the per-user design."""
 
-    def __init__(self, *, pool: Any, channels: ChannelRuntime) -> None:
+    def __init__(self, *, pool: DbPool, channels: ChannelRuntime) -> None:
         self._pool = pool
         self._channels = channels
 

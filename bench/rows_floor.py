@@ -15,7 +15,8 @@ import io
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+
+from activities.db.pool import DbPool
 
 TABLES = {"deliveries": "bench_rows_deliveries", "inbox": "bench_rows_inbox"}
 DELIVERY_COLUMNS = (
@@ -25,7 +26,7 @@ DELIVERY_COLUMNS = (
 INBOX_COLUMNS = ("message_id", "user_id", "channel", "slot", "title", "body", "data")
 
 
-async def copy_rows(pool: Any, users: list[str], *, run_id: str, repeat: int) -> float:
+async def copy_rows(pool: DbPool, users: list[str], *, run_id: str, repeat: int) -> float:
     """Best of ``repeat``: one COPY of N delivery rows and one of N inbox rows, seconds."""
     now = datetime.now(UTC)
     data = json.dumps(

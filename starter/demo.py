@@ -14,6 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.audience.shard_sets import save_audience
 from activities.db import plan_store, queries
+from activities.db.pool import DbPool
 from journeys.contracts.runs import PlanRunResult
 from journeys.settings import Settings
 
@@ -59,7 +60,7 @@ def demo_users(count: int, *, seed: int = 7) -> list[tuple[str, str, str, str, s
     return rows
 
 
-async def seed_users(pool: Any, *, count: int) -> int:
+async def seed_users(pool: DbPool, *, count: int) -> int:
     """Upsert ``count`` demo users in one statement; returns how many users exist."""
     rows = demo_users(count)
     columns = [list(col) for col in zip(*rows, strict=True)]

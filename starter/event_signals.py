@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from journeys.events import EventBatch, JourneyEvent, take_batch
 from journeys.names import shard_workflow_id
 from journeys.sharding import shard_of
+from workflows.shard import ShardWorkflow
 
 MAX_BATCH = 500
 """Events per signal; batches are also cut at ``MAX_BATCH_BYTES`` so a signal stays far
@@ -32,10 +33,10 @@ async def signal_events(
         by_shard[shard_of(event.user_id, shards)].append(event)
     sent: dict[int, int] = {}
     for shard in sorted(by_shard):
-        handle = client.get_workflow_handle(shard_workflow_id(run_id, shard))
+        handle = client.get_workflow_handle_for(ShardWorkflow.run, shard_workflow_id(run_id, shard))
         try:
             for batch in _batches(by_shard[shard]):
-                await handle.signal("events", EventBatch(events=batch))
+                await handle.signal(ShardWorkflow.events, EventBatch(events=batch))
                 sent[shard] = sent.get(shard, 0) + len(batch)
         except RPCError as exc:
             if exc.status is not RPCStatusCode.NOT_FOUND:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
@@ -16,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audience.shard_sets import load_file_into_run
 from activities.db import plan_store
+from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import AudienceRef, PlanRunInput, PlanRunResult, RunOptions
 from journeys.errors import JourneysError
@@ -74,7 +74,7 @@ async def launch(
     settings: Settings,
     *,
     client: Client,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     plan: Plan,
     plan_file: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,11 +20,12 @@ from journeys.contracts.runs import (
 from journeys.durations import parse_rate
 from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
 from journeys.settings import get_settings
+from workflows.plan_run import PlanRunWorkflow
 
 from .connect import database, redis_client, temporal_client
-from .console import out, print_json
+from .console import err, out, print_json
 from .launching import launch as start_run
-from .plan_files import read_plan
+from .plan_files import plan_warnings, read_plan
 from .progress_view import progress_table, result_table
 from .run_state import snapshot
 
@@ -41,6 +43,9 @@ def launch(
     if at is not None and at.tzinfo is None:
         raise InvalidInput("--at", [Problem("--at", "give an offset, e.g. 2026-11-23T09:00+08:00")])
     plan = read_plan(plan_file, channels=channels)
+    # said before anything starts, on stderr so that --json output stays one JSON document
+    for warning in plan_warnings(plan, plan_file, channels=channels):
+        err.print(f"  ! {warning}", style="yellow", markup=False, soft_wrap=True)
     settings = get_settings()
 
     async def go() -> None:
@@ -79,8 +84,8 @@ def launch(
     asyncio.run(go())
 
 
-async def _handle(client: Client, run_id: str) -> WorkflowHandle[object, PlanRunResult]:
-    handle = client.get_workflow_handle(run_id, result_type=PlanRunResult)
+async def _handle(client: Client, run_id: str) -> WorkflowHandle[PlanRunWorkflow, PlanRunResult]:
+    handle = client.get_workflow_handle_for(PlanRunWorkflow.run, run_id)
     try:
         await handle.describe()
     except Exception as exc:
@@ -124,7 +129,8 @@ def status(
     asyncio.run(go())
 
 
-def _control(run_id: str, name: str) -> None:
+def _control(run_id: str, control: Callable[[PlanRunWorkflow, ControlSignal], None]) -> None:
+    name = control.__name__
     settings = get_settings()
 
     async def go() -> None:
@@ -134,7 +140,7 @@ def _control(run_id: str, name: str) -> None:
         if status != WorkflowExecutionStatus.RUNNING:
             ended = status.name.lower() if status is not None else "unknown"
             raise JourneysError(f"run {run_id} has already ended ({ended})")
-        await handle.signal(name, ControlSignal())
+        await handle.signal(control, ControlSignal())
 
     asyncio.run(go())
     out.print(f"{name} sent to {run_id}; it takes effect at the next page boundary")
@@ -142,17 +148,17 @@ def _control(run_id: str, name: str) -> None:
 
 def pause(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
     """Pause RUN: nothing more is sent after the pages in flight."""
-    _control(run_id, "pause")
+    _control(run_id, PlanRunWorkflow.pause)
 
 
 def resume(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
     """Resume RUN where it stopped."""
-    _control(run_id, "resume")
+    _control(run_id, PlanRunWorkflow.resume)
 
 
 def cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
     """Cancel RUN: it stops after the pages in flight and reports what it did."""
-    _control(run_id, "cancel")
+    _control(run_id, PlanRunWorkflow.cancel)
 
 
 def rate(
@@ -166,10 +172,9 @@ def rate(
     async def go() -> RateUpdateResult:
         client = await temporal_client(settings)
         handle = await _handle(client, run_id)
-        updated: RateUpdateResult = await handle.execute_update(
-            "set_rate", RateUpdate(per_second=per_second), result_type=RateUpdateResult
+        return await handle.execute_update(
+            PlanRunWorkflow.set_rate, RateUpdate(per_second=per_second)
         )
-        return updated
 
     result = asyncio.run(go())
     out.print(f"rate of {run_id} is now {result.per_second:g}/s")

@@ -14,14 +14,21 @@ import redis.asyncio as aioredis
 import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.workflow import NondeterminismError
 
+from activities.db.pool import DbPool
 from journeys.contracts.runs import PlanRunResult, RunOptions, RunProgress
 from journeys.settings import Settings
 from starter.launching import Launched, launch
 from starter.plan_files import read_plan
 from worker import run_worker
+from workflows.plan_run import PlanRunWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
+STRICT: tuple[type[BaseException], ...] = (Warning, NondeterminismError)
+"""What fails a workflow at once in the tests' workers: a sandbox warning raised as an error
+(pyproject's filterwarnings), a restricted call (``os.environ`` and the like), a
+non-deterministic replay. In production the task would retry, so the tests would hang."""
 
 
 def write_channels(directory: Path, *, receiver_url: str, secret: str = "s3cret") -> Path:
@@ -119,10 +126,16 @@ def for_test(settings: Settings, channels_file: Path) -> Settings:
 
 
 @asynccontextmanager
-async def worker_running(settings: Settings) -> AsyncIterator[None]:
-    """A real worker in this process until the block ends."""
+async def worker_running(
+    settings: Settings,
+    *,
+    wrap: Callable[[list[Callable[..., Any]]], list[Callable[..., Any]]] | None = None,
+) -> AsyncIterator[None]:
+    """A real worker in this process until the block ends (``wrap``: see ``run_worker``)."""
     ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, ready=ready, stop=stop))
+    task = asyncio.create_task(
+        run_worker(settings, ready=ready, stop=stop, wrap_activities=wrap, fail_workflows_on=STRICT)
+    )
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
@@ -146,7 +159,7 @@ async def client_for(settings: Settings) -> Client:
 async def start_blast(
     settings: Settings,
     *,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     plan_file: Path,
     ids_file: Path,
@@ -173,6 +186,6 @@ async def until(
     """Query progress until ``ok`` holds (a condition, not a timed wait)."""
     async with asyncio.timeout(120):
         while True:
-            progress: RunProgress = await handle.query("progress", result_type=RunProgress)
+            progress: RunProgress = await handle.query(PlanRunWorkflow.progress)
             if ok(progress):
                 return progress

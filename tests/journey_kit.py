@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from activities.db import queries
+from activities.db.pool import DbPool
 from journeys.contracts.counters import Counters
 from journeys.contracts.runs import PlanRunResult, RunOptions, ShardResult, ShardSummary
 from journeys.events import JourneyEvent
@@ -26,6 +27,7 @@ from starter.launching import Launched, launch
 from starter.plan_files import read_plan
 from tests.engine import client_for
 from tests.receiver import Receiver
+from workflows.shard import ShardWorkflow
 
 T = TypeVar("T")
 
@@ -83,7 +85,7 @@ def write_users(directory: Path, users: list[str]) -> Path:
     return path
 
 
-async def seed_profiles(pool: Any, profiles: dict[str, dict[str, Any]]) -> None:
+async def seed_profiles(pool: DbPool, profiles: dict[str, dict[str, Any]]) -> None:
     """Upsert profiles: ``{user: {"timezone": ..., "attrs": {...}}}``."""
     users = sorted(profiles)
     await pool.execute(
@@ -108,7 +110,7 @@ async def launch_journey(
     settings: Settings,
     skipper: TimeSkipper,
     *,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     plan_file: Path,
     users: Path | None,
@@ -127,8 +129,10 @@ async def launch_journey(
     )
 
 
-def shard_handle(client: Client, run_id: str, shard: int = 0) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(shard_workflow_id(run_id, shard))
+def shard_handle(
+    client: Client, run_id: str, shard: int = 0
+) -> WorkflowHandle[ShardWorkflow, ShardResult]:
+    return client.get_workflow_handle_for(ShardWorkflow.run, shard_workflow_id(run_id, shard))
 
 
 async def shard_runs(client: Client, run_id: str, shard: int = 0) -> list[WorkflowExecution]:
@@ -166,7 +170,7 @@ async def until_shard(
     async with asyncio.timeout(120):
         while True:
             try:
-                summary: ShardSummary = await handle.query("progress", result_type=ShardSummary)
+                summary: ShardSummary = await handle.query(ShardWorkflow.progress)
             except Exception:  # not started yet
                 await asyncio.sleep(0.05)
                 continue
@@ -196,7 +200,7 @@ async def shard_nodes(settings: Settings, run_id: str, shard: int = 0) -> dict[s
     return result.nodes
 
 
-async def store_events(pool: Any, events: list[JourneyEvent]) -> None:
+async def store_events(pool: DbPool, events: list[JourneyEvent]) -> None:
     """Write events to the events table (what behaviour conditions read)."""
     await pool.execute(
         queries.EVENTS_INSERT,

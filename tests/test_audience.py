@@ -27,6 +27,7 @@ from activities.audience.shard_sets import (
     save_audience,
     write_shards,
 )
+from activities.db.pool import DbPool
 from journeys.audience_file import (
     BadLine,
     ParsedAudience,
@@ -295,7 +296,7 @@ async def test_write_shards_puts_each_id_in_its_shard_only(
 
 
 async def test_save_audience_replaces_the_earlier_upload(
-    redis: aioredis.Redis, pool: Any, scratch: list[str]
+    redis: aioredis.Redis, pool: DbPool, scratch: list[str]
 ) -> None:
     name = unique("aud")
     key = audience_keys(name, scratch)
@@ -325,7 +326,7 @@ async def test_save_audience_replaces_the_earlier_upload(
     assert (await audience_info(pool, name)).per_shard == info.per_shard
 
 
-async def test_names_and_missing_audiences(redis: aioredis.Redis, pool: Any) -> None:
+async def test_names_and_missing_audiences(redis: aioredis.Redis, pool: DbPool) -> None:
     for bad in ("Upper", "-dash", "", "a b", "x" * 64, "a:b"):
         with pytest.raises(InvalidInput):
             await save_audience(redis, pool, name=bad, ids=["u1"], shards=16, source=None)
@@ -336,7 +337,7 @@ async def test_names_and_missing_audiences(redis: aioredis.Redis, pool: Any) -> 
 
 
 async def test_check_audience_finds_a_lost_shard(
-    redis: aioredis.Redis, pool: Any, scratch: list[str]
+    redis: aioredis.Redis, pool: DbPool, scratch: list[str]
 ) -> None:
     name = unique("chk")
     key = audience_keys(name, scratch)
@@ -347,7 +348,7 @@ async def test_check_audience_finds_a_lost_shard(
 
 
 async def test_copy_into_run_same_shards_and_resharded(
-    redis: aioredis.Redis, pool: Any, scratch: list[str]
+    redis: aioredis.Redis, pool: DbPool, scratch: list[str]
 ) -> None:
     name = unique("cp")
     source = audience_keys(name, scratch)

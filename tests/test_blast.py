@@ -7,13 +7,13 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 import yaml
 
 from activities.audience.shard_sets import check_audience, save_audience
+from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import RunOptions
 from journeys.names import audience_shard_key, run_keys_pattern, shard_workflow_id
@@ -40,7 +40,7 @@ async def run_keys(redis: aioredis.Redis, run_id: str) -> list[bytes]:
     return [k async for k in redis.scan_iter(match=run_keys_pattern(run_id), count=1000)]
 
 
-async def delivery_statuses(pool: Any, run_id: str) -> Counter[str]:
+async def delivery_statuses(pool: DbPool, run_id: str) -> Counter[str]:
     rows = await pool.fetch(
         "SELECT status, count(*) AS n FROM deliveries WHERE run_id = $1 GROUP BY status", run_id
     )
@@ -48,7 +48,11 @@ async def delivery_statuses(pool: Any, run_id: str) -> Counter[str]:
 
 
 async def test_blast_to_the_inbox_reaches_everyone_once(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     plan = write_plan(tmp_path, channel="popup", shards=4)
@@ -83,7 +87,7 @@ async def test_blast_to_the_inbox_reaches_everyone_once(
 async def test_http_delivery_signed_keyed_and_once(
     channel: str,
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -111,7 +115,11 @@ async def test_http_delivery_signed_keyed_and_once(
 
 
 async def test_random_failures_are_retried_and_the_counts_add_up(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     receiver.fail_ratio = 0.3
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
@@ -135,7 +143,11 @@ async def test_random_failures_are_retried_and_the_counts_add_up(
 
 
 async def test_permanent_failures_are_recorded_at_once(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     refused = {f"perm-{n:06d}" for n in range(1, 26)}
     receiver.permanent_for = refused
@@ -162,7 +174,11 @@ async def test_permanent_failures_are_recorded_at_once(
 
 
 async def test_provider_down_for_a_while_then_back(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     plan = write_plan(tmp_path, channel="push", shards=2, retry={"attempts": 6, "backoff": "1s"})
@@ -184,7 +200,11 @@ async def test_provider_down_for_a_while_then_back(
 
 
 async def test_a_saved_audience_outlives_its_run(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     name = f"kept-{uuid.uuid4().hex[:8]}"
     ids = [f"kept-{n:05d}" for n in range(500)]

@@ -24,6 +24,7 @@ from activities.channels import (
 )
 from activities.channels.http_provider import batch_key
 from activities.db import queries
+from activities.db.pool import DbPool
 from journeys.channels_config import ChannelsFile, check_channels
 from starter.stack.probes import free_port
 from tests.conftest import ROOT
@@ -50,7 +51,9 @@ def http_channel(url: str, *, kind: str = "push", **provider: Any) -> dict[str, 
 
 
 @asynccontextmanager
-async def runtime(channels: dict[str, Any], *, pool: Any = None) -> AsyncIterator[ChannelRuntime]:
+async def runtime(
+    channels: dict[str, Any], *, pool: DbPool | None = None
+) -> AsyncIterator[ChannelRuntime]:
     opened = ChannelRuntime(channels_file(channels), pool=pool)
     try:
         yield opened
@@ -280,7 +283,7 @@ async def test_batch_connection_refused_fails_the_whole_chunk(receiver: Receiver
 # inbox, log and smtp providers
 
 
-async def test_inbox_writes_one_row_per_message_and_a_replay_adds_none(pool: Any) -> None:
+async def test_inbox_writes_one_row_per_message_and_a_replay_adds_none(pool: DbPool) -> None:
     run = f"run-{uuid.uuid4().hex[:8]}"
     users = [f"{run}-u{i}" for i in range(3)]
     popup = {

@@ -7,10 +7,10 @@ import signal
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 
+from activities.db.pool import DbPool
 from journeys.contracts.runs import RunOptions
 from journeys.settings import Settings
 from tests.conftest import settings_env, spawn_journeys
@@ -44,7 +44,11 @@ async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
 
 
 async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     env = settings_env(settings) | {

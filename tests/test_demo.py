@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from activities.db.pool import DbPool
 from tests.conftest import spawn_journeys
 
 
-async def test_demo_runs_the_welcome_blast(cli_env: dict[str, str], pool: Any) -> None:
+async def test_demo_runs_the_welcome_blast(cli_env: dict[str, str], pool: DbPool) -> None:
     proc = await spawn_journeys("demo", env=cli_env | {"DEMO_EXIT": "1"})
     out, err = await asyncio.wait_for(proc.communicate(), 240)
     text = out.decode()

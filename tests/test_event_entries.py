@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 from temporalio.api.enums.v1 import EventType
 
+from activities.db.pool import DbPool
 from activities.journey.entries import EntryActivities
 from journeys.contracts.journey import AdmitEntriesInput
 from journeys.contracts.runs import ControlSignal, RunOptions
@@ -40,6 +41,7 @@ from tests.journey_kit import (
 )
 from tests.receiver import Receiver
 from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
+from workflows.plan_run import PlanRunWorkflow
 
 
 def recall_plan(window_end: datetime) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def recall_plan(window_end: datetime) -> dict[str, Any]:
 
 async def test_orders_cancelled_start_recalls_told_apart_by_order(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -169,7 +171,7 @@ def entry(**fields: Any) -> EventEntry:
 
 
 async def test_entry_rules_once_cooldown_absent_daily_limit_and_retries(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     activities = EntryActivities(pool=pool, redis=redis)
     run = f"plan/rules-{uuid.uuid4().hex[:6]}/v1/k"
@@ -236,7 +238,7 @@ async def test_entry_rules_once_cooldown_absent_daily_limit_and_retries(
 
 async def test_entries_arriving_across_continue_as_new_each_enter_once(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -298,7 +300,7 @@ async def test_entries_arriving_across_continue_as_new_each_enter_once(
 
 async def test_events_right_after_launch_reach_every_shard(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -329,7 +331,7 @@ async def test_events_right_after_launch_reach_every_shard(
             return len(receiver.by_user())
 
         await eventually(reached, until=lambda n: n >= len(users))
-        await handle.signal("cancel", ControlSignal())
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         result = await handle.result()
         history = await handle.fetch_history()
 
@@ -352,7 +354,7 @@ async def test_events_right_after_launch_reach_every_shard(
 
 async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -382,7 +384,7 @@ async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
                 [{"user_id": u, "name": "browsed", "props": {"pad": padding}} for u in users]
             )
         await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
-        await handle.signal("cancel", ControlSignal())
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         await handle.result()
         inputs = await shard_run_inputs(time.client, run)
 
@@ -393,7 +395,7 @@ async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
 
 async def test_concurrent_requests_share_one_signal_per_shard(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -424,7 +426,7 @@ async def test_concurrent_requests_share_one_signal_per_shard(
             )
         )
         await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
-        await handle.signal("cancel", ControlSignal())
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         await handle.result()
         history = await shard_handle(time.client, run).fetch_history()
 

@@ -9,13 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from activities.db.pool import DbPool
 from journeys.contracts.counters import Counters
 from journeys.contracts.runs import RunOptions
 from journeys.errors import EventsRefused
@@ -61,12 +61,12 @@ async def ingest_url(stack_settings: Settings) -> AsyncIterator[str]:
     await task
 
 
-async def stored(pool: Any, users: list[str]) -> int:
+async def stored(pool: DbPool, users: list[str]) -> int:
     n: int = await pool.fetchval("SELECT count(*) FROM events WHERE user_id = ANY($1)", users)
     return n
 
 
-async def test_http_accepts_stores_and_deduplicates(ingest_url: str, pool: Any) -> None:
+async def test_http_accepts_stores_and_deduplicates(ingest_url: str, pool: DbPool) -> None:
     tag = uuid.uuid4().hex[:8]
     batch = {
         "events": [
@@ -97,7 +97,7 @@ async def test_http_accepts_stores_and_deduplicates(ingest_url: str, pool: Any) 
 
 
 async def test_malformed_events_are_refused_with_reasons_and_nothing_is_stored(
-    ingest_url: str, pool: Any
+    ingest_url: str, pool: DbPool
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     good = {"user_id": f"m-{tag}", "name": "page_viewed"}
@@ -127,7 +127,7 @@ async def test_malformed_events_are_refused_with_reasons_and_nothing_is_stored(
     assert await stored(pool, [f"m-{tag}"]) == 0  # all or nothing
 
 
-async def test_the_client_checks_first_and_retries_safely(ingest_url: str, pool: Any) -> None:
+async def test_the_client_checks_first_and_retries_safely(ingest_url: str, pool: DbPool) -> None:
     tag = uuid.uuid4().hex[:8]
     async with Journeys(ingest_url) as journeys:
         with pytest.raises(EventsRefused) as refused:
@@ -159,7 +159,7 @@ WAIT_FOR_CLICK = {
 
 async def test_events_over_http_release_exit_and_convert_in_a_running_journey(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -220,7 +220,7 @@ async def test_events_over_http_release_exit_and_convert_in_a_running_journey(
 
 async def test_events_arriving_across_continue_as_new_are_not_lost(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,
@@ -293,7 +293,7 @@ async def test_events_arriving_across_continue_as_new_are_not_lost(
 
 
 async def test_cli_sends_and_loads_events(
-    cli_env: dict[str, str], pool: Any, tmp_path: Path
+    cli_env: dict[str, str], pool: DbPool, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     sent = await spawn_journeys(
@@ -329,7 +329,7 @@ async def test_cli_sends_and_loads_events(
 
 
 async def test_props_size_limit_is_the_configured_one(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis
+    stack_settings: Settings, pool: DbPool, redis: aioredis.Redis
 ) -> None:
     ingest = EventIngest(
         pool=pool, redis=redis, client=await client_for(stack_settings), max_props_bytes=512
@@ -347,7 +347,7 @@ async def test_props_size_limit_is_the_configured_one(
 
 async def test_a_flood_of_goal_events_is_recorded_not_carried(
     stack_settings: Settings,
-    pool: Any,
+    pool: DbPool,
     redis: aioredis.Redis,
     tmp_path: Path,
     receiver: Receiver,

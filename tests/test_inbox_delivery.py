@@ -16,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.channels.render import Renderer, user_fields
 from activities.db import queries
+from activities.db.pool import DbPool
 from activities.delivery import DeliveryActivities, idempotency_key
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 from tests.test_channels import channels_file, runtime
@@ -61,14 +62,14 @@ def page_input(run: str, users: list[str], **fields: Any) -> DeliverPageInput:
     return DeliverPageInput(**{**base, **fields})
 
 
-async def deliver(pool: Any, redis: aioredis.Redis, data: DeliverPageInput) -> DeliverPageOutput:
+async def deliver(pool: DbPool, redis: aioredis.Redis, data: DeliverPageInput) -> DeliverPageOutput:
     async with runtime({"popup": POPUP}, pool=pool) as channels:
         activities = DeliveryActivities(pool=pool, redis=redis, channels=channels)
         out: DeliverPageOutput = await ActivityEnvironment().run(activities.deliver_page, data)
         return out
 
 
-async def setup(pool: Any, redis: aioredis.Redis, *, users: int) -> tuple[str, list[str]]:
+async def setup(pool: DbPool, redis: aioredis.Redis, *, users: int) -> tuple[str, list[str]]:
     run = f"inbox-{uuid.uuid4().hex[:8]}"
     ids = [f"{run}-u{i}" for i in range(users)]
     await redis.zadd(f"{run}:cohort", dict.fromkeys(ids, 0))
@@ -84,12 +85,12 @@ async def setup(pool: Any, redis: aioredis.Redis, *, users: int) -> tuple[str, l
     return run, ids
 
 
-async def statuses(pool: Any, run: str) -> Counter[str]:
+async def statuses(pool: DbPool, run: str) -> Counter[str]:
     rows = await pool.fetch("SELECT status FROM deliveries WHERE run_id = $1", run)
     return Counter(r["status"] for r in rows)
 
 
-async def inbox_rows(pool: Any, run: str) -> list[Any]:
+async def inbox_rows(pool: DbPool, run: str) -> list[Any]:
     return list(
         await pool.fetch(
             "SELECT message_id, user_id, title, body, slot, data FROM inbox "
@@ -100,7 +101,7 @@ async def inbox_rows(pool: Any, run: str) -> list[Any]:
 
 
 async def test_a_page_is_sent_and_settled_in_one_write_and_a_replay_adds_nothing(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     run, ids = await setup(pool, redis, users=5)
     data = page_input(run, ids)
@@ -123,6 +124,7 @@ async def test_a_page_is_sent_and_settled_in_one_write_and_a_replay_adds_nothing
         "SELECT status, provider_id, sent_at FROM deliveries WHERE idempotency_key = $1",
         ann["message_id"],
     )
+    assert settled is not None
     assert settled["status"] == "sent" and settled["provider_id"] == ann["message_id"]
     assert settled["sent_at"] is not None
     passed = cast(list[bytes], await redis.zrange(f"{run}:passed", 0, -1))
@@ -134,7 +136,7 @@ async def test_a_page_is_sent_and_settled_in_one_write_and_a_replay_adds_nothing
 
 
 async def test_a_first_try_that_finds_some_rows_written_sends_only_the_others(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     # e.g. a page issued again after its shard continued-as-new: a plain insert of the whole
     # page hits the rows already there, and the page falls back to the conflict-checked write
@@ -150,7 +152,7 @@ async def test_a_first_try_that_finds_some_rows_written_sends_only_the_others(
 
 
 async def test_rows_an_earlier_version_left_pending_are_sent_once(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     run, ids = await setup(pool, redis, users=3)
     keys = [idempotency_key(run, "hello", u) for u in ids]
@@ -165,7 +167,7 @@ async def test_rows_an_earlier_version_left_pending_are_sent_once(
 
 
 async def test_titles_and_data_that_differ_by_user_are_kept_per_row(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     run, ids = await setup(pool, redis, users=3)  # ids[0] is Ann, ids[1] Bo, ids[2] has none
 
@@ -181,7 +183,7 @@ async def test_titles_and_data_that_differ_by_user_are_kept_per_row(
 
 
 async def test_failures_of_one_reason_add_up_across_both_paths(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     run, ids = await setup(pool, redis, users=3)
     # ids[2] cannot render either, and an earlier version left its row pending: its failure
@@ -201,7 +203,7 @@ async def test_failures_of_one_reason_add_up_across_both_paths(
 
 
 async def test_a_template_that_fails_for_everyone_fails_every_message(
-    pool: Any, redis: aioredis.Redis
+    pool: DbPool, redis: aioredis.Redis
 ) -> None:
     run, ids = await setup(pool, redis, users=3)
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aioredis
 from temporalio.api.enums.v1 import EventType
 
+from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import ShardSummary, WaitingCohort
 from journeys.plan.models import Plan
@@ -69,7 +70,11 @@ def assert_delivered_once(receiver: Receiver, users: list[str], node: str) -> No
 
 
 async def test_wait_until_nine_in_each_users_own_zone(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
     plan_file = write_journey(
@@ -155,7 +160,11 @@ async def test_wait_until_nine_in_each_users_own_zone(
 
 
 async def test_wait_until_monday_evening_in_the_plans_zone(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
     berlin = "Europe/Berlin"
@@ -215,7 +224,11 @@ async def test_wait_until_monday_evening_in_the_plans_zone(
 
 
 async def test_wait_until_a_fixed_moment_with_an_offset(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
     india = timezone(timedelta(hours=5, minutes=30))
@@ -256,7 +269,11 @@ async def test_wait_until_a_fixed_moment_with_an_offset(
 
 
 async def test_wait_until_a_moment_already_past_moves_on_at_once(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
     past = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import yaml
 
 from activities.db import plan_store
+from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.settings import Settings
 from starter.plan_files import read_plan
@@ -55,7 +56,11 @@ def messages_of(receiver: Receiver, run_id: str) -> list[dict[str, Any]]:
 
 
 async def test_a_run_keeps_its_version_and_new_launches_pin_the_newest(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
     v1_file = write_journey(tmp_path, V1_BODY)

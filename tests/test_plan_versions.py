@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from activities.db import plan_store
+from activities.db.pool import DbPool
 from journeys.plan.models import Plan
 from tests.conftest import ROOT
 
@@ -58,7 +58,7 @@ def test_publish_versions_rollback(cli_env: dict[str, str], tmp_path: Path) -> N
     assert listed[2]["note"] == "rollback to v1"
 
 
-async def test_a_version_never_changes(pool: Any, tmp_path: Path) -> None:
+async def test_a_version_never_changes(pool: DbPool, tmp_path: Path) -> None:
     plan = Plan.model_validate(yaml.safe_load(EXAMPLE.read_text()) | {"id": "pinned-plan"})
     v1 = await plan_store.publish(pool, plan)
     edited = plan.model_copy(update={"name": "Edited after launch"})

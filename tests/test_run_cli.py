@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
+from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import PlanRunResult
 from journeys.settings import Settings
@@ -30,7 +30,7 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 async def test_launch_wait_status_and_duplicate_run_key(
-    stack_settings: Settings, tmp_path: Path, receiver: Receiver, pool: Any
+    stack_settings: Settings, tmp_path: Path, receiver: Receiver, pool: DbPool
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     env = env_for(settings)

@@ -10,14 +10,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import yaml
 
+from activities.db.pool import DbPool
 from activities.rate_limit import RateLimiter
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import (
     ControlSignal,
     RateUpdate,
-    RateUpdateResult,
     RunOptions,
-    RunProgress,
     ShardSummary,
 )
 from journeys.contracts.shard import ShardState
@@ -35,6 +34,8 @@ from tests.engine import (
     write_plan,
 )
 from tests.receiver import Receiver
+from workflows.plan_run import PlanRunWorkflow
+from workflows.shard import ShardWorkflow
 
 OPTIONS = RunOptions(page_heartbeat_timeout=timedelta(seconds=5), progress_every=timedelta(0))
 
@@ -52,15 +53,19 @@ def progress_signals(history: Any) -> int:
 async def shard_states(settings: Settings, run_id: str, shards: int) -> list[ShardSummary]:
     client = await client_for(settings)
     return [
-        await client.get_workflow_handle(shard_workflow_id(run_id, k)).query(
-            "progress", result_type=ShardSummary
+        await client.get_workflow_handle_for(ShardWorkflow.run, shard_workflow_id(run_id, k)).query(
+            ShardWorkflow.progress
         )
         for k in range(shards)
     ]
 
 
 async def test_pause_holds_resume_continues_cancel_stops(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     plan = write_plan(tmp_path, channel="push", shards=2, rate="200/s", page_size=20, concurrency=1)
@@ -70,7 +75,7 @@ async def test_pause_holds_resume_continues_cancel_stops(
             settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=OPTIONS
         )
         await until(handle, lambda p: p.totals.delivered >= 100)
-        await handle.signal("pause", ControlSignal())
+        await handle.signal(PlanRunWorkflow.pause, ControlSignal())
         async with asyncio.timeout(60):
             while True:
                 states = await shard_states(settings, launched.run_id, 2)
@@ -78,14 +83,14 @@ async def test_pause_holds_resume_continues_cancel_stops(
                     break
         held = len(receiver.messages())
         for _ in range(20):  # the receiver hears nothing while paused
-            progress = await handle.query("progress", result_type=RunProgress)
+            progress = await handle.query(PlanRunWorkflow.progress)
             assert progress.status is RunStatus.PAUSED
         assert len(receiver.messages()) == held
         assert sum(s.counters.delivered for s in states) == held
 
-        await handle.signal("resume", ControlSignal())
+        await handle.signal(PlanRunWorkflow.resume, ControlSignal())
         await until(handle, lambda p: p.totals.delivered >= held + 200)
-        await handle.signal("cancel", ControlSignal())
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         result = await handle.result()
 
     totals = result.totals
@@ -100,7 +105,11 @@ async def test_pause_holds_resume_continues_cancel_stops(
 
 
 async def test_rate_can_change_while_running(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     plan = write_plan(tmp_path, channel="push", shards=2, rate="20/s", page_size=10)
@@ -112,10 +121,10 @@ async def test_rate_can_change_while_running(
         )
         await until(handle, lambda p: p.totals.delivered >= 20)
         assert await limiter.rate(launched.run_id) == 20
-        before = (await handle.query("progress", result_type=RunProgress)).totals.delivered
+        before = (await handle.query(PlanRunWorkflow.progress)).totals.delivered
         assert before < 400  # 20/s cannot have finished 400 users yet
         changed = await handle.execute_update(
-            "set_rate", RateUpdate(per_second=5_000), result_type=RateUpdateResult
+            PlanRunWorkflow.set_rate, RateUpdate(per_second=5_000)
         )
         assert changed.per_second == 5_000
         assert await limiter.rate(launched.run_id) == 5_000
@@ -138,7 +147,11 @@ async def test_token_bucket_grants_a_burst_then_waits(redis: aioredis.Redis) -> 
 
 
 async def test_continue_as_new_carries_the_cursor(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     plan = write_plan(tmp_path, channel="popup", shards=1, page_size=100, concurrency=3)
@@ -166,7 +179,11 @@ async def test_continue_as_new_carries_the_cursor(
 
 
 async def test_progress_signals_stay_within_budget_and_status_stays_live(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     plan = write_plan(tmp_path, channel="push", shards=2, page_size=25, concurrency=1, rate="400/s")
@@ -181,7 +198,7 @@ async def test_progress_signals_stay_within_budget_and_status_stays_live(
             while (await live_progress(client, handle)).totals.delivered < 300:
                 pass
         live = await live_progress(client, handle)
-        reported = await handle.query("progress", result_type=RunProgress)
+        reported = await handle.query(PlanRunWorkflow.progress)
         result = await handle.result()
         history = await handle.fetch_history()
 
@@ -191,7 +208,11 @@ async def test_progress_signals_stay_within_budget_and_status_stays_live(
 
 
 async def test_a_pass_reaches_the_run_while_its_shard_waits_and_a_last_pass_costs_no_signal(
-    stack_settings: Settings, pool: Any, redis: aioredis.Redis, tmp_path: Path, receiver: Receiver
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
     slow = RunOptions(progress_every=timedelta(hours=1))  # only the end of a pass reports
@@ -207,7 +228,7 @@ async def test_a_pass_reaches_the_run_while_its_shard_waits_and_a_last_pass_cost
         )
         # the shards now wait a day: the run knows what their send pass did
         await until(handle, lambda p: p.totals.delivered == 300)
-        await handle.signal("cancel", ControlSignal())
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         await handle.result()
 
         _, blast = await start_blast(

@@ -13,6 +13,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from journeys.events import JourneyEvent, take_batch
 
+BATCH_EVENTS = 1_000
+"""Events per activity (exits, goals, a waiting cohort's arrivals)."""
 BATCH_BYTES = 512 * 1024
 """Events per activity, as JSON: an input stays far below 2 MiB."""
 CARRY_EVENTS = 500

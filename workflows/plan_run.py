@@ -8,11 +8,10 @@ counters the shards report, deletes the run's Redis keys at the end and returns 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
@@ -20,15 +19,10 @@ with workflow.unsafe.imports_passed_through():
     from journeys.contracts.counters import Counters, RunStatus
     from journeys.contracts.run_setup import (
         CleanupInput,
-        CleanupOutput,
         ListenersInput,
-        ListenersOutput,
         LoadPlanInput,
-        LoadPlanOutput,
         MaterialiseInput,
-        MaterialiseOutput,
         SetRateInput,
-        SetRateOutput,
     )
     from journeys.contracts.runs import (
         ControlSignal,
@@ -46,10 +40,11 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.entry import EventEntry
     from journeys.plan.listening import listened_events
     from journeys.plan.models import Plan
-    from workflows import search
-    from workflows.shard import ShardWorkflow
+    from journeys.progress import add_shard, details_line, merge_waits, node_totals
 
-RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
+from workflows import activity_calls as calls
+from workflows import run_signals, search
+from workflows.shard import ShardWorkflow
 
 
 @workflow.defn(name="PlanRunWorkflow")
@@ -63,7 +58,8 @@ class PlanRunWorkflow:
         self._per_shard: list[int] = []
         self._shards: dict[int, ShardSummary] = {}
         self._children: dict[int, ChildWorkflowHandle[ShardWorkflow, ShardResult]] = {}
-        self._controls: list[str] = []
+        self._controls: list[Callable[[ShardWorkflow, ControlSignal], None]] = []
+        """Control signals to relay to the running shards, oldest first."""
         self._paused = False
         self._cancelled = False
         self._unstarted_cancelled = 0
@@ -75,25 +71,16 @@ class PlanRunWorkflow:
         self._input = data
         run_id = workflow.info().workflow_id
         started = workflow.now()
-        loaded = await workflow.execute_activity(
-            "load_plan_version",
+        loaded = await calls.load_plan_version(
             LoadPlanInput(plan_id=data.plan_id, version=data.version),
-            result_type=LoadPlanOutput,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
             summary=f"load {data.plan_id} v{data.version}",
         )
         self._plan = plan = loaded.plan
         if self._everyone_may_enter(plan, data):
             self._per_shard = [0] * plan.shards  # users come with their entry events
         else:
-            materialised = await workflow.execute_activity(
-                "materialise_audience",
+            materialised = await calls.materialise_audience(
                 MaterialiseInput(run_id=run_id, plan=plan, audience=data.audience),
-                result_type=MaterialiseOutput,
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RETRY,
                 summary=f"materialise audience into {plan.shards} shards",
             )
             self._per_shard = materialised.per_shard
@@ -114,19 +101,18 @@ class PlanRunWorkflow:
             await workflow.wait_condition(
                 lambda: self._started >= first or self._cancelled or all(w.done() for w in waits)
             )
-            await self._listeners("register_listeners", run_id, plan, listening)
+            await calls.register_listeners(
+                ListenersInput(run_id=run_id, shards=plan.shards, events=listening),
+                summary=f"register for {', '.join(listening)}",
+            )
         await asyncio.gather(*waits)
         forwarder.cancel()
         if listening:
-            await self._listeners("unregister_listeners", run_id, plan, listening)
-        await workflow.execute_activity(
-            "cleanup_run",
-            CleanupInput(run_id=run_id),
-            result_type=CleanupOutput,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RETRY,
-            summary="delete the run's Redis keys",
-        )
+            await calls.unregister_listeners(
+                ListenersInput(run_id=run_id, shards=plan.shards, events=listening),
+                summary=f"unregister for {', '.join(listening)}",
+            )
+        await calls.cleanup_run(CleanupInput(run_id=run_id), summary="delete the run's Redis keys")
         if self._failures:
             self._set_status(RunStatus.FAILED)
             raise ApplicationError(
@@ -141,17 +127,6 @@ class PlanRunWorkflow:
             totals=self._totals(),
             shards=plan.shards,
             duration=workflow.now() - started,
-        )
-
-    async def _listeners(self, name: str, run_id: str, plan: Plan, events: list[str]) -> None:
-        """Add the run to (or remove it from) the registry the ingest path routes by."""
-        await workflow.execute_activity(
-            name,
-            ListenersInput(run_id=run_id, shards=plan.shards, events=events),
-            result_type=ListenersOutput,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
-            summary=f"{name.split('_')[0]} for {', '.join(events)}",
         )
 
     async def _run_shard(self, k: int, size: int) -> None:
@@ -193,7 +168,7 @@ class PlanRunWorkflow:
                 status=RunStatus.RUNNING.value,
                 shard=k,
             ),
-            static_summary=f"shard {k}/{plan.shards} · {plan.id} v{data.version} · {size} users",
+            static_summary=f"shard {k} of {plan.shards} · {plan.id} v{data.version} · {size} users",
             parent_close_policy=ParentClosePolicy.TERMINATE,
         )
         self._children[k] = handle
@@ -206,6 +181,7 @@ class PlanRunWorkflow:
             self._shards[k] = ShardSummary(
                 shard=k, status=result.status, counters=result.counters, nodes=result.nodes
             )
+            self._show_details()
         except ChildWorkflowError as exc:
             self._failures.append(f"shard {k}: {exc.cause or exc}")
             self._shards[k] = self._shards[k].model_copy(update={"status": RunStatus.FAILED})
@@ -216,9 +192,9 @@ class PlanRunWorkflow:
         """Relay control signals to running shards (handlers only queue them)."""
         while True:
             await workflow.wait_condition(lambda: bool(self._controls))
-            name = self._controls.pop(0)
+            control = self._controls.pop(0)
             for k in sorted(self._children):
-                await self._children[k].signal(name, ControlSignal())
+                await self._children[k].signal(control, ControlSignal())
 
     # --- signals, queries, updates ----------------------------------------------------------
 
@@ -228,7 +204,7 @@ class PlanRunWorkflow:
         if self._cancelled:
             return
         self._paused = True
-        self._controls.append("pause")
+        self._controls.append(ShardWorkflow.pause)
         self._set_status(RunStatus.PAUSED)
 
     @workflow.signal
@@ -237,31 +213,28 @@ class PlanRunWorkflow:
         if self._cancelled:
             return
         self._paused = False
-        self._controls.append("resume")
+        self._controls.append(ShardWorkflow.resume)
         self._set_status(RunStatus.RUNNING)
 
     @workflow.signal
     def cancel(self, _: ControlSignal) -> None:
         """Stop every shard after its pages in flight; start no more."""
         self._cancelled = True
-        self._controls.append("cancel")
+        self._controls.append(ShardWorkflow.cancel)
         self._set_status(RunStatus.CANCELLING)
 
-    @workflow.signal
+    @workflow.signal(name=run_signals.SHARD_PROGRESS)
     def shard_progress(self, summary: ShardSummary) -> None:
         """A shard's latest counters (sent every few seconds while it works)."""
         if summary.shard in self._children:
             self._shards[summary.shard] = summary
+            self._show_details()
 
     @workflow.update
     async def set_rate(self, update: RateUpdate) -> RateUpdateResult:
         """Change the plan's rate limit for this run; every worker sees it at once."""
-        out = await workflow.execute_activity(
-            "set_rate",
+        out = await calls.set_rate(
             SetRateInput(scope=workflow.info().workflow_id, per_second=update.per_second),
-            result_type=SetRateOutput,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
             summary=f"rate {update.per_second:g}/s",
         )
         return RateUpdateResult(per_second=out.per_second)
@@ -278,6 +251,7 @@ class PlanRunWorkflow:
             shards=len(self._per_shard),
             totals=self._totals(),
             per_shard=[self._shards[k] for k in sorted(self._shards)],
+            waits=merge_waits(w for k in sorted(self._shards) for w in self._shards[k].waits),
         )
 
     # --- helpers ----------------------------------------------------------------------------
@@ -318,14 +292,18 @@ class PlanRunWorkflow:
         totals = Counters(targeted=sum(self._per_shard))
         for k in sorted(self._shards):
             part = self._shards[k].counters
-            if not by_event:
-                part = part.model_copy(update={"targeted": 0})
-            totals.add(part)
-            totals.retrying += part.retrying
+            add_shard(totals, part if by_event else part.model_copy(update={"targeted": 0}))
         totals.cancelled += self._unstarted_cancelled
         return totals
 
     def _set_status(self, status: RunStatus) -> None:
         self._status = status
         search.upsert_status(status.value)
-        workflow.set_current_details(f"{status.value}")
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """The run's live line in the UI: what it did so far and where its users stand."""
+        summaries = [self._shards[k] for k in sorted(self._shards)]
+        workflow.set_current_details(
+            details_line(self._status, self._totals(), node_totals(summaries))
+        )

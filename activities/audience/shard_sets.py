@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import mmh3
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from activities.db import queries
+from activities.db.pool import DbPool
 from journeys.audience_file import ParsedAudience, read_audience_file
 from journeys.errors import InvalidInput, NotFound, Problem
 from journeys.names import audience_shard_key, audience_staging_key, run_audience_key
@@ -115,7 +116,7 @@ async def _write(
 
 async def save_audience(
     redis: aioredis.Redis,
-    pool: Any,
+    pool: DbPool,
     *,
     name: str,
     ids: Sequence[str],
@@ -150,10 +151,11 @@ async def save_audience(
         row = await conn.fetchrow(
             queries.AUDIENCE_UPSERT, name, shards, sum(counts), counts, source
         )
+    assert row is not None  # an upsert ... RETURNING returns its row
     return AudienceInfo(**dict(row))
 
 
-async def audience_info(pool: Any, name: str) -> AudienceInfo:
+async def audience_info(pool: DbPool, name: str) -> AudienceInfo:
     """The recorded metadata of a saved audience; :class:`NotFound` if there is none."""
     row = await pool.fetchrow(queries.AUDIENCE_SELECT, name)
     if row is None:

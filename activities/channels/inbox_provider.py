@@ -13,6 +13,7 @@ import asyncpg
 
 from activities.db import queries
 from activities.db.params import json_list
+from activities.db.pool import DbPool
 from journeys.channels_config import InboxProvider
 
 from .message import Message, SendResult, failed, sent
@@ -42,7 +43,7 @@ class InboxPage:
 class InboxSender:
     """Writes a page of messages with one INSERT; the message id is the idempotency key."""
 
-    def __init__(self, config: InboxProvider, *, pool: Any) -> None:
+    def __init__(self, config: InboxProvider, *, pool: DbPool | None) -> None:
         self._config = config
         self._pool = pool
 
@@ -70,6 +71,9 @@ class InboxSender:
         first written with plain inserts (``INBOX_DELIVER_NEW``); if any of its rows exists
         after all, nothing was written and the page goes through ``INBOX_DELIVER``. Database
         errors raise: the page is retried whole."""
+        if self._pool is None:
+            raise RuntimeError("inbox provider needs a database pool")
+        pool = self._pool
         data = _DataJson(expires=self._expires())
         titles: list[str | None] = []
         bodies: list[str | None] = []
@@ -102,8 +106,8 @@ class InboxSender:
         )
         if new:
             with contextlib.suppress(asyncpg.UniqueViolationError):
-                return list(await self._pool.fetch(queries.INBOX_DELIVER_NEW, *args))
-        return list(await self._pool.fetch(queries.INBOX_DELIVER, *args))
+                return list(await pool.fetch(queries.INBOX_DELIVER_NEW, *args))
+        return list(await pool.fetch(queries.INBOX_DELIVER, *args))
 
     async def aclose(self) -> None:
         """The pool belongs to the caller."""

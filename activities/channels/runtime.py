@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from activities.db.pool import DbPool
 from journeys.channels_config import (
     Channel,
     ChannelsFile,
@@ -38,7 +39,8 @@ from .smtp_provider import SmtpSender
 class ChannelRuntime:
     """Renderers and providers for every channel of one channels file."""
 
-    def __init__(self, channels: ChannelsFile, *, pool: Any) -> None:
+    def __init__(self, channels: ChannelsFile, *, pool: DbPool | None) -> None:
+        """``pool`` may be None where no channel writes to the inbox (rendering, checks)."""
         self._channels = channels
         self._renderer = Renderer(channels)
         self._client: httpx.AsyncClient | None = None
@@ -48,7 +50,7 @@ class ChannelRuntime:
         }
 
     @classmethod
-    async def open(cls, channels_file: Path, *, pool: Any) -> ChannelRuntime:
+    async def open(cls, channels_file: Path, *, pool: DbPool | None) -> ChannelRuntime:
         """Load and validate ``channels_file`` (raises ``ChannelsInvalid``) and set up providers."""
         channels = await asyncio.to_thread(load_channels, channels_file)
         return cls(channels, pool=pool)
@@ -121,7 +123,7 @@ class ChannelRuntime:
             await self._client.aclose()
             self._client = None
 
-    def _sender(self, channel: Channel, *, pool: Any) -> Sender:
+    def _sender(self, channel: Channel, *, pool: DbPool | None) -> Sender:
         provider = channel.provider
         if isinstance(provider, HttpProvider):
             if self._client is None:

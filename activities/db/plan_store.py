@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
+from activities.db.pool import DbPool
 from journeys.errors import NotFound
 from journeys.plan.models import Plan
 
@@ -35,7 +35,7 @@ def plan_checksum(plan: Plan) -> str:
 
 
 async def publish(
-    pool: Any,
+    pool: DbPool,
     plan: Plan,
     *,
     source: str | None = None,
@@ -60,6 +60,7 @@ async def publish(
         row = await conn.fetchrow(
             queries.PLAN_INSERT_VERSION, plan.id, body, checksum, source, note
         )
+    assert row is not None  # INSERT ... RETURNING returns its row
     return VersionInfo(
         plan_id=plan.id,
         version=row["version"],
@@ -70,7 +71,7 @@ async def publish(
     )
 
 
-async def versions(pool: Any, plan_id: str) -> list[VersionInfo]:
+async def versions(pool: DbPool, plan_id: str) -> list[VersionInfo]:
     """Every version of ``plan_id``, oldest first; NotFound if there is none."""
     rows = await pool.fetch(queries.PLAN_VERSIONS, plan_id)
     if not rows:
@@ -78,7 +79,7 @@ async def versions(pool: Any, plan_id: str) -> list[VersionInfo]:
     return [VersionInfo(plan_id=plan_id, created=False, **dict(row)) for row in rows]
 
 
-async def load(pool: Any, plan_id: str, version: int) -> Plan:
+async def load(pool: DbPool, plan_id: str, version: int) -> Plan:
     """The plan exactly as version ``version`` stored it."""
     row = await pool.fetchrow(queries.PLAN_VERSION_BODY, plan_id, version)
     if row is None:
@@ -86,7 +87,7 @@ async def load(pool: Any, plan_id: str, version: int) -> Plan:
     return Plan.model_validate(row["body"])
 
 
-async def rollback(pool: Any, plan_id: str, *, to: int) -> VersionInfo:
+async def rollback(pool: DbPool, plan_id: str, *, to: int) -> VersionInfo:
     """Publish version ``to`` again as the newest version (history is never rewritten)."""
     plan = await load(pool, plan_id, to)
     return await publish(pool, plan, note=f"rollback to v{to}", force=True)

@@ -20,7 +20,9 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
+from activities.db.pool import DbPool
 from activities.journey.facts import load_facts
+from journeys.contracts import activities as contracts
 from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
 from journeys.events import JourneyEvent
 from journeys.names import daily_entries_key, entry_marks_key
@@ -48,12 +50,12 @@ def _batch_id(data: AdmitEntriesInput) -> str:
 class EntryActivities:
     """Admits entries; the worker builds one with the shared pools."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+    def __init__(self, *, pool: DbPool, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._redis = redis
         self._take_daily = redis.register_script(_TAKE_DAILY)
 
-    @activity.defn(name="admit_entries")
+    @activity.defn(name=contracts.ADMIT_ENTRIES.name)
     async def admit_entries(self, data: AdmitEntriesInput) -> AdmitEntriesOutput:
         """Turn entry events into the cohort at ``data.cohort_key``."""
         marks = entry_marks_key(data.run_id, data.shard)

@@ -9,6 +9,8 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
+from activities.db.pool import DbPool
+from journeys.contracts import activities as contracts
 from journeys.contracts.journey import RecordConversionsInput, RecordConversionsOutput
 from journeys.events import JourneyEvent
 from journeys.rule_eval import property_matches
@@ -17,11 +19,11 @@ from journeys.rule_eval import property_matches
 class GoalActivities:
     """Records conversions; the worker builds one with the shared pools."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+    def __init__(self, *, pool: DbPool, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._redis = redis
 
-    @activity.defn(name="record_conversions")
+    @activity.defn(name=contracts.RECORD_CONVERSIONS.name)
     async def record_conversions(self, data: RecordConversionsInput) -> RecordConversionsOutput:
         """Record the first matching goal event of each entered user inside the window.
 

@@ -1,8 +1,5 @@
-"""Per-user decisions of the routing nodes: which way each user of a page goes.
-
-Route names are short and stable (they end up in Redis keys): ``b0``, ``b1``.. and ``else``
-for branches, ``a0``.. for arms, ``tz:{zone}`` for user time zones, ``ok`` for updates.
-"""
+"""Per-user decisions of the routing nodes: which way each user of a page goes, under the
+route names of :mod:`journeys.route_names`."""
 
 from __future__ import annotations
 
@@ -13,26 +10,9 @@ from datetime import datetime
 
 from journeys.ab import arm_index, bucket
 from journeys.plan.steps import AbSplitStep, BranchStep
+from journeys.route_names import ELSE, arm_route, branch_route, zone_route
 from journeys.rule_eval import UserFacts, evaluate
 from journeys.schedule import zone_or
-
-ELSE = "else"
-OK = "ok"
-
-
-def branch_route(index: int) -> str:
-    """Route name of the branch at ``index``."""
-    return f"b{index}"
-
-
-def arm_route(index: int) -> str:
-    """Route name of the arm at ``index``."""
-    return f"a{index}"
-
-
-def zone_route(zone: str) -> str:
-    """Route name of the users waiting in ``zone``."""
-    return f"tz:{zone}"
 
 
 def branch(

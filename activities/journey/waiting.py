@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
+from activities.db.pool import DbPool
+from journeys.contracts import activities as contracts
 from journeys.contracts.journey import (
     CatchEventsInput,
     CatchEventsOutput,
@@ -37,12 +37,12 @@ return n
 class WaitingActivities:
     """Catch arrivals, close windows, mark exits; built by the worker with the Redis pool."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+    def __init__(self, *, pool: DbPool, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._redis = redis
         self._catch = redis.register_script(_CATCH)
 
-    @activity.defn(name="catch_events")
+    @activity.defn(name=contracts.CATCH_EVENTS.name)
     async def catch_events(self, data: CatchEventsInput) -> CatchEventsOutput:
         """Move the waiting users whose event arrived into ``batch_key``.
 
@@ -75,14 +75,14 @@ class WaitingActivities:
             if key in (r["props"] or {}) and r["props"][key] in data.values.get(r["user_id"], [])
         )
 
-    @activity.defn(name="close_wait")
+    @activity.defn(name=contracts.CLOSE_WAIT.name)
     async def close_wait(self, data: CloseWaitInput) -> CloseWaitOutput:
         """The window closed: cohort minus caught minus exited goes on along on_timeout."""
         left = await self._redis.zdiffstore(data.out_key, [data.cohort_key, data.caught_key])
         timed_out = await self._redis.zdiffstore(data.out_key, [data.out_key, data.exited_key])
         return CloseWaitOutput(timed_out=int(timed_out), exited=int(left) - int(timed_out))
 
-    @activity.defn(name="mark_exited")
+    @activity.defn(name=contracts.MARK_EXITED.name)
     async def mark_exited(self, data: MarkExitedInput) -> MarkExitedOutput:
         """Add users to the shard's exited set; every node skips them from now on."""
         if not data.users:

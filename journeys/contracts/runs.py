@@ -62,7 +62,8 @@ class ShardSummary(BaseModel):
     inflight: int = 0
     """Page activities running now (0 once a pause has taken effect)."""
     waits: list[WaitingCohort] = Field(default_factory=list)
-    """Cohorts waiting on a timer (filled in by the shard's own progress query)."""
+    """Cohorts waiting on a timer: each cohort in the shard's own progress query, merged per
+    node and zone in what the shard reports to its run."""
 
 
 class RunProgress(BaseModel):
@@ -76,6 +77,8 @@ class RunProgress(BaseModel):
     totals: Counters
     per_shard: list[ShardSummary]
     started_at: datetime | None = None
+    waits: list[WaitingCohort] = Field(default_factory=list)
+    """Users held by timers, per node and zone, with the earliest wake-up."""
 
 
 class PlanRunResult(BaseModel):

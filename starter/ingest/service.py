@@ -13,13 +13,13 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from temporalio.client import Client
 
 from activities.db import queries
+from activities.db.pool import DbPool
 from activities.event_registry import ListenerCache
 from journeys.errors import EventsRefused
 from journeys.events import MAX_PROPS_BYTES, JourneyEvent, parse_events
@@ -42,7 +42,7 @@ class EventIngest:
     def __init__(
         self,
         *,
-        pool: Any,
+        pool: DbPool,
         redis: aioredis.Redis,
         client: Client,
         max_props_bytes: int = MAX_PROPS_BYTES,

@@ -1,0 +1,110 @@
+"""``send`` and ``webhook``: page a cohort through a channel, retry the users whose delivery
+failed (as the same cohort, after backoff), and pass the rest on."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
+    from journeys.contracts.shard import Cohort
+    from journeys.plan.steps import SendStep, WebhookStep
+
+from workflows import activity_calls as calls
+from workflows.context import ShardContext
+
+
+async def run(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -> bool:
+    """Deliver to ``cohort`` pass by pass; False if it stopped early (continue-as-new or
+    cancel) with its state in ``cohort``."""
+    state = ctx.state
+    while True:
+        if cohort.not_before is not None and cohort.not_before > workflow.now():
+            summary = f"backoff before pass {cohort.attempt}"
+            if not await ctx.sleep_until(cohort.not_before, summary=summary):
+                return False
+        await workflow.wait_condition(lambda: not state.paused or ctx.stopping())
+        if ctx.stopping():
+            return False
+        outs = await ctx.pages(cohort, lambda page: _page(ctx, cohort, step, page))
+        if outs is None:
+            return False
+        if cohort.attempt == 1:
+            ctx.node(cohort.node).entered += cohort.size
+        again = await _after_pass(ctx, cohort, step, outs)
+        if not again or ctx.drain_due():
+            return not again
+
+
+def _pass_ids(cohort: Cohort) -> tuple[str, str]:
+    """(retry, passed) cohort ids of this pass; deterministic, so retried pages rewrite the
+    same keys."""
+    base = f"{cohort.id}>{cohort.node}"
+    return f"{base}.r{cohort.attempt}", f"{base}.p{cohort.attempt}"
+
+
+async def _page(
+    ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep, page: int
+) -> DeliverPageOutput:
+    state, limits = ctx.state, ctx.plan.limits
+    retry_id, passed_id = _pass_ids(cohort)
+    result = await calls.deliver_page(
+        DeliverPageInput(
+            run_id=state.run_id,
+            plan_id=state.plan.id,
+            shard=state.shard,
+            shards=state.shards,
+            node=cohort.node,
+            channel=step.channel,
+            template=step.template,
+            vars=dict(step.vars),
+            cohort_key=cohort.key,
+            page=page,
+            page_size=limits.page_size,
+            attempt=cohort.attempt,
+            max_attempts=limits.retry.attempts,
+            retry_key=ctx.key(retry_id),
+            passed_key=ctx.key(passed_id) if step.next else None,
+            rate_scope=state.run_id if limits.rate is not None else None,
+            exited_key=ctx.page_exit_key,
+            exit_rules=[c.rule for c in state.plan.exit_criteria if c.rule is not None],
+            now=workflow.now(),
+        ),
+        heartbeat=state.options.page_heartbeat_timeout,
+        summary=f"{ctx.where} · {step.type} {cohort.node} · page {page + 1}",
+    )
+    state.counters.add(result.counters)
+    ctx.node(cohort.node).add(result.counters)
+    if step.next is None:
+        state.counters.completed += result.passed
+    workflow.set_current_details(
+        f"{ctx.where} · {step.type} {cohort.node} · page {page + 1} · "
+        f"{state.counters.delivered} delivered"
+    )
+    await ctx.reports.send()
+    return result
+
+
+async def _after_pass(
+    ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep, outs: list[DeliverPageOutput]
+) -> bool:
+    """Pass the delivered on; True if some users wait for another pass (the cohort now stands
+    for them, with its backoff)."""
+    state, retry = ctx.state, ctx.plan.limits.retry
+    retry_id, passed_id = _pass_ids(cohort)
+    retry_size = 0
+    if sum(out.retry for out in outs):
+        retry_size = await ctx.cohort_size(ctx.key(retry_id))
+    if step.next:
+        size = await ctx.cohort_size(ctx.key(passed_id))
+        ctx.forward(cohort_id=passed_id, node=step.next, key=ctx.key(passed_id), size=size)
+    if retry_size:
+        backoff = retry.backoff * (2 ** (cohort.attempt - 1))
+        cohort.key, cohort.size, cohort.next_page = ctx.key(retry_id), retry_size, 0
+        cohort.attempt += 1
+        cohort.not_before = workflow.now() + backoff
+    state.counters.retrying = sum(c.size for c in state.cohorts if c.attempt > 1)
+    if not retry_size:
+        state.counters.retrying -= cohort.size if cohort.attempt > 1 else 0
+    await ctx.reports.pass_ended()
+    return retry_size > 0
