@@ -26,10 +26,12 @@ from activities.channels.message import Message, Outcome, SendResult
 from activities.channels.render import RenderError
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
+from activities.db.pool import DbPool
 from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
 from activities.page_content import PageContent, recipient
 from activities.rate_limit import RateLimiter
+from journeys.contracts import activities as contracts
 from journeys.contracts.counters import Counters
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 
@@ -44,14 +46,14 @@ def idempotency_key(run_id: str, node: str, user_id: str, entry: int = 0) -> str
 class DeliveryActivities:
     """Sends pages; the worker builds one with the shared pools and the channel runtime."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis, channels: ChannelRuntime) -> None:
+    def __init__(self, *, pool: DbPool, redis: aioredis.Redis, channels: ChannelRuntime) -> None:
         self._pool = pool
         self._redis = redis
         self._channels = channels
         self._limiter = RateLimiter(redis)
         self._content = PageContent(pool=pool, channels=channels)
 
-    @activity.defn(name="deliver_page")
+    @activity.defn(name=contracts.DELIVER_PAGE.name)
     async def deliver_page(self, data: DeliverPageInput) -> DeliverPageOutput:
         """Claim, render, rate-limit, send and settle one page; return its counts."""
         async with heartbeating():
@@ -68,6 +70,8 @@ class DeliveryActivities:
             exited_key=data.exited_key,
             exit_rules=data.exit_rules,
             now=data.now or datetime.now(UTC),
+            entries=entries,
+            run_id=data.run_id,
         )
         if not users:
             return DeliverPageOutput(counters=Counters(exited=exited))

@@ -13,6 +13,8 @@ from activities.channels.render import RenderError, user_fields
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
 from activities.db.params import json_list
+from activities.db.pool import DbPool
+from activities.journey.facts import entry_props
 from journeys.contracts.pages import DeliverPageInput
 
 Rendered = dict[str, str] | RenderError
@@ -21,7 +23,7 @@ Rendered = dict[str, str] | RenderError
 class PageContent:
     """Looks up what templates read and renders a page; built once per worker."""
 
-    def __init__(self, *, pool: Any, channels: ChannelRuntime) -> None:
+    def __init__(self, *, pool: DbPool, channels: ChannelRuntime) -> None:
         self._pool = pool
         self._channels = channels
 
@@ -34,7 +36,7 @@ class PageContent:
         self, data: DeliverPageInput, entries: dict[str, int], profiles: dict[str, Any]
     ) -> dict[str, Rendered]:
         """Each user's rendered message, or why it could not be rendered."""
-        entry_props = await self._entry_props(data.run_id, entries)
+        events = await entry_props(self._pool, data.run_id, entries)  # {{ event.* }}
         try:
             template = self._channels.prepare(data.channel, data.template, vars=dict(data.vars))
         except RenderError as exc:
@@ -54,21 +56,10 @@ class PageContent:
                 )
             )
             try:
-                rendered[user] = template.render_user(fields, event=entry_props.get(user))
+                rendered[user] = template.render_user(fields, event=events.get(user))
             except RenderError as exc:
                 rendered[user] = exc
         return rendered
-
-    async def _entry_props(self, run_id: str, entries: dict[str, int]) -> dict[str, Any]:
-        """The props of the event that started each user's entry (``{{ event.* }}`` in
-        templates); audience entries (number 0) have none, so blasts skip the query."""
-        users = sorted(u for u, n in entries.items() if n > 0)
-        if not users:
-            return {}
-        rows = await self._pool.fetch(
-            queries.ENTRIES_PROPS, run_id, users, [entries[u] for u in users]
-        )
-        return {r["user_id"]: r["props"] or {} for r in rows}
 
 
 def recipient(user: str, row: Any) -> Recipient:

@@ -1,6 +1,9 @@
 """Evaluate a :data:`journeys.rules.Rule` for one user, in memory.
 
-The SQL compiler for segments must give the same answers, so the semantics are spelled out here.
+This is the only evaluator today: every branch, entry and exit rule is checked here. Segment
+audiences need the same rules compiled to SQL, and no such compiler exists yet (a run with a
+segment audience fails when it materialises the audience). One written later must give the
+same answers, so the semantics are spelled out here.
 
 Where values come from
     A tag reads ``facts.attrs[tag]`` (a flat key lookup: ``a.b`` is the key ``"a.b"``, not a
@@ -11,7 +14,7 @@ Where values come from
 Absent values (SQL NULL logic, made two-valued at each leaf)
     ``exists`` (operand true or nothing) is false and ``exists: false`` is true; every other
     operator is false, ``ne`` and ``not_in`` included. Each leaf is a plain boolean, so ``not``
-    of a leaf on an absent value is *true*: the SQL side must close every leaf with
+    of a leaf on an absent value is *true*: a SQL translation must close every leaf with
     ``(...) IS TRUE`` (or ``COALESCE(..., false)``) before combining leaves.
 
 Comparing a value with an operand, by the operand's kind
@@ -110,6 +113,15 @@ def property_matches(
 def event_names(rule: Rule) -> set[str]:
     """The names of the events any event condition in ``rule`` counts."""
     return {leaf.event for leaf in iter_conditions(rule) if isinstance(leaf, EventCondition)}
+
+
+def reads_entry(rule: Rule) -> bool:
+    """Whether ``rule`` has a tag condition on the entry event (``entry.reason``), so its
+    facts need :attr:`UserFacts.entry`."""
+    return any(
+        isinstance(leaf, TagCondition) and leaf.tag.startswith(ENTRY_PREFIX)
+        for leaf in iter_conditions(rule)
+    )
 
 
 def lookback(rule: Rule) -> timedelta | None:

@@ -16,6 +16,7 @@ from journeys.rule_eval import (
     event_names,
     lookback,
     property_matches,
+    reads_entry,
 )
 from journeys.rules import PropertyFilter, Rule
 
@@ -313,3 +314,13 @@ def test_event_names_and_lookback() -> None:
     tags_only = RULE.validate_python(tag("age", "gte", 18))
     assert event_names(tags_only) == set()
     assert lookback(tags_only) is None
+
+
+def test_reads_entry_finds_entry_tags_anywhere_in_the_tree() -> None:
+    nested = {"all": [tag("age", "gte", 18), {"not": {"any": [tag("entry.reason", "exists")]}}]}
+    assert reads_entry(RULE.validate_python(nested))
+    assert not reads_entry(RULE.validate_python(tag("age", "gte", 18)))
+    # a behaviour's property filter reads that event, not the entry event
+    behaviour = {"event": "order_cancelled", "where": {"reason": "price_too_low"}}
+    assert not reads_entry(RULE.validate_python(behaviour))
+    assert not reads_entry(RULE.validate_python(tag("entry_reason", "exists")))  # no dot

@@ -1,4 +1,5 @@
-"""What rules read about a page of users (profiles and recent events), and exit checks.
+"""What rules read about a page of users (profiles, recent events, the entry event), and
+exit checks.
 
 Every page activity calls :func:`admit` first, so a user removed by an exit criterion is
 skipped at whatever node they stand, between pages and after waits alike.
@@ -7,7 +8,7 @@ skipped at whatever node they stand, between pages and after waits alike.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,15 +16,46 @@ import redis.asyncio as aioredis
 
 from activities.db import queries
 from activities.db.params import json_list
-from journeys.rule_eval import EventFact, UserFacts, evaluate, event_names, lookback
+from activities.db.pool import DbPool
+from journeys.rule_eval import (
+    EventFact,
+    UserFacts,
+    evaluate,
+    event_names,
+    lookback,
+    reads_entry,
+)
 from journeys.rules import Rule
 
 
+async def entry_props(
+    pool: DbPool, run_id: str, entries: Mapping[str, int]
+) -> dict[str, Mapping[str, Any]]:
+    """The props of the event that started each user's entry ``entries[user]`` of run
+    ``run_id``: what ``entry.*`` tags, ``{{ event.* }}`` and ``match_entry`` read. Audience
+    entries (number 0) have none, so a page without event entries makes no query; a user
+    missing from the answer has no stored entry."""
+    users = sorted(u for u, n in entries.items() if n > 0)
+    if not users:
+        return {}
+    rows = await pool.fetch(queries.ENTRIES_PROPS, run_id, users, [entries[u] for u in users])
+    return {r["user_id"]: r["props"] or {} for r in rows}
+
+
 async def load_facts(
-    pool: Any, users: Sequence[str], *, rules: Iterable[Rule] = (), now: datetime
+    pool: DbPool,
+    users: Sequence[str],
+    *,
+    rules: Iterable[Rule] = (),
+    now: datetime,
+    entries: Mapping[str, int] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, UserFacts]:
-    """Profiles of ``users`` (an unknown user has empty attributes) and, when ``rules``
-    read behaviours, their events of those names inside the longest window."""
+    """Profiles of ``users`` (an unknown user has empty attributes); when ``rules`` read
+    behaviours, their events of those names inside the longest window; when they read
+    ``entry.*`` tags, the props of each user's entry event. ``entries`` maps users to their
+    entry number in run ``run_id`` (a cohort member's score, see :func:`page_users`); without
+    both, or for users with no event entry, ``entry.*`` reads nothing."""
     rules = list(rules)
     rows = await pool.fetch(queries.USERS_BY_IDS, json_list(users))
     attrs: dict[str, dict[str, Any]] = {u: {} for u in users}
@@ -42,7 +74,12 @@ async def load_facts(
             events[row["user_id"]].append(
                 EventFact(name=row["name"], ts=row["ts"], props=row["props"] or {})
             )
-    return {u: UserFacts(attrs=attrs[u], events=tuple(events[u])) for u in users}
+    entry: dict[str, Mapping[str, Any]] = {}
+    if run_id is not None and entries and any(reads_entry(rule) for rule in rules):
+        entry = await entry_props(pool, run_id, {u: entries[u] for u in users if u in entries})
+    return {
+        u: UserFacts(attrs=attrs[u], events=tuple(events[u]), entry=entry.get(u, {})) for u in users
+    }
 
 
 async def page_users(
@@ -65,17 +102,21 @@ async def page_users(
 
 async def admit(
     redis: aioredis.Redis,
-    pool: Any,
+    pool: DbPool,
     *,
     users: list[str],
     exited_key: str | None,
     exit_rules: Sequence[Rule],
     now: datetime,
+    entries: Mapping[str, int] | None = None,
+    run_id: str | None = None,
 ) -> tuple[list[str], int]:
     """``users`` minus those an exit criterion removed; returns (kept, newly counted exits).
 
     Users already in the exited set (an exit event) are dropped; the exit rules are checked
     on the rest, and the ones they match join the set so later nodes skip them cheaply.
+    ``entries`` (users' entry numbers) and ``run_id`` let exit rules read ``entry.*``, as in
+    :func:`load_facts`.
     """
     if exited_key is None or not users:
         return users, 0
@@ -83,7 +124,9 @@ async def admit(
     kept = [u for u, score in zip(users, scores, strict=True) if score is None]
     dropped = len(users) - len(kept)
     if exit_rules and kept:
-        facts = await load_facts(pool, kept, rules=exit_rules, now=now)
+        facts = await load_facts(
+            pool, kept, rules=exit_rules, now=now, entries=entries, run_id=run_id
+        )
         leaving = [u for u in kept if any(evaluate(r, facts[u], now=now) for r in exit_rules)]
         if leaving:
             await redis.zadd(exited_key, dict.fromkeys(leaving, 0))

@@ -10,28 +10,29 @@ first assignment of a user is kept, and an update sets the same values again.
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.db import queries
+from activities.db.pool import DbPool
 from activities.heartbeat import heartbeating
 from activities.journey import routes
 from activities.journey.facts import admit, load_facts, page_users
+from journeys.contracts import activities as contracts
 from journeys.contracts.pages import RoutePageInput, RoutePageOutput
 from journeys.names import cohort_key, pages_done_key
 from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
+from journeys.route_names import OK
 
 
 class RoutingActivities:
     """Routing pages; the worker builds one with the shared pools."""
 
-    def __init__(self, *, pool: Any, redis: aioredis.Redis) -> None:
+    def __init__(self, *, pool: DbPool, redis: aioredis.Redis) -> None:
         self._pool = pool
         self._redis = redis
 
-    @activity.defn(name="route_page")
+    @activity.defn(name=contracts.ROUTE_PAGE.name)
     async def route_page(self, data: RoutePageInput) -> RoutePageOutput:
         """Decide each user's way at the node and write them to the route cohorts."""
         async with heartbeating():
@@ -52,8 +53,10 @@ class RoutingActivities:
             exited_key=data.exited_key,
             exit_rules=data.exit_rules,
             now=data.now,
+            entries=entries,
+            run_id=data.run_id,
         )
-        by_route = await self._decide(data, kept)
+        by_route = await self._decide(data, kept, entries)
         out = RoutePageOutput(
             routes={route: len(members) for route, members in sorted(by_route.items())},
             exited=exited,
@@ -66,13 +69,20 @@ class RoutingActivities:
         await pipe.execute()
         return out
 
-    async def _decide(self, data: RoutePageInput, users: list[str]) -> dict[str, list[str]]:
+    async def _decide(
+        self, data: RoutePageInput, users: list[str], entries: dict[str, int]
+    ) -> dict[str, list[str]]:
         if not users:
             return {}
         step = data.step
         if isinstance(step, BranchStep):
             facts = await load_facts(
-                self._pool, users, rules=[way.rule for way in step.branches], now=data.now
+                self._pool,
+                users,
+                rules=[way.rule for way in step.branches],
+                now=data.now,
+                entries=entries,
+                run_id=data.run_id,
             )
             return routes.branch(step, users, facts, now=data.now)
         if isinstance(step, AbSplitStep):
@@ -94,7 +104,7 @@ class RoutingActivities:
             return routes.zones(users, facts, fallback=fallback)
         if isinstance(step, UpdateStep):
             await self._update(step, users)
-            return {routes.OK: users}
+            return {OK: users}
         raise TypeError(f"route_page does not handle {step.type} steps")
 
     async def _update(self, step: UpdateStep, users: list[str]) -> None:

@@ -1,0 +1,263 @@
+"""``examples/cancelled-order-recall.yaml`` itself, end to end, tried as a new user would:
+cancellations come in over the ingest API, the branch answers each cancel reason (read from the
+entry event as ``entry.reason``), and every path's messages reach a real HTTP receiver or the
+inbox, on virtual time (real worker, Temporal, Redis, PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+
+from journeys.contracts.counters import Counters, RunStatus
+from journeys.contracts.runs import ControlSignal, ShardSummary
+from journeys.names import listeners_key
+from journeys.settings import Settings
+from starter.client import Journeys
+from tests.engine import ROOT, for_test, worker_running
+from tests.journey_kit import (
+    eventually,
+    launch_journey,
+    received_by_node,
+    seed_profiles,
+    shard_handle,
+    shard_nodes,
+    until_shard,
+    virtual_time,
+)
+from tests.receiver import Receiver
+from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
+
+EXAMPLE = ROOT / "examples" / "cancelled-order-recall.yaml"
+EXAMPLE_CHANNELS = ROOT / "examples" / "channels.yaml"
+RECALL_CHANNELS = ("coupons", "push", "banner", "sms", "call_tasks")
+WHY_ROUTES = {"price_too_low": 2, "data_wipe_hassle": 2, "dont_trust": 2, "else": 1}
+
+
+def write_recall_channels(directory: Path, *, receiver_url: str) -> Path:
+    """The example's channels with the templates of ``examples/channels.yaml`` as they are;
+    HTTP providers post to the receiver (``/{channel}``), the banner stays in the inbox."""
+    example = yaml.safe_load(EXAMPLE_CHANNELS.read_text())["channels"]
+    channels: dict[str, Any] = {}
+    for name in RECALL_CHANNELS:
+        channel = dict(example[name])
+        if channel["provider"]["kind"] == "http":
+            provider = {"kind": "http", "url": f"{receiver_url}/{name}", "timeout": "5s"}
+            if "batch_size" in channel["provider"]:
+                provider["batch_size"] = channel["provider"]["batch_size"]
+            channel["provider"] = provider
+        channels[name] = channel
+    path = directory / "recall-channels.yaml"
+    path.write_text(yaml.safe_dump({"channels": channels}))
+    return path
+
+
+def waiting_at(summary: ShardSummary, node: str) -> int:
+    """Users of the shard on a timer at ``node``."""
+    return sum(w.users for w in summary.waits if w.node == node)
+
+
+async def test_cancelled_order_recall_answers_each_cancel_reason(
+    stack_settings: Settings,
+    pool: Any,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+    ingest_url: str,  # noqa: F811
+) -> None:
+    settings = for_test(stack_settings, write_recall_channels(tmp_path, receiver_url=receiver.url))
+    tag = uuid.uuid4().hex[:6]
+    reasons = {
+        "price_clicks": "price_too_low",  # opens the coupon push: no SMS
+        "price_ignores": "price_too_low",  # ignores it for a day: the SMS
+        "wipe_views": "data_wipe_hassle",  # opens the tutorial: no push
+        "wipe_ignores": "data_wipe_hassle",  # does not within 2 days: the tutorial push
+        "distrust": "dont_trust",  # a call-centre task
+        "elsewhere": "dont_trust",  # resumes another order: does not count
+        "other": "found_it_cheaper",  # a reason the branch does not know: generic push
+        "resumer": "price_too_low",  # resumes this order within 30 minutes: no message
+    }
+    user = {role: f"rc-{tag}-{role}" for role in [*reasons, "platform"]}
+    order = {role: f"o-{tag}-{n}" for n, role in enumerate(user)}
+    phone = {role: f"+86-138-{n:04d}" for n, role in enumerate(user)}
+    await seed_profiles(
+        pool, {user[role]: {"phone": phone[role], "attrs": {"name": role}} for role in user}
+    )
+
+    def cancelled(role: str, reason: str, *, by: str = "user") -> dict[str, Any]:
+        props = {
+            "order_id": order[role],
+            "reason": reason,
+            "model": "iPhone 13",
+            "cancelled_by": by,
+        }
+        return {"user_id": user[role], "name": "order_cancelled", "props": props}
+
+    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+        launched, handle = await launch_journey(
+            settings, time, pool=pool, redis=redis, plan_file=EXAMPLE, users=None
+        )
+        run = launched.run_id
+        await eventually(lambda: redis.hget(listeners_key("order_cancelled"), run), until=bool)
+        async with Journeys(ingest_url) as journeys:
+            await journeys.send_events(
+                [
+                    *(cancelled(role, reason) for role, reason in reasons.items()),
+                    # the platform cancelled it (failed inspection): `where` keeps it out
+                    cancelled("platform", "price_too_low", by="platform"),
+                ]
+            )
+            # one batch after flush_every (5s), then everyone waits in the undo window
+            await until_shard(time.client, run, lambda s: waiting_at(s, "undo_window") == 8)
+            await journeys.send_events(
+                [
+                    {  # the same order again: leaves at `resumed`
+                        "user_id": user["resumer"],
+                        "name": "order_resumed",
+                        "props": {"order_id": order["resumer"]},
+                    },
+                    {  # another order of theirs: match_entry does not take it
+                        "user_id": user["elsewhere"],
+                        "name": "order_resumed",
+                        "props": {"order_id": f"o-{tag}-something-else"},
+                    },
+                ]
+            )
+            # both events came in one signal, so one catch handled them both
+            await until_shard(
+                time.client, run, lambda s: s.nodes["undo_window"].routes.get("event") == 1
+            )
+            await time.fast_forward(shard_handle(time.client, run), timedelta(minutes=31))
+            routed = await until_shard(
+                time.client,
+                run,
+                lambda s: sum(s.nodes.get("why", Counters()).routes.values()) == 7,
+            )
+            # the cancel reason, read from the entry event as `entry.reason`, picks the path
+            assert routed.nodes["why"].routes == WHY_ROUTES
+            await until_shard(
+                time.client,
+                run,
+                lambda s: (
+                    waiting_at(s, "coupon_push_opened") == 2
+                    and waiting_at(s, "tutorial_opened") == 2
+                    and s.nodes.get("open_call_task", Counters()).delivered == 2
+                    and s.nodes.get("generic_push", Counters()).delivered == 1
+                ),
+            )
+            await journeys.send_events(
+                [
+                    {
+                        "user_id": user["price_clicks"],
+                        "name": "push_clicked",
+                        "props": {"campaign": "price_bump"},
+                    },
+                    {  # another campaign's push: still waiting for the coupon push
+                        "user_id": user["price_ignores"],
+                        "name": "push_clicked",
+                        "props": {"campaign": "comeback"},
+                    },
+                    {
+                        "user_id": user["wipe_views"],
+                        "name": "tutorial_viewed",
+                        "props": {"tutorial": "wipe-phone"},
+                    },
+                ]
+            )
+            await until_shard(
+                time.client,
+                run,
+                lambda s: (
+                    s.nodes["coupon_push_opened"].routes.get("event") == 1
+                    and s.nodes["tutorial_opened"].routes.get("event") == 1
+                ),
+            )
+        await time.fast_forward(shard_handle(time.client, run), timedelta(days=2, minutes=1))
+        await until_shard(
+            time.client,
+            run,
+            lambda s: (
+                s.nodes.get("coupon_sms", Counters()).delivered == 1
+                and s.nodes.get("wipe_tutorial_push", Counters()).delivered == 1
+            ),
+        )
+        # no window end: the run listens until cancelled
+        await handle.signal("cancel", ControlSignal())
+        result = await handle.result()
+
+    got = received_by_node(receiver)
+    assert got == {
+        "grant_coupon": {user["price_clicks"], user["price_ignores"]},
+        "coupon_push": {user["price_clicks"], user["price_ignores"]},
+        "coupon_sms": {user["price_ignores"]},
+        "wipe_tutorial_push": {user["wipe_ignores"]},
+        "open_call_task": {user["distrust"], user["elsewhere"]},
+        "generic_push": {user["other"]},
+    }
+    assert max(receiver.by_user().values()) == 3  # coupon, push, SMS: each once
+    messages = {
+        (key.rsplit(":", 3)[1], str(m["user_id"])): m for key, m in receiver.messages().items()
+    }
+    assert {r.path for r in receiver.requests} == {"/coupons", "/push", "/sms", "/call_tasks"}
+
+    coupon = messages["grant_coupon", user["price_ignores"]]
+    assert coupon["channel"] == "coupons"
+    assert coupon["content"]["payload"] == {
+        "user_id": user["price_ignores"],
+        "coupon": "price-bump",
+        "amount": "50",
+        "valid_days": 7,
+    }
+    push = messages["coupon_push", user["price_ignores"]]
+    assert push["channel"] == "push" and push["template"] == "price_bump_coupon"
+    assert push["content"]["url"] == f"app://orders/{order['price_ignores']}"
+    assert "50 yuan" in push["content"]["body"]
+    sms = messages["coupon_sms", user["price_ignores"]]
+    assert sms["channel"] == "sms" and order["price_ignores"] in sms["content"]["body"]
+    call = messages["open_call_task", user["distrust"]]
+    assert call["channel"] == "call_tasks" and call["template"] == "distrust_callback"
+    assert call["content"]["payload"] == {
+        "user_id": user["distrust"],
+        "phone": phone["distrust"],
+        "order_id": order["distrust"],
+        "reason": "dont_trust",
+        "script": "distrust-reassurance",
+        "priority": "high",
+    }
+    tutorial = messages["wipe_tutorial_push", user["wipe_ignores"]]
+    assert tutorial["channel"] == "push" and tutorial["template"] == "wipe_tutorial"
+    generic = messages["generic_push", user["other"]]
+    assert generic["template"] == "recall_generic"
+    assert "iPhone 13" in generic["content"]["body"]
+    assert generic["content"]["url"] == f"app://orders/{order['other']}/requote"
+
+    banners = await pool.fetch(
+        "SELECT user_id, slot, title FROM inbox WHERE message_id LIKE $1 ORDER BY user_id",
+        f"{run}:%",
+    )
+    assert [(r["user_id"], r["slot"]) for r in banners] == sorted(
+        (user[role], "banner") for role in ("wipe_views", "wipe_ignores")
+    )
+    assert banners[0]["title"] == "Wipe your phone safely in 2 minutes"
+    entered = await pool.fetch("SELECT user_id FROM journey_entries WHERE run_id = $1", run)
+    assert {r["user_id"] for r in entered} == {user[role] for role in reasons}
+
+    assert result.status is RunStatus.CANCELLED
+    assert result.totals.targeted == 8 and result.totals.exited == 0
+    assert result.totals.completed == 8 and result.totals.failed == {}
+    nodes = await shard_nodes(settings, run)
+    assert nodes["undo_window"].routes == {"event": 1, "timeout": 7}
+    assert nodes["resumed"].entered == 1 and nodes["resumed"].completed == 1
+    assert nodes["why"].routes == WHY_ROUTES
+    assert nodes["grant_coupon"].delivered == 2 and nodes["coupon_push"].delivered == 2
+    assert nodes["coupon_push_opened"].routes == {"event": 1, "timeout": 1}
+    assert nodes["coupon_sms"].delivered == 1
+    assert nodes["wipe_tutorial_banner"].delivered == 2
+    assert nodes["tutorial_opened"].routes == {"event": 1, "timeout": 1}
+    assert nodes["wipe_tutorial_push"].delivered == 1
+    assert nodes["open_call_task"].delivered == 2
+    assert nodes["generic_push"].delivered == 1
