@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from journeys.plan.models import plan_json_schema
-from starter.plan_files import check_plan_file
+from starter.plan_files import check_plan_file, plan_warnings
 
 
 def validate(
@@ -23,11 +23,13 @@ def validate(
 ) -> None:
     """Check a plan file and list every problem in it."""
     plan, problems = check_plan_file(plan_file, channels_file=channels)
+    warnings = plan_warnings(plan, plan_file, channels=channels) if plan is not None else []
     if as_json:
         result = {
             "file": str(plan_file),
             "valid": plan is not None,
             "problems": [{"path": p.path, "reason": p.reason} for p in problems],
+            "warnings": [{"path": w.path, "text": w.text} for w in warnings],
         }
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -37,6 +39,9 @@ def validate(
             count = len(plan.steps)
             line = f"✓ {plan_file}: plan {plan.id} is valid ({count} step{'s' * (count != 1)})"
             console.print(line, style="green", markup=False)
+            # a valid plan may still set fields nothing acts on yet: say so, keep exit code 0
+            for warning in warnings:
+                console.print(f"  ! {warning}", style="yellow", markup=False)
         else:
             count = len(problems)
             head = f"✗ {plan_file}: {count} problem{'s' * (count != 1)}"

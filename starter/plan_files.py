@@ -8,6 +8,7 @@ from journeys.channels_config import ChannelsFile, load_channels
 from journeys.errors import ChannelsInvalid, PlanInvalid, Problem
 from journeys.plan.models import Plan
 from journeys.plan.problems import sorted_problems
+from journeys.plan.unenforced import Unenforced, unenforced_fields
 from journeys.plan.validate import load_plan
 from journeys.settings import get_settings
 
@@ -62,3 +63,14 @@ def read_plan(plan_file: Path, *, channels: Path | None) -> Plan:
     if plan is None:
         raise PlanInvalid(str(plan_file), problems)
     return plan
+
+
+def plan_warnings(plan: Plan, plan_file: Path, *, channels: Path | None) -> list[Unenforced]:
+    """The fields ``plan`` and the channels it sends through set that are not enforced yet.
+
+    Called only for a plan that validated, so its channels file was found and is valid; it is
+    read again rather than threaded through :func:`check_plan_file`, whose result other
+    commands use as it is.
+    """
+    path = find_channels_file(plan_file, explicit=channels)
+    return unenforced_fields(plan, channels=load_channels(path) if path is not None else None)

@@ -875,6 +875,7 @@ def test_validate_command_json(cli: typer.Typer, tmp_path: Path) -> None:
                 "reason": f'unknown channel "pushh" (known: {KNOWN})',
             }
         ],
+        "warnings": [],
     }
     code, output = invoke(cli, "validate", str(EXAMPLES / "push-click-sms.yaml"), "--json")
     assert code == 0 and json.loads(output)["valid"] is True
