@@ -152,5 +152,6 @@ def cli_env(stack_settings: Settings) -> dict[str, str]:
     return settings_env(stack_settings)
 
 
-# the real local HTTP provider, as a fixture for every test module
+# the real local HTTP provider and the journey kit, as fixtures for every test module
+from tests.journey_runner import journey  # noqa: E402, F401
 from tests.receiver import receiver  # noqa: E402, F401

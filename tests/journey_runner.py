@@ -1,0 +1,321 @@
+"""The journey test kit: run a plan body on users, profiles and a script of events and clock
+moves against the real worker, Temporal, Redis, PostgreSQL and HTTP receiver, and get each
+user's outcome back.
+
+    outcome = await journey.run(
+        body, users=users, profiles={...},
+        script=[UntilShard(lambda s: ...), Send(events), Advance(timedelta(days=1))],
+    )
+    assert outcome.users["u1"].path == ["split", "push_a", "clicked", "done"]
+
+Paths come from the cohort ids the run left in Redis, read by a ``cleanup_run`` that
+snapshots the run's keys and then runs the real one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+import redis.asyncio as aioredis
+import yaml
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.testing import TimeSkipper
+
+from activities.db.pool import DbPool
+from activities.journey.facts import page_users
+from journeys.contracts import activities as contracts
+from journeys.contracts.counters import Counters
+from journeys.contracts.run_setup import CleanupInput, CleanupOutput
+from journeys.contracts.runs import PlanRunResult, RunOptions, ShardSummary
+from journeys.events import JourneyEvent
+from journeys.names import run_keys_pattern
+from journeys.plan.models import Plan
+from journeys.progress import node_totals
+from journeys.settings import Settings
+from starter.launching import Launched
+from starter.plan_files import read_plan
+from tests.engine import client_for, for_test, worker_running
+from tests.journey_kit import (
+    launch_journey,
+    seed_profiles,
+    send,
+    shard_handle,
+    store_events,
+    until_shard,
+    virtual_time,
+    write_journey_channels,
+    write_users,
+)
+from tests.journey_paths import NOT_COHORTS, deepest, trace
+from tests.receiver import Receiver
+from workflows.plan_run import PlanRunWorkflow
+
+Hosted = list[Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Send:
+    """Signal these events to the run's shards."""
+
+    events: list[JourneyEvent]
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Move the clock of shard ``shard`` on (only in runs without automatic skipping)."""
+
+    by: timedelta
+    shard: int = 0
+
+
+@dataclass(frozen=True)
+class UntilShard:
+    """Wait until shard ``shard``'s progress satisfies ``ok`` (a condition, not a timed wait)."""
+
+    ok: Callable[[ShardSummary], bool]
+    shard: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    """Run an assertion mid-journey: ``probe(run)`` with the live run."""
+
+    probe: Callable[[LiveRun], Awaitable[None]]
+
+
+Step = Send | Advance | UntilShard | Check
+
+
+@dataclass
+class LiveRun:
+    """A run while its script plays."""
+
+    launched: Launched
+    time: TimeSkipper
+    receiver: Receiver
+    shards: int
+
+    @property
+    def run_id(self) -> str:
+        return self.launched.run_id
+
+
+@dataclass
+class UserOutcome:
+    """What one user went through."""
+
+    path: list[str] = field(default_factory=list)
+    """Nodes reached in their latest entry, in order."""
+    paths: dict[int, list[str]] = field(default_factory=dict)
+    """Entry number -> nodes reached (0 for an audience entry)."""
+    messages: list[str] = field(default_factory=list)
+    """Nodes that sent this user a message, in the order sent."""
+    failed: list[str] = field(default_factory=list)
+    exited: bool = False
+    arms: dict[str, str] = field(default_factory=dict)
+    """ab_split node -> the arm assigned."""
+    converted: bool = False
+
+
+@dataclass
+class JourneyOutcome:
+    """What a finished run did, in all and per user."""
+
+    run_id: str
+    plan: Plan
+    result: PlanRunResult
+    nodes: dict[str, Counters]
+    users: dict[str, UserOutcome]
+
+    def paths(self) -> dict[str, list[str]]:
+        return {user: outcome.path for user, outcome in sorted(self.users.items())}
+
+
+async def read_run_keys(redis: aioredis.Redis, run_id: str) -> dict[str, dict[str, int]]:
+    """Every sorted set of a run: key suffix after the shard tag -> member -> score."""
+    sets: dict[str, dict[str, int]] = {}
+    async for raw in redis.scan_iter(match=run_keys_pattern(run_id), count=1000):
+        key = raw.decode()
+        if await redis.type(key) != b"zset":
+            continue
+        sets[key] = await page_users(redis, key=key, page=0, page_size=await redis.zcard(key))
+    return sets
+
+
+class JourneyKit:
+    """Runs journeys end to end for one test (the ``journey`` fixture)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: DbPool,
+        redis: aioredis.Redis,
+        receiver: Receiver,
+        directory: Path,
+    ) -> None:
+        self.settings = for_test(
+            settings, write_journey_channels(directory, receiver_url=receiver.url)
+        )
+        self.pool, self.redis, self.receiver, self.directory = pool, redis, receiver, directory
+        self._keys: dict[str, dict[str, dict[str, int]]] = {}
+
+    def plan_file(self, body: dict[str, Any]) -> Path:
+        """A plan file from ``body`` with the test defaults (one shard, pages of 50)."""
+        full = {
+            "id": f"jny-{uuid.uuid4().hex[:8]}",
+            "name": "Test journey",
+            "shards": 1,
+            "audience": {"source": "list", "name": "unused-when-a-file-is-given"},
+            "entry": {"type": "immediate"},
+            "limits": {"page_size": 50, "concurrency": 4},
+            **body,
+        }
+        path = self.directory / f"{full['id']}.yaml"
+        path.write_text(yaml.safe_dump(full, sort_keys=False))
+        return path
+
+    async def run(
+        self,
+        body: dict[str, Any] | Path,
+        *,
+        users: Sequence[str] | None,
+        profiles: dict[str, dict[str, Any]] | None = None,
+        history: Sequence[JourneyEvent] = (),
+        script: Sequence[Step] = (),
+        options: RunOptions | None = None,
+        skipping: bool = True,
+    ) -> JourneyOutcome:
+        """Launch ``body`` (a plan body, or a plan file) on ``users`` (None: an event entry
+        with no audience), play ``script`` and return the outcome once the run ends.
+        ``profiles`` are upserted and ``history`` stored as past events first; with
+        ``skipping`` virtual time jumps whenever nothing is in flight, else only on Advance."""
+        plan_file = body if isinstance(body, Path) else self.plan_file(body)
+        plan = read_plan(plan_file, channels=self.settings.channels_file)
+        if profiles:
+            await seed_profiles(self.pool, profiles)
+        if history:
+            await store_events(self.pool, list(history))
+        audience = None if users is None else write_users(self.directory, list(users))
+        async with (
+            worker_running(self.settings, wrap=self._snapshotting),
+            virtual_time(self.settings, skipping=skipping) as time,
+        ):
+            launched, handle = await launch_journey(
+                self.settings,
+                time,
+                pool=self.pool,
+                redis=self.redis,
+                plan_file=plan_file,
+                users=audience,
+                options=options,
+            )
+            live = LiveRun(launched=launched, time=time, receiver=self.receiver, shards=plan.shards)
+            for step in script:
+                await self._play(live, step)
+            result = await handle.result()
+            progress = await handle.query(PlanRunWorkflow.progress)  # replayed, while we host
+        return await self._outcome(plan, result, node_totals(progress.per_shard))
+
+    async def send(self, live: LiveRun, events: list[JourneyEvent]) -> None:
+        """Signal ``events`` to the live run's shards (what ``Send`` does)."""
+        await send(live.time.client, live.run_id, events, shards=live.shards)
+
+    async def client(self) -> Client:
+        """A Temporal client on the kit's services."""
+        return await client_for(self.settings)
+
+    async def _play(self, live: LiveRun, step: Step) -> None:
+        if isinstance(step, Send):
+            await self.send(live, step.events)
+        elif isinstance(step, Advance):
+            await live.time.fast_forward(
+                shard_handle(live.time.client, live.run_id, step.shard), step.by
+            )
+        elif isinstance(step, UntilShard):
+            await until_shard(live.time.client, live.run_id, step.ok, shard=step.shard)
+        else:
+            await step.probe(live)
+
+    def _snapshotting(self, hosted: Hosted) -> Hosted:
+        """The worker's activities with a ``cleanup_run`` that first keeps the run's keys."""
+        redis, keys = self.redis, self._keys
+        real = next(f for f in hosted if _name(f) == contracts.CLEANUP_RUN.name)
+
+        @activity.defn(name=contracts.CLEANUP_RUN.name)
+        async def cleanup_run(data: CleanupInput) -> CleanupOutput:
+            keys[data.run_id] = await read_run_keys(redis, data.run_id)
+            out: CleanupOutput = await real(data)
+            return out
+
+        return [cleanup_run if f is real else f for f in hosted]
+
+    async def _outcome(
+        self, plan: Plan, result: PlanRunResult, nodes: dict[str, Counters]
+    ) -> JourneyOutcome:
+        run_id = result.run_id
+        users: dict[str, UserOutcome] = defaultdict(UserOutcome)
+        cohorts: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for key, members in self._keys.get(run_id, {}).items():
+            _, _, cohort_id = key.partition(":c:")
+            if key.endswith(":exited"):
+                for user in members:
+                    users[user].exited = True
+            elif key.endswith(":aud") or (cohort_id and _is_cohort(cohort_id)):
+                for user, entry in members.items():
+                    cohorts[(user, entry)].append("entry" if key.endswith(":aud") else cohort_id)
+        for (user, entry), ids in sorted(cohorts.items()):
+            users[user].paths[entry] = trace(plan, deepest(ids), finished=True)
+        for outcome in users.values():
+            if outcome.paths:
+                outcome.path = outcome.paths[max(outcome.paths)]
+        rows = await self.pool.fetch(
+            "SELECT user_id, node_id, status FROM deliveries WHERE run_id = $1"
+            " ORDER BY entry, created_at, node_id",
+            run_id,
+        )
+        for row in rows:
+            if row["status"] == "sent":
+                users[row["user_id"]].messages.append(row["node_id"])
+            elif row["status"] in ("failed", "dead"):
+                users[row["user_id"]].failed.append(row["node_id"])
+        for row in await self.pool.fetch(
+            "SELECT user_id, node_id, arm FROM assignments WHERE run_id = $1", run_id
+        ):
+            users[row["user_id"]].arms[row["node_id"]] = row["arm"]
+        for row in await self.pool.fetch(
+            "SELECT user_id FROM conversions WHERE run_id = $1", run_id
+        ):
+            users[row["user_id"]].converted = True
+        return JourneyOutcome(
+            run_id=run_id, plan=plan, result=result, nodes=nodes, users=dict(users)
+        )
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return str(activity._Definition.must_from_callable(fn).name)
+
+
+def _is_cohort(cohort_id: str) -> bool:
+    last = cohort_id.rsplit(">", 1)[-1]
+    return not cohort_id.endswith(":pages") and last.split(".", 1)[-1] not in NOT_COHORTS
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def journey(
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> JourneyKit:
+    """The journey test kit, on the session's services and a receiver of the test's own."""
+    return JourneyKit(stack_settings, pool=pool, redis=redis, receiver=receiver, directory=tmp_path)
