@@ -1,9 +1,10 @@
 """The rule language: ``all`` / ``any`` / ``not`` trees over tag and behaviour conditions.
 
-Only the model and its static checks live here; evaluation (on pages) and SQL compilation (for
-segments) are elsewhere and must agree with each other. A tag whose name starts with
-:data:`ENTRY_PREFIX` (``entry.reason``) reads a property of the event that brought the user into
-an event-triggered journey.
+Only the model and its static checks live here; evaluation is in :mod:`journeys.rule_eval`.
+Nothing compiles rules to SQL yet, so segment audiences are refused when a run materialises its
+audience; a compiler written later must agree with :mod:`journeys.rule_eval`. A tag whose name
+starts with :data:`ENTRY_PREFIX` (``entry.reason``) reads a property of the event that brought
+the user into an event-triggered journey.
 """
 
 from __future__ import annotations

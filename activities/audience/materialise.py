@@ -7,7 +7,6 @@ k carries the same hash tag, so ZUNIONSTORE and friends work even on Redis Clust
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -17,6 +16,7 @@ from activities.audience.shard_sets import (
     copy_into_run,
     write_shards,
 )
+from activities.db.pool import DbPool
 from journeys.errors import InvalidInput, Problem
 from journeys.names import audience_shard_key, cohort_key
 from journeys.plan.audience import (
@@ -39,7 +39,7 @@ class AudienceUnavailable(InvalidInput):
 
 async def materialise(
     redis: aioredis.Redis,
-    pool: Any,
+    pool: DbPool,
     *,
     audience: Audience,
     run_id: str,
@@ -69,7 +69,7 @@ async def materialise(
 
 async def saved_into(
     redis: aioredis.Redis,
-    pool: Any,
+    pool: DbPool,
     *,
     name: str,
     shards: int,
@@ -93,7 +93,7 @@ async def saved_into(
 
 
 async def _from_query(
-    redis: aioredis.Redis, pool: Any, query: str, *, shards: int, target: Callable[[int], str]
+    redis: aioredis.Redis, pool: DbPool, query: str, *, shards: int, target: Callable[[int], str]
 ) -> list[int]:
     await redis.delete(*(target(k) for k in range(shards)))
     counts = [0] * shards
@@ -106,7 +106,7 @@ async def _from_query(
 
 async def _combine(
     redis: aioredis.Redis,
-    pool: Any,
+    pool: DbPool,
     audience: SetAudience,
     *,
     run_id: str,

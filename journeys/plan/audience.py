@@ -54,7 +54,8 @@ class ListAudience(_Source):
 
 
 class SegmentAudience(_Source):
-    """The users a rule selects, evaluated in PostgreSQL."""
+    """The users a rule selects. Validated, but not resolved yet: it needs a rule-to-SQL
+    compiler, so a run with this audience fails when it materialises it."""
 
     source: Literal["segment"] = "segment"
     rule: Rule
