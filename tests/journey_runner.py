@@ -14,6 +14,7 @@ snapshots the run's keys and then runs the real one.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,11 +33,12 @@ from temporalio.testing import TimeSkipper
 from activities.db.pool import DbPool
 from activities.journey.facts import page_users
 from journeys.contracts import activities as contracts
-from journeys.contracts.counters import Counters
+from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.run_setup import CleanupInput, CleanupOutput
-from journeys.contracts.runs import PlanRunResult, RunOptions, ShardSummary
+from journeys.contracts.runs import ControlSignal, PlanRunResult, RunOptions, ShardSummary
 from journeys.events import JourneyEvent
 from journeys.names import run_keys_pattern
+from journeys.plan.entry import EventEntry
 from journeys.plan.models import Plan
 from journeys.progress import node_totals
 from journeys.settings import Settings
@@ -51,6 +53,7 @@ from tests.journey_kit import (
     store_events,
     until_shard,
     virtual_time,
+    write_example_channels,
     write_journey_channels,
     write_users,
 )
@@ -91,7 +94,12 @@ class Check:
     probe: Callable[[LiveRun], Awaitable[None]]
 
 
-Step = Send | Advance | UntilShard | Check
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel the run (an event-triggered run with no window listens until cancelled)."""
+
+
+Step = Send | Advance | UntilShard | Check | Cancel
 
 
 @dataclass
@@ -168,13 +176,24 @@ class JourneyKit:
         self.pool, self.redis, self.receiver, self.directory = pool, redis, receiver, directory
         self._keys: dict[str, dict[str, dict[str, int]]] = {}
 
+    def use_example_channels(self) -> None:
+        """Send through the channels of ``examples/channels.yaml`` (to the receiver)."""
+        channels = write_example_channels(self.directory, receiver_url=self.receiver.url)
+        self.settings = self.settings.model_copy(update={"channels_file": channels})
+
     def plan_file(self, body: dict[str, Any]) -> Path:
-        """A plan file from ``body`` with the test defaults (one shard, pages of 50)."""
+        """A plan file from ``body`` with the test defaults (one shard, pages of 50; an event
+        entry lets everyone in, other entries take the users the test gives)."""
+        by_event = body.get("entry", {}).get("type") == "event"
         full = {
             "id": f"jny-{uuid.uuid4().hex[:8]}",
             "name": "Test journey",
             "shards": 1,
-            "audience": {"source": "list", "name": "unused-when-a-file-is-given"},
+            "audience": (
+                {"source": "all"}
+                if by_event
+                else {"source": "list", "name": "unused-when-a-file-is-given"}
+            ),
             "entry": {"type": "immediate"},
             "limits": {"page_size": 50, "concurrency": 4},
             **body,
@@ -219,9 +238,14 @@ class JourneyKit:
                 options=options,
             )
             live = LiveRun(launched=launched, time=time, receiver=self.receiver, shards=plan.shards)
+            ending = asyncio.ensure_future(handle.result())
+            if isinstance(plan.entry, EventEntry):  # every shard listens: events find them
+                for shard in range(plan.shards):
+                    ready = until_shard(time.client, launched.run_id, _any, shard=shard)
+                    await _unless_failed(ready, ending)
             for step in script:
-                await self._play(live, step)
-            result = await handle.result()
+                await _unless_failed(self._play(live, step), ending)
+            result = await ending
             progress = await handle.query(PlanRunWorkflow.progress)  # replayed, while we host
         return await self._outcome(plan, result, node_totals(progress.per_shard))
 
@@ -242,6 +266,9 @@ class JourneyKit:
             )
         elif isinstance(step, UntilShard):
             await until_shard(live.time.client, live.run_id, step.ok, shard=step.shard)
+        elif isinstance(step, Cancel):
+            handle = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+            await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         else:
             await step.probe(live)
 
@@ -262,6 +289,7 @@ class JourneyKit:
         self, plan: Plan, result: PlanRunResult, nodes: dict[str, Counters]
     ) -> JourneyOutcome:
         run_id = result.run_id
+        finished = result.status is RunStatus.COMPLETED  # else holds were cut short
         users: dict[str, UserOutcome] = defaultdict(UserOutcome)
         cohorts: dict[tuple[str, int], list[str]] = defaultdict(list)
         for key, members in self._keys.get(run_id, {}).items():
@@ -273,7 +301,7 @@ class JourneyKit:
                 for user, entry in members.items():
                     cohorts[(user, entry)].append("entry" if key.endswith(":aud") else cohort_id)
         for (user, entry), ids in sorted(cohorts.items()):
-            users[user].paths[entry] = trace(plan, deepest(ids), finished=True)
+            users[user].paths[entry] = trace(plan, deepest(ids), finished=finished)
         for outcome in users.values():
             if outcome.paths:
                 outcome.path = outcome.paths[max(outcome.paths)]
@@ -298,6 +326,23 @@ class JourneyKit:
         return JourneyOutcome(
             run_id=run_id, plan=plan, result=result, nodes=nodes, users=dict(users)
         )
+
+
+async def _unless_failed(step: Awaitable[object], ending: asyncio.Future[PlanRunResult]) -> None:
+    """Play ``step``; if the run fails meanwhile, raise its failure instead of waiting for a
+    condition that will never hold."""
+    playing = asyncio.ensure_future(step)
+    waiting: set[asyncio.Future[Any]] = {playing, ending}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    failure = ending.exception() if ending.done() else None
+    if not playing.done() and failure is not None:
+        playing.cancel()
+        raise failure
+    await playing
+
+
+def _any(_: ShardSummary) -> bool:
+    return True
 
 
 def _name(fn: Callable[..., Any]) -> str:

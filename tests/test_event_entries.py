@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import EventType
 
 from activities.db.pool import DbPool
 from activities.journey.entries import EntryActivities
+from journeys.contracts.counters import Counters
 from journeys.contracts.journey import AdmitEntriesInput
 from journeys.contracts.runs import ControlSignal, RunOptions
 from journeys.events import JourneyEvent
@@ -39,6 +40,7 @@ from tests.journey_kit import (
     write_journey,
     write_journey_channels,
 )
+from tests.journey_runner import Cancel, JourneyKit, Send, UntilShard
 from tests.receiver import Receiver
 from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
 from workflows.plan_run import PlanRunWorkflow
@@ -439,3 +441,56 @@ async def test_concurrent_requests_share_one_signal_per_shard(
     ]
     assert len(received) == 1
     assert set(receiver.by_user()) == set(users)
+
+
+async def test_users_caught_by_an_event_keep_their_entry_for_the_next_nodes(
+    journey: JourneyKit,
+) -> None:
+    """After a wait_for_event, a send still knows which entry brought the user in: its
+    idempotency key carries the entry number and its template the entry event's props."""
+    tag = uuid.uuid4().hex[:6]
+    users = [f"ke-{tag}-{n}" for n in range(3)]
+    end = datetime.now(UTC) + timedelta(days=2)
+    cancels = [
+        JourneyEvent(user_id=u, name="order_cancelled", props={"order_id": f"o-{u}", "reason": "x"})
+        for u in users
+    ]
+    outcome = await journey.run(
+        {
+            "entry": {
+                "type": "event",
+                "event": "order_cancelled",
+                "flush_every": "1s",
+                "window": {"end": end.isoformat()},
+            },
+            "steps": {
+                "wait": {
+                    "type": "wait_for_event",
+                    "event": "app_opened",
+                    "within": "1h",
+                    "on_event": "thanks",
+                },
+                "thanks": {"type": "send", "channel": "push", "template": "recall"},
+            },
+        },
+        users=None,
+        skipping=False,
+        script=[
+            Send(cancels),
+            UntilShard(lambda s: sum(w.users for w in s.waits) == 3),
+            Send([JourneyEvent(user_id=u, name="app_opened") for u in users[:2]]),
+            UntilShard(lambda s: s.nodes.get("thanks", Counters()).delivered == 2),
+            Cancel(),
+        ],
+    )
+
+    assert {u: outcome.users[u].path for u in users} == {
+        users[0]: ["wait", "thanks"],
+        users[1]: ["wait", "thanks"],
+        users[2]: ["wait"],
+    }
+    got = journey.receiver.messages()
+    assert sorted(got) == sorted(f"{outcome.run_id}:thanks:{u}:1" for u in users[:2])
+    assert {m["user_id"]: m["content"]["body"] for m in got.values()} == {
+        u: f"for o-{u}" for u in users[:2]
+    }

@@ -17,16 +17,19 @@ from journeys.contracts.journey import (
     MarkExitedOutput,
 )
 
-# Members of the cohort not caught before and not exited join the batch and the caught set.
-# One script, so a retried activity catches nobody twice; every key has the shard's tag.
+# Members of the cohort not caught before and not exited join the batch and the caught set,
+# keeping their score: it is their entry number, which the next nodes' idempotency keys,
+# templates and rules read. One script, so a retried activity catches nobody twice; every
+# key has the shard's tag.
 _CATCH = """
 local n = 0
 for i, user in ipairs(ARGV) do
-    if redis.call('ZSCORE', KEYS[1], user)
+    local entry = redis.call('ZSCORE', KEYS[1], user)
+    if entry
         and not redis.call('ZSCORE', KEYS[2], user)
         and not redis.call('ZSCORE', KEYS[4], user) then
-        redis.call('ZADD', KEYS[2], 0, user)
-        redis.call('ZADD', KEYS[3], 0, user)
+        redis.call('ZADD', KEYS[2], entry, user)
+        redis.call('ZADD', KEYS[3], entry, user)
         n = n + 1
     end
 end
