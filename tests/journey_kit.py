@@ -62,6 +62,27 @@ def write_journey_channels(directory: Path, *, receiver_url: str) -> Path:
     return path
 
 
+EXAMPLE_CHANNELS = Path(__file__).resolve().parents[1] / "examples" / "channels.yaml"
+
+
+def write_example_channels(directory: Path, *, receiver_url: str) -> Path:
+    """``examples/channels.yaml`` with its templates as they are; HTTP providers post to the
+    receiver (``/{channel}``, batches kept), the inbox and log providers stay."""
+    example = yaml.safe_load(EXAMPLE_CHANNELS.read_text())["channels"]
+    channels: dict[str, Any] = {}
+    for name, declared in example.items():
+        channel = dict(declared)
+        if channel["provider"]["kind"] == "http":
+            provider = {"kind": "http", "url": f"{receiver_url}/{name}", "timeout": "5s"}
+            if "batch_size" in channel["provider"]:
+                provider["batch_size"] = channel["provider"]["batch_size"]
+            channel["provider"] = provider
+        channels[name] = channel
+    path = directory / "example-channels.yaml"
+    path.write_text(yaml.safe_dump({"channels": channels}))
+    return path
+
+
 def write_journey(directory: Path, body: dict[str, Any]) -> Path:
     """A plan file from ``body`` (steps, goal, exit_criteria...), with test defaults."""
     plan_id = f"jny-{uuid.uuid4().hex[:8]}"

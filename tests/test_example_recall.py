@@ -7,53 +7,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-import yaml
-
 from journeys.contracts.counters import Counters, RunStatus
-from journeys.contracts.runs import ControlSignal, ShardSummary
+from journeys.contracts.runs import ShardSummary
 from journeys.names import listeners_key
-from journeys.settings import Settings
 from starter.client import Journeys
-from tests.engine import ROOT, for_test, worker_running
-from tests.journey_kit import (
-    eventually,
-    launch_journey,
-    received_by_node,
-    seed_profiles,
-    shard_handle,
-    shard_nodes,
-    until_shard,
-    virtual_time,
-)
-from tests.receiver import Receiver
+from tests.engine import ROOT
+from tests.journey_kit import eventually, received_by_node, until_shard
+from tests.journey_runner import Advance, Cancel, Check, JourneyKit, LiveRun, UntilShard
 from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
 
 EXAMPLE = ROOT / "examples" / "cancelled-order-recall.yaml"
-EXAMPLE_CHANNELS = ROOT / "examples" / "channels.yaml"
-RECALL_CHANNELS = ("coupons", "push", "banner", "sms", "call_tasks")
 WHY_ROUTES = {"price_too_low": 2, "data_wipe_hassle": 2, "dont_trust": 2, "else": 1}
-
-
-def write_recall_channels(directory: Path, *, receiver_url: str) -> Path:
-    """The example's channels with the templates of ``examples/channels.yaml`` as they are;
-    HTTP providers post to the receiver (``/{channel}``), the banner stays in the inbox."""
-    example = yaml.safe_load(EXAMPLE_CHANNELS.read_text())["channels"]
-    channels: dict[str, Any] = {}
-    for name in RECALL_CHANNELS:
-        channel = dict(example[name])
-        if channel["provider"]["kind"] == "http":
-            provider = {"kind": "http", "url": f"{receiver_url}/{name}", "timeout": "5s"}
-            if "batch_size" in channel["provider"]:
-                provider["batch_size"] = channel["provider"]["batch_size"]
-            channel["provider"] = provider
-        channels[name] = channel
-    path = directory / "recall-channels.yaml"
-    path.write_text(yaml.safe_dump({"channels": channels}))
-    return path
 
 
 def waiting_at(summary: ShardSummary, node: str) -> int:
@@ -61,15 +27,15 @@ def waiting_at(summary: ShardSummary, node: str) -> int:
     return sum(w.users for w in summary.waits if w.node == node)
 
 
+def delivered(summary: ShardSummary, node: str) -> int:
+    return summary.nodes.get(node, Counters()).delivered
+
+
 async def test_cancelled_order_recall_answers_each_cancel_reason(
-    stack_settings: Settings,
-    pool: Any,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
+    journey: JourneyKit,
     ingest_url: str,  # noqa: F811
 ) -> None:
-    settings = for_test(stack_settings, write_recall_channels(tmp_path, receiver_url=receiver.url))
+    journey.use_example_channels()
     tag = uuid.uuid4().hex[:6]
     reasons = {
         "price_clicks": "price_too_low",  # opens the coupon push: no SMS
@@ -84,9 +50,6 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
     user = {role: f"rc-{tag}-{role}" for role in [*reasons, "platform"]}
     order = {role: f"o-{tag}-{n}" for n, role in enumerate(user)}
     phone = {role: f"+86-138-{n:04d}" for n, role in enumerate(user)}
-    await seed_profiles(
-        pool, {user[role]: {"phone": phone[role], "attrs": {"name": role}} for role in user}
-    )
 
     def cancelled(role: str, reason: str, *, by: str = "user") -> dict[str, Any]:
         props = {
@@ -97,23 +60,43 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
         }
         return {"user_id": user[role], "name": "order_cancelled", "props": props}
 
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings, time, pool=pool, redis=redis, plan_file=EXAMPLE, users=None
+    def post(events: list[dict[str, Any]]) -> Check:
+        async def probe(live: LiveRun) -> None:
+            async with Journeys(ingest_url) as journeys:
+                await journeys.send_events(events)
+
+        return Check(probe)
+
+    async def listening(live: LiveRun) -> None:
+        key = listeners_key("order_cancelled")
+        await eventually(lambda: journey.redis.hget(key, live.run_id), until=bool)
+
+    async def routed_by_reason(live: LiveRun) -> None:
+        routed = await until_shard(
+            live.time.client,
+            live.run_id,
+            lambda s: sum(s.nodes.get("why", Counters()).routes.values()) == 7,
         )
-        run = launched.run_id
-        await eventually(lambda: redis.hget(listeners_key("order_cancelled"), run), until=bool)
-        async with Journeys(ingest_url) as journeys:
-            await journeys.send_events(
+        # the cancel reason, read from the entry event as `entry.reason`, picks the path
+        assert routed.nodes["why"].routes == WHY_ROUTES
+
+    outcome = await journey.run(
+        EXAMPLE,
+        users=None,
+        profiles={user[role]: {"phone": phone[role], "attrs": {"name": role}} for role in user},
+        skipping=False,
+        script=[
+            Check(listening),
+            post(
                 [
                     *(cancelled(role, reason) for role, reason in reasons.items()),
                     # the platform cancelled it (failed inspection): `where` keeps it out
                     cancelled("platform", "price_too_low", by="platform"),
                 ]
-            )
+            ),
             # one batch after flush_every (5s), then everyone waits in the undo window
-            await until_shard(time.client, run, lambda s: waiting_at(s, "undo_window") == 8)
-            await journeys.send_events(
+            UntilShard(lambda s: waiting_at(s, "undo_window") == 8),
+            post(
                 [
                     {  # the same order again: leaves at `resumed`
                         "user_id": user["resumer"],
@@ -126,30 +109,20 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
                         "props": {"order_id": f"o-{tag}-something-else"},
                     },
                 ]
-            )
+            ),
             # both events came in one signal, so one catch handled them both
-            await until_shard(
-                time.client, run, lambda s: s.nodes["undo_window"].routes.get("event") == 1
-            )
-            await time.fast_forward(shard_handle(time.client, run), timedelta(minutes=31))
-            routed = await until_shard(
-                time.client,
-                run,
-                lambda s: sum(s.nodes.get("why", Counters()).routes.values()) == 7,
-            )
-            # the cancel reason, read from the entry event as `entry.reason`, picks the path
-            assert routed.nodes["why"].routes == WHY_ROUTES
-            await until_shard(
-                time.client,
-                run,
+            UntilShard(lambda s: s.nodes["undo_window"].routes.get("event") == 1),
+            Advance(timedelta(minutes=31)),
+            Check(routed_by_reason),
+            UntilShard(
                 lambda s: (
                     waiting_at(s, "coupon_push_opened") == 2
                     and waiting_at(s, "tutorial_opened") == 2
-                    and s.nodes.get("open_call_task", Counters()).delivered == 2
-                    and s.nodes.get("generic_push", Counters()).delivered == 1
-                ),
-            )
-            await journeys.send_events(
+                    and delivered(s, "open_call_task") == 2
+                    and delivered(s, "generic_push") == 1
+                )
+            ),
+            post(
                 [
                     {
                         "user_id": user["price_clicks"],
@@ -167,28 +140,60 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
                         "props": {"tutorial": "wipe-phone"},
                     },
                 ]
-            )
-            await until_shard(
-                time.client,
-                run,
+            ),
+            UntilShard(
                 lambda s: (
                     s.nodes["coupon_push_opened"].routes.get("event") == 1
                     and s.nodes["tutorial_opened"].routes.get("event") == 1
-                ),
-            )
-        await time.fast_forward(shard_handle(time.client, run), timedelta(days=2, minutes=1))
-        await until_shard(
-            time.client,
-            run,
-            lambda s: (
-                s.nodes.get("coupon_sms", Counters()).delivered == 1
-                and s.nodes.get("wipe_tutorial_push", Counters()).delivered == 1
+                )
             ),
-        )
-        # no window end: the run listens until cancelled
-        await handle.signal("cancel", ControlSignal())
-        result = await handle.result()
+            Advance(timedelta(days=2, minutes=1)),
+            UntilShard(
+                lambda s: (
+                    delivered(s, "coupon_sms") == 1 and delivered(s, "wipe_tutorial_push") == 1
+                )
+            ),
+            Cancel(),  # no window end: the run listens until cancelled
+        ],
+    )
 
+    start = ["undo_window", "why"]
+    paths = {
+        "price_clicks": [*start, "grant_coupon", "coupon_push", "coupon_push_opened"],
+        "price_ignores": [
+            *start,
+            "grant_coupon",
+            "coupon_push",
+            "coupon_push_opened",
+            "coupon_sms",
+        ],
+        "wipe_views": [*start, "wipe_tutorial_banner", "tutorial_opened"],
+        "wipe_ignores": [*start, "wipe_tutorial_banner", "tutorial_opened", "wipe_tutorial_push"],
+        "distrust": [*start, "open_call_task"],
+        "elsewhere": [*start, "open_call_task"],
+        "other": [*start, "generic_push"],
+        "resumer": ["undo_window", "resumed"],
+    }
+    sent = {
+        "price_clicks": ["grant_coupon", "coupon_push"],
+        "price_ignores": ["grant_coupon", "coupon_push", "coupon_sms"],
+        "wipe_views": ["wipe_tutorial_banner"],
+        "wipe_ignores": ["wipe_tutorial_banner", "wipe_tutorial_push"],
+        "distrust": ["open_call_task"],
+        "elsewhere": ["open_call_task"],
+        "other": ["generic_push"],
+        "resumer": [],
+    }
+    assert {role: outcome.users[user[role]].path for role in reasons} == paths
+    assert {role: outcome.users[user[role]].messages for role in reasons} == sent
+    assert user["platform"] not in outcome.users
+    receiver, pool, run, result, nodes = (
+        journey.receiver,
+        journey.pool,
+        outcome.run_id,
+        outcome.result,
+        outcome.nodes,
+    )
     got = received_by_node(receiver)
     assert got == {
         "grant_coupon": {user["price_clicks"], user["price_ignores"]},
@@ -249,7 +254,6 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
     assert result.status is RunStatus.CANCELLED
     assert result.totals.targeted == 8 and result.totals.exited == 0
     assert result.totals.completed == 8 and result.totals.failed == {}
-    nodes = await shard_nodes(settings, run)
     assert nodes["undo_window"].routes == {"event": 1, "timeout": 7}
     assert nodes["resumed"].entered == 1 and nodes["resumed"].completed == 1
     assert nodes["why"].routes == WHY_ROUTES
