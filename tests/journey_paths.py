@@ -27,13 +27,17 @@ NOT_COHORTS = ("caught",)
 
 
 def _holds(plan: Plan, node: str | None) -> list[str]:
-    """``node`` and the nodes after it while each is a hold (its users all move on)."""
+    """``node`` and the nodes after it while each is a hold (its users all move on). A
+    ``wait_until`` in users' own zones first routes its users by zone, so it is followed only
+    through its zone segments."""
     walked: list[str] = []
     while node is not None and node not in walked:
         walked.append(node)
         step = plan.steps[node]
-        if not isinstance(step, WaitStep | WaitUntilStep):
+        plain_wait_until = isinstance(step, WaitUntilStep) and step.timezone != "user"
+        if not (isinstance(step, WaitStep) or plain_wait_until):
             break
+        assert isinstance(step, WaitStep | WaitUntilStep)
         node = step.next
     return walked
 
@@ -48,7 +52,7 @@ def _after(plan: Plan, node: str, route: str) -> str | None:
     if isinstance(step, WaitForEventStep):
         return step.on_timeout if route == "timeout" else step.on_event
     if isinstance(step, WaitUntilStep):
-        return node  # split by zone, back at the node
+        return step.next  # a zone's cohort waits at the node, then goes on with its id
     decoded = parse_route(route)
     if isinstance(step, BranchStep):
         return step.else_ if decoded.kind == "else" else step.branches[decoded.index].next

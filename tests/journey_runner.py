@@ -27,7 +27,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 import yaml
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper
 
 from activities.db.pool import DbPool
@@ -35,7 +36,13 @@ from activities.journey.facts import page_users
 from journeys.contracts import activities as contracts
 from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.run_setup import CleanupInput, CleanupOutput
-from journeys.contracts.runs import ControlSignal, PlanRunResult, RunOptions, ShardSummary
+from journeys.contracts.runs import (
+    ControlSignal,
+    PlanRunResult,
+    RunOptions,
+    RunProgress,
+    ShardSummary,
+)
 from journeys.events import JourneyEvent
 from journeys.names import run_keys_pattern
 from journeys.plan.entry import EventEntry
@@ -44,8 +51,10 @@ from journeys.progress import node_totals
 from journeys.settings import Settings
 from starter.launching import Launched
 from starter.plan_files import read_plan
+from starter.run_state import live_progress
 from tests.engine import client_for, for_test, worker_running
 from tests.journey_kit import (
+    eventually,
     launch_journey,
     seed_profiles,
     send,
@@ -73,10 +82,11 @@ class Send:
 
 @dataclass(frozen=True)
 class Advance:
-    """Move the clock of shard ``shard`` on (only in runs without automatic skipping)."""
+    """Move the clock of shard ``shard`` on, or of every running shard (only in runs without
+    automatic skipping)."""
 
     by: timedelta
-    shard: int = 0
+    shard: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,14 @@ class UntilShard:
 
     ok: Callable[[ShardSummary], bool]
     shard: int = 0
+
+
+@dataclass(frozen=True)
+class UntilRun:
+    """Wait until the run's live progress (the run's view, each live shard queried) satisfies
+    ``ok``."""
+
+    ok: Callable[[RunProgress], bool]
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,7 @@ class Cancel:
     """Cancel the run (an event-triggered run with no window listens until cancelled)."""
 
 
-Step = Send | Advance | UntilShard | Check | Cancel
+Step = Send | Advance | UntilShard | UntilRun | Check | Cancel
 
 
 @dataclass
@@ -261,9 +279,14 @@ class JourneyKit:
         if isinstance(step, Send):
             await self.send(live, step.events)
         elif isinstance(step, Advance):
-            await live.time.fast_forward(
-                shard_handle(live.time.client, live.run_id, step.shard), step.by
-            )
+            shards = range(live.shards) if step.shard is None else [step.shard]
+            for shard in shards:
+                shard_run = shard_handle(live.time.client, live.run_id, shard)
+                if await _running(shard_run):
+                    await live.time.fast_forward(shard_run, step.by)
+        elif isinstance(step, UntilRun):
+            run = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+            await eventually(lambda: live_progress(live.time.client, run), until=step.ok)
         elif isinstance(step, UntilShard):
             await until_shard(live.time.client, live.run_id, step.ok, shard=step.shard)
         elif isinstance(step, Cancel):
@@ -339,6 +362,17 @@ async def _unless_failed(step: Awaitable[object], ending: asyncio.Future[PlanRun
         playing.cancel()
         raise failure
     await playing
+
+
+async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the shard workflow exists and runs (empty shards are never started)."""
+    try:
+        status = (await handle.describe()).status
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return status is WorkflowExecutionStatus.RUNNING
 
 
 def _any(_: ShardSummary) -> bool:
