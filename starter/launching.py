@@ -70,6 +70,20 @@ def start_time(plan: Plan, *, at: datetime | None) -> datetime | None:
     )
 
 
+def run_details(plan: Plan, *, version: int, run_id: str) -> str:
+    """What the Temporal UI shows as the run's details: the plan in a few lines (markdown)."""
+    audience = "everyone" if plan.audience is None else plan.audience.source
+    lines = [
+        f"**{plan.name}** ({plan.id} v{version})",
+        "",
+        *([plan.description.strip(), ""] if plan.description else []),
+        f"- entry: {plan.entry.type}; audience: {audience}",
+        f"- {len(plan.steps)} steps from `{plan.start_step}`, {plan.shards} shards",
+        f"- live counts: the `progress` query, or `journeys status {run_id}`",
+    ]
+    return "\n".join(lines)
+
+
 async def launch(
     settings: Settings,
     *,
@@ -123,6 +137,7 @@ async def launch(
                 status=RunStatus.STARTING.value,
             ),
             static_summary=f"{plan.id} v{info.version} · {plan.name}",
+            static_details=run_details(plan, version=info.version, run_id=run_id),
             start_delay=delay or None,
         )
     except WorkflowAlreadyStartedError as exc:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import yaml
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
@@ -30,6 +31,8 @@ from tests.receiver import Receiver
 from workflows.shard import ShardWorkflow
 
 T = TypeVar("T")
+METADATA_QUERY = "__temporal_workflow_metadata"
+"""The SDK's built-in query behind the UI's details (not one of ours)."""
 
 
 def write_journey_channels(directory: Path, *, receiver_url: str) -> Path:
@@ -231,3 +234,11 @@ async def store_events(pool: DbPool, events: list[JourneyEvent]) -> None:
         [e.ts for e in events],
         [e.props for e in events],
     )
+
+
+async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
+    """The live line the Temporal UI shows for a workflow (its current details), read with
+    the SDK's built-in metadata query."""
+    metadata: WorkflowMetadata = await handle.query(METADATA_QUERY, result_type=WorkflowMetadata)
+    details: str = metadata.current_details
+    return details

@@ -26,6 +26,8 @@ def test_there_are_recorded_histories() -> None:
     assert len([n for n in names if n.startswith("journey_v1_shard_run")]) >= 2
     # v2: after the last-pass-in-result patch (a shard's last pass reaches the run in its result)
     assert {"plan_run_v2", "shard_v2_run0", "journey_v2_run", "journey_v2_shard_run0"} <= names
+    # v3: after the report-after-arming patch and the interpreter's move to one handler per kind
+    assert {"plan_run_v3", "shard_v3_run0", "journey_v3_run", "journey_v3_shard_run0"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

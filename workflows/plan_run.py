@@ -169,6 +169,11 @@ class PlanRunWorkflow:
                 shard=k,
             ),
             static_summary=f"shard {k} of {plan.shards} · {plan.id} v{data.version} · {size} users",
+            static_details=(
+                f"Shard {k} of {plan.shards} of run {run_id}: the users with "
+                f"mmh3(user_id) & {plan.shards - 1} == {k}. Its `progress` query has live "
+                "counts per node and the cohorts waiting on timers."
+            ),
             parent_close_policy=ParentClosePolicy.TERMINATE,
         )
         self._children[k] = handle

@@ -28,6 +28,12 @@ from workflows.inbox import too_big_to_carry
 from workflows.shard_events import exit_loop, goal_loop, sort_events
 from workflows.steps import run_step
 
+ARMED_FIRST = "report-after-arming"
+"""Patch: a pass's report waits one turn of the loop, so the cohorts it forwarded have armed
+their timers and counted their arrival: the run's view shows them waiting, with deadlines."""
+_ENDED = {RunStatus.COMPLETED: "finished", RunStatus.CANCELLED: "cancelled"}
+"""What a shard's current details say once it ended."""
+
 
 @workflow.defn(name="ShardWorkflow")
 class ShardWorkflow:
@@ -63,7 +69,7 @@ class ShardWorkflow:
         status = RunStatus.CANCELLED if state.cancelled else RunStatus.COMPLETED
         search.upsert_status(status)  # the run learns our counters from the result
         workflow.set_current_details(
-            f"{ctx.where} · {status.value} · {state.counters.delivered} delivered"
+            f"{ctx.where} · {_ENDED[status]} · {state.counters.delivered} delivered"
         )
         return ShardResult(
             shard=state.shard, status=status, counters=state.counters, nodes=state.nodes
@@ -80,6 +86,8 @@ class ShardWorkflow:
                         self._tasks[cohort.id] = asyncio.create_task(self._drive(cohort))
             if not self._tasks and (entries_done(ctx) or ctx.stopping()):
                 return
+            if workflow.patched(ARMED_FIRST):
+                await asyncio.sleep(0)  # new cohorts arm their timers, count their arrival
             await ctx.reports.send_due()  # the shard goes on
             await workflow.wait_condition(
                 lambda: (
