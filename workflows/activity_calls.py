@@ -1,15 +1,16 @@
-"""Typed calls from workflow code into activities, one function per activity.
+"""Typed calls from workflow code into activities, one per activity.
 
 Each call's payload types come from its contract (:mod:`journeys.contracts.activities`) and
 its timeouts and retries from one of the few named kinds of call below, so workflow code never
-names an activity by a bare string and no two calls of one kind drift apart.
+names an activity by a bare string and no two calls of one kind drift apart:
+``await calls.deliver_page(DeliverPageInput(...), summary=...)`` is a ``DeliverPageOutput``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,38 +20,6 @@ with workflow.unsafe.imports_passed_through():
 
     from journeys.contracts import activities as contracts
     from journeys.contracts.activities import ActivityContract
-    from journeys.contracts.journey import (
-        AdmitEntriesInput,
-        AdmitEntriesOutput,
-        CatchEventsInput,
-        CatchEventsOutput,
-        CloseWaitInput,
-        CloseWaitOutput,
-        MarkExitedInput,
-        MarkExitedOutput,
-        RecordConversionsInput,
-        RecordConversionsOutput,
-    )
-    from journeys.contracts.pages import (
-        CohortSizeInput,
-        CohortSizeOutput,
-        DeliverPageInput,
-        DeliverPageOutput,
-        RoutePageInput,
-        RoutePageOutput,
-    )
-    from journeys.contracts.run_setup import (
-        CleanupInput,
-        CleanupOutput,
-        ListenersInput,
-        ListenersOutput,
-        LoadPlanInput,
-        LoadPlanOutput,
-        MaterialiseInput,
-        MaterialiseOutput,
-        SetRateInput,
-        SetRateOutput,
-    )
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
@@ -87,86 +56,42 @@ PAGE = CallKind(start_to_close=timedelta(minutes=10), retry=PAGE_RETRY)
 """One page of users; the heartbeat timeout comes from the run's options."""
 
 
-async def _execute(
-    contract: ActivityContract[In, Out], arg: In, *, kind: CallKind, summary: str
-) -> Out:
-    result: Out = await workflow.execute_activity(
-        contract.name,
-        arg,
-        result_type=contract.output,
-        start_to_close_timeout=kind.start_to_close,
-        heartbeat_timeout=kind.heartbeat,
-        retry_policy=kind.retry,
-        summary=summary,
-    )
-    return result
+class Call(Generic[In, Out]):
+    """A typed call of one activity: its contract's payload types, one kind's options."""
+
+    def __init__(self, contract: ActivityContract[In, Out], kind: CallKind) -> None:
+        self.contract = contract
+        self.kind = kind
+
+    async def __call__(self, arg: In, *, summary: str, heartbeat: timedelta | None = None) -> Out:
+        """Run the activity; ``heartbeat`` overrides the kind's (pages take the run's)."""
+        kind = self.kind if heartbeat is None else replace(self.kind, heartbeat=heartbeat)
+        result: Out = await workflow.execute_activity(
+            self.contract.name,
+            arg,
+            result_type=self.contract.output,
+            start_to_close_timeout=kind.start_to_close,
+            heartbeat_timeout=kind.heartbeat,
+            retry_policy=kind.retry,
+            summary=summary,
+        )
+        return result
 
 
-def _page(heartbeat: timedelta) -> CallKind:
-    return replace(PAGE, heartbeat=heartbeat)
+# a run's own calls
+load_plan_version = Call(contracts.LOAD_PLAN_VERSION, QUICK)
+materialise_audience = Call(contracts.MATERIALISE_AUDIENCE, MATERIALISE)
+register_listeners = Call(contracts.REGISTER_LISTENERS, QUICK)
+unregister_listeners = Call(contracts.UNREGISTER_LISTENERS, QUICK)
+set_rate = Call(contracts.SET_RATE, QUICK)
+cleanup_run = Call(contracts.CLEANUP_RUN, HOUSEKEEPING)
 
-
-# --- a run's own calls -------------------------------------------------------------------
-
-
-async def load_plan_version(arg: LoadPlanInput, *, summary: str) -> LoadPlanOutput:
-    return await _execute(contracts.LOAD_PLAN_VERSION, arg, kind=QUICK, summary=summary)
-
-
-async def materialise_audience(arg: MaterialiseInput, *, summary: str) -> MaterialiseOutput:
-    return await _execute(contracts.MATERIALISE_AUDIENCE, arg, kind=MATERIALISE, summary=summary)
-
-
-async def register_listeners(arg: ListenersInput, *, summary: str) -> ListenersOutput:
-    return await _execute(contracts.REGISTER_LISTENERS, arg, kind=QUICK, summary=summary)
-
-
-async def unregister_listeners(arg: ListenersInput, *, summary: str) -> ListenersOutput:
-    return await _execute(contracts.UNREGISTER_LISTENERS, arg, kind=QUICK, summary=summary)
-
-
-async def set_rate(arg: SetRateInput, *, summary: str) -> SetRateOutput:
-    return await _execute(contracts.SET_RATE, arg, kind=QUICK, summary=summary)
-
-
-async def cleanup_run(arg: CleanupInput, *, summary: str) -> CleanupOutput:
-    return await _execute(contracts.CLEANUP_RUN, arg, kind=HOUSEKEEPING, summary=summary)
-
-
-# --- a shard's calls ---------------------------------------------------------------------
-
-
-async def cohort_size(arg: CohortSizeInput, *, summary: str) -> CohortSizeOutput:
-    return await _execute(contracts.COHORT_SIZE, arg, kind=QUICK, summary=summary)
-
-
-async def deliver_page(
-    arg: DeliverPageInput, *, heartbeat: timedelta, summary: str
-) -> DeliverPageOutput:
-    return await _execute(contracts.DELIVER_PAGE, arg, kind=_page(heartbeat), summary=summary)
-
-
-async def route_page(arg: RoutePageInput, *, heartbeat: timedelta, summary: str) -> RoutePageOutput:
-    return await _execute(contracts.ROUTE_PAGE, arg, kind=_page(heartbeat), summary=summary)
-
-
-async def catch_events(arg: CatchEventsInput, *, summary: str) -> CatchEventsOutput:
-    return await _execute(contracts.CATCH_EVENTS, arg, kind=QUICK, summary=summary)
-
-
-async def close_wait(arg: CloseWaitInput, *, summary: str) -> CloseWaitOutput:
-    return await _execute(contracts.CLOSE_WAIT, arg, kind=QUICK, summary=summary)
-
-
-async def mark_exited(arg: MarkExitedInput, *, summary: str) -> MarkExitedOutput:
-    return await _execute(contracts.MARK_EXITED, arg, kind=QUICK, summary=summary)
-
-
-async def record_conversions(
-    arg: RecordConversionsInput, *, summary: str
-) -> RecordConversionsOutput:
-    return await _execute(contracts.RECORD_CONVERSIONS, arg, kind=QUICK, summary=summary)
-
-
-async def admit_entries(arg: AdmitEntriesInput, *, summary: str) -> AdmitEntriesOutput:
-    return await _execute(contracts.ADMIT_ENTRIES, arg, kind=QUICK, summary=summary)
+# a shard's calls
+cohort_size = Call(contracts.COHORT_SIZE, QUICK)
+deliver_page = Call(contracts.DELIVER_PAGE, PAGE)
+route_page = Call(contracts.ROUTE_PAGE, PAGE)
+catch_events = Call(contracts.CATCH_EVENTS, QUICK)
+close_wait = Call(contracts.CLOSE_WAIT, QUICK)
+mark_exited = Call(contracts.MARK_EXITED, QUICK)
+record_conversions = Call(contracts.RECORD_CONVERSIONS, QUICK)
+admit_entries = Call(contracts.ADMIT_ENTRIES, QUICK)
