@@ -29,11 +29,13 @@ import redis.asyncio as aioredis
 from activities.db.migrate import migrate
 from activities.db.pool import create_pool
 from journeys.settings import Settings
+from starter.ingest.serve import build_server
 from starter.stack.devstack import DevStack
 from starter.stack.postgres import ensure_database
 from starter.stack.probes import free_port
 from starter.stack.process import PidFile, is_alive, terminate
 from tests.engine import ROOT, settings_env
+from tests.journey_kit import eventually
 
 __all__ = ["ROOT", "settings_env"]  # the tests import both from here
 _SERVICE_VARS = ("TEMPORAL_ADDRESS", "REDIS_URL", "DATABASE_URL")
@@ -150,6 +152,22 @@ async def spawn_journeys(
 def cli_env(stack_settings: Settings) -> dict[str, str]:
     """Environment for running the real ``journeys`` console script against the test stack."""
     return settings_env(stack_settings)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ingest_url(stack_settings: Settings) -> AsyncIterator[str]:
+    """``journeys serve``'s app on a free port, in this process."""
+    server = build_server(stack_settings, port=free_port())
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        await asyncio.sleep(0.01)
+        return bool(server.started)
+
+    await eventually(started, until=bool)
+    yield f"http://{stack_settings.ingest_host}:{server.config.port}"
+    server.should_exit = True
+    await task
 
 
 # the real local HTTP provider and the journey kit, as fixtures for every test module

@@ -44,11 +44,12 @@ from journeys.contracts.runs import (
     ShardSummary,
 )
 from journeys.events import JourneyEvent
-from journeys.names import run_keys_pattern
+from journeys.names import listeners_key, run_keys_pattern
 from journeys.plan.entry import EventEntry
 from journeys.plan.models import Plan
 from journeys.progress import node_totals
 from journeys.settings import Settings
+from starter.client import Journeys
 from starter.launching import Launched
 from starter.plan_files import read_plan
 from starter.run_state import live_progress
@@ -78,6 +79,21 @@ class Send:
     """Signal these events to the run's shards."""
 
     events: list[JourneyEvent]
+
+
+@dataclass(frozen=True)
+class Post:
+    """Send these events over the ingest API, as product services do (``journey.ingest_url``
+    must be set: ``journey.use_ingest(ingest_url)``)."""
+
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class UntilListening:
+    """Wait until the run has registered for ``event`` (the ingest path routes by it)."""
+
+    event: str
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,7 @@ class Cancel:
     """Cancel the run (an event-triggered run with no window listens until cancelled)."""
 
 
-Step = Send | Advance | UntilShard | UntilRun | Check | Cancel
+Step = Send | Post | UntilListening | Advance | UntilShard | UntilRun | Check | Cancel
 
 
 @dataclass
@@ -156,6 +172,8 @@ class JourneyOutcome:
     """What a finished run did, in all and per user."""
 
     run_id: str
+    launched: Launched
+    """What ``journeys launch`` said: the version pinned, whether it published one."""
     plan: Plan
     result: PlanRunResult
     nodes: dict[str, Counters]
@@ -193,6 +211,11 @@ class JourneyKit:
         )
         self.pool, self.redis, self.receiver, self.directory = pool, redis, receiver, directory
         self._keys: dict[str, dict[str, dict[str, int]]] = {}
+        self.ingest_url: str | None = None
+
+    def use_ingest(self, url: str) -> None:
+        """Let ``Post`` steps reach the ingest API at ``url`` (the ``ingest_url`` fixture)."""
+        self.ingest_url = url
 
     def use_example_channels(self) -> None:
         """Send through the channels of ``examples/channels.yaml`` (to the receiver)."""
@@ -265,7 +288,7 @@ class JourneyKit:
                 await _unless_failed(self._play(live, step), ending)
             result = await ending
             progress = await handle.query(PlanRunWorkflow.progress)  # replayed, while we host
-        return await self._outcome(plan, result, node_totals(progress.per_shard))
+        return await self._outcome(plan, launched, result, node_totals(progress.per_shard))
 
     async def send(self, live: LiveRun, events: list[JourneyEvent]) -> None:
         """Signal ``events`` to the live run's shards (what ``Send`` does)."""
@@ -275,9 +298,20 @@ class JourneyKit:
         """A Temporal client on the kit's services."""
         return await client_for(self.settings)
 
+    async def post(self, events: list[dict[str, Any]]) -> None:
+        """Send ``events`` over the ingest API (what ``Post`` does)."""
+        assert self.ingest_url is not None, "call journey.use_ingest(ingest_url) first"
+        async with Journeys(self.ingest_url) as journeys:
+            await journeys.send_events(events)
+
     async def _play(self, live: LiveRun, step: Step) -> None:
         if isinstance(step, Send):
             await self.send(live, step.events)
+        elif isinstance(step, Post):
+            await self.post(step.events)
+        elif isinstance(step, UntilListening):
+            key = listeners_key(step.event)
+            await eventually(lambda: self.redis.hget(key, live.run_id), until=bool)
         elif isinstance(step, Advance):
             shards = range(live.shards) if step.shard is None else [step.shard]
             for shard in shards:
@@ -309,7 +343,7 @@ class JourneyKit:
         return [cleanup_run if f is real else f for f in hosted]
 
     async def _outcome(
-        self, plan: Plan, result: PlanRunResult, nodes: dict[str, Counters]
+        self, plan: Plan, launched: Launched, result: PlanRunResult, nodes: dict[str, Counters]
     ) -> JourneyOutcome:
         run_id = result.run_id
         finished = result.status is RunStatus.COMPLETED  # else holds were cut short
@@ -347,7 +381,12 @@ class JourneyKit:
         ):
             users[row["user_id"]].converted = True
         return JourneyOutcome(
-            run_id=run_id, plan=plan, result=result, nodes=nodes, users=dict(users)
+            run_id=run_id,
+            launched=launched,
+            plan=plan,
+            result=result,
+            nodes=nodes,
+            users=dict(users),
         )
 
 

@@ -7,42 +7,40 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 
 from activities.db.pool import DbPool
 from activities.journey.entries import EntryActivities
 from journeys.contracts.counters import Counters
 from journeys.contracts.journey import AdmitEntriesInput
-from journeys.contracts.runs import ControlSignal, RunOptions
+from journeys.contracts.runs import RunOptions
 from journeys.events import JourneyEvent
 from journeys.names import cohort_key, listeners_key
 from journeys.plan.entry import EventEntry
-from journeys.settings import Settings
-from starter.client import Journeys
 from starter.ingest.coalesce import SignalCoalescer
-from tests.engine import for_test, worker_running
 from tests.journey_kit import (
-    eventually,
-    launch_journey,
-    received_by_node,
     seed_profiles,
     shard_handle,
-    shard_nodes,
     shard_run_inputs,
     shard_runs,
-    until_shard,
-    virtual_time,
-    write_journey,
-    write_journey_channels,
 )
-from tests.journey_runner import Cancel, JourneyKit, Send, UntilShard
-from tests.receiver import Receiver
-from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
+from tests.journey_runner import (
+    Advance,
+    Cancel,
+    Check,
+    JourneyKit,
+    LiveRun,
+    Post,
+    Send,
+    UntilListening,
+    UntilRun,
+    UntilShard,
+)
 from workflows.plan_run import PlanRunWorkflow
 
 
@@ -76,35 +74,28 @@ def recall_plan(window_end: datetime) -> dict[str, Any]:
 
 
 async def test_orders_cancelled_start_recalls_told_apart_by_order(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,  # noqa: F811
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    journey.use_ingest(ingest_url)
     window_end = datetime.now(UTC) + timedelta(hours=2)
-    plan_file = write_journey(tmp_path, {**recall_plan(window_end), "audience": {"source": "all"}})
     tag = uuid.uuid4().hex[:6]
     users = [f"oc-{tag}-{n}" for n in range(10)]
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None
-        )
-        run = launched.run_id
-        await eventually(lambda: redis.hget(listeners_key("order_cancelled"), run), until=bool)
-        cancelled = [
-            {
-                "user_id": u,
-                "name": "order_cancelled",
-                "event_id": f"{run}:{u}:c1",
-                "props": {"order_id": f"o-{u}-1", "reason": "price_too_low"},
-            }
-            for u in users
-        ]
-        async with Journeys(ingest_url) as journeys:
-            await journeys.send_events(
+    cancelled = [
+        {
+            "user_id": u,
+            "name": "order_cancelled",
+            "event_id": f"{tag}:{u}:c1",
+            "props": {"order_id": f"o-{u}-1", "reason": "price_too_low"},
+        }
+        for u in users
+    ]
+    outcome = await journey.run(
+        recall_plan(window_end),
+        users=None,
+        skipping=False,
+        script=[
+            UntilListening("order_cancelled"),
+            Post(
                 [
                     *cancelled,
                     cancelled[0],  # the same event again: de-duplicated
@@ -114,9 +105,9 @@ async def test_orders_cancelled_start_recalls_told_apart_by_order(
                         "props": {"order_id": "x", "reason": "dont_trust"},  # not this plan's
                     },
                 ]
-            )
-            await until_shard(time.client, run, lambda s: s.counters.delivered == 10)
-            await journeys.send_events(  # u1 cancels a second order while in the journey
+            ),
+            UntilShard(lambda s: s.counters.delivered == 10),
+            Post(  # u1 cancels a second order while in the journey
                 [
                     {
                         "user_id": users[1],
@@ -124,9 +115,9 @@ async def test_orders_cancelled_start_recalls_told_apart_by_order(
                         "props": {"order_id": f"o-{users[1]}-2", "reason": "price_too_low"},
                     }
                 ]
-            )
-            await until_shard(time.client, run, lambda s: sum(s.counters.skipped.values()) == 1)
-            await journeys.send_events(
+            ),
+            UntilShard(lambda s: sum(s.counters.skipped.values()) == 1),
+            Post(
                 [
                     {  # pays the cancelled order: caught, converts
                         "user_id": users[0],
@@ -140,32 +131,43 @@ async def test_orders_cancelled_start_recalls_told_apart_by_order(
                     },
                     {"user_id": users[2], "name": "unsubscribed"},
                 ]
-            )
-            await until_shard(time.client, run, lambda s: s.nodes["paid"].routes.get("event") == 1)
-        await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, hours=3))
-        result = await handle.result()
+            ),
+            UntilShard(lambda s: s.nodes["paid"].routes.get("event") == 1),
+            Advance(timedelta(days=1, hours=3)),
+        ],
+    )
 
-    got = received_by_node(receiver)
-    assert got["coupon"] == set(users)
-    assert got["nudge"] == set(users) - {users[0], users[2]}
-    keys = set(receiver.messages())
+    run = outcome.run_id
+    for user in users:
+        got = outcome.users[user]
+        assert got.paths.keys() == {1}  # one entry each: the second cancel was refused
+        if user == users[0]:
+            assert (got.path, got.messages) == (["coupon", "paid", "thanks"], ["coupon", "thanks"])
+        elif user == users[2]:
+            assert got.exited and got.messages == ["coupon"]
+        else:
+            assert (got.path, got.messages) == (["coupon", "paid", "nudge"], ["coupon", "nudge"])
+    keys = set(journey.receiver.messages())
     assert f"{run}:coupon:{users[0]}:1" in keys  # the entry number in the idempotency key
-    coupon = receiver.messages()[f"{run}:coupon:{users[0]}:1"]
+    coupon = journey.receiver.messages()[f"{run}:coupon:{users[0]}:1"]
     assert f"for o-{users[0]}-1" in json.dumps(coupon)  # the entry event's props in templates
-    inbox = await pool.fetch("SELECT user_id FROM inbox WHERE message_id LIKE $1", f"{run}:%")
+    inbox = await journey.pool.fetch(
+        "SELECT user_id FROM inbox WHERE message_id LIKE $1", f"{run}:%"
+    )
     assert [r["user_id"] for r in inbox] == [users[0]]
-    totals = result.totals
+    totals = outcome.result.totals
     assert totals.targeted == 10 and totals.exited == 1
     assert totals.skipped == {"entry: re-entry (when_absent)": 1}
-    rows = await pool.fetch("SELECT user_id, entry, value FROM conversions WHERE run_id = $1", run)
+    rows = await journey.pool.fetch(
+        "SELECT user_id, entry, value FROM conversions WHERE run_id = $1", run
+    )
     # the goal is the user's, not the order's: any payment in the window converts the entry
     assert sorted((r["user_id"], r["entry"], r["value"]) for r in rows) == [
         (users[0], 1, 30),
         (users[1], 1, 5),
     ]
-    nodes = await shard_nodes(settings, run)
-    assert nodes["paid"].routes == {"event": 1, "timeout": 8}
-    assert await redis.hget(listeners_key("order_cancelled"), run) is None
+    assert outcome.nodes["paid"].routes == {"event": 1, "timeout": 8}
+    assert await journey.redis.hget(listeners_key("order_cancelled"), run) is None
 
 
 def entry(**fields: Any) -> EventEntry:
@@ -239,17 +241,27 @@ async def test_entry_rules_once_cooldown_absent_daily_limit_and_retries(
 
 
 async def test_entries_arriving_across_continue_as_new_each_enter_once(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,  # noqa: F811
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+    journey.use_ingest(ingest_url)
     window_end = datetime.now(UTC) + timedelta(hours=1)
-    plan_file = write_journey(
-        tmp_path,
+    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(60)]
+    waves = [  # each user twice, the repeat a wave later
+        Post(
+            [
+                {"user_id": u, "name": "signed_up"}
+                for u in users[n : n + 6] + users[max(0, n - 6) : n]
+            ]
+        )
+        for n in range(0, len(users), 6)
+    ]
+    runs: list[int] = []
+
+    async def count_runs(live: LiveRun) -> None:
+        await shard_handle(live.time.client, live.run_id).result()
+        runs.append(len(await shard_runs(live.time.client, live.run_id)))
+
+    outcome = await journey.run(
         {
             "entry": {
                 "type": "event",
@@ -261,93 +273,76 @@ async def test_entries_arriving_across_continue_as_new_each_enter_once(
             },
             "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
             "limits": {"page_size": 5, "concurrency": 1},
-            "audience": {"source": "all"},
         },
-    )
-    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(60)]
-    options = RunOptions(continue_as_new_after_pages=1)  # renew after every page sent
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings,
-            time,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=None,
-            options=options,
-        )
-        run = launched.run_id
-        await eventually(lambda: redis.hget(listeners_key("signed_up"), run), until=bool)
-        async with Journeys(ingest_url) as journeys:
-            for start in range(0, len(users), 6):  # each user twice, the repeat a wave later
-                wave = users[start : start + 6] + users[max(0, start - 6) : start]
-                await journeys.send_events([{"user_id": u, "name": "signed_up"} for u in wave])
-        done = await until_shard(
-            time.client,
-            run,
-            lambda s: (
-                s.counters.delivered + s.counters.retrying == len(users)
-                and sum(s.counters.skipped.values()) == len(users) - 6
+        users=None,
+        skipping=False,
+        options=RunOptions(continue_as_new_after_pages=1),  # renew after every page sent
+        script=[
+            UntilListening("signed_up"),
+            *waves,
+            UntilShard(
+                lambda s: (
+                    s.counters.delivered == len(users)
+                    and sum(s.counters.skipped.values()) == len(users) - 6
+                )
             ),
-        )
-        assert done.counters.delivered == len(users)
-        await time.fast_forward(shard_handle(time.client, run), timedelta(hours=1, minutes=1))
-        result = await handle.result()
+            Advance(timedelta(hours=1, minutes=1)),
+            Check(count_runs),
+        ],
+    )
 
-    assert max(receiver.by_user().values()) == 1 and set(receiver.by_user()) == set(users)
-    assert result.totals.targeted == len(users)
-    assert result.totals.skipped == {"entry: re-entry (once)": len(users) - 6}
-    assert len(await shard_runs(time.client, run)) >= 3
+    assert max(journey.receiver.by_user().values()) == 1
+    assert set(journey.receiver.by_user()) == set(users)
+    assert all(outcome.users[u].paths == {1: ["welcome"]} for u in users)  # entered once
+    assert outcome.result.totals.targeted == len(users)
+    assert outcome.result.totals.skipped == {"entry: re-entry (once)": len(users) - 6}
+    assert runs[0] >= 3
 
 
 async def test_events_right_after_launch_reach_every_shard(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,  # noqa: F811
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(
-        tmp_path,
+    journey.use_ingest(ingest_url)
+    users = [f"sa-{uuid.uuid4().hex[:4]}-{n:02d}" for n in range(40)]
+    histories: list[WorkflowHistory] = []
+
+    async def keep_history(live: LiveRun) -> None:
+        run = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+        await run.result()
+        histories.append(await run.fetch_history())
+
+    outcome = await journey.run(
         {
             "shards": 4,
             "entry": {"type": "event", "event": "signed_up", "flush_every": "200ms"},
             "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
-            "audience": {"source": "all"},
         },
+        users=None,
+        skipping=False,
+        script=[
+            # the run registers once its shards run, so events sent now all find their shard
+            UntilListening("signed_up"),
+            Post([{"user_id": u, "name": "signed_up"} for u in users]),
+            UntilRun(lambda p: p.totals.delivered == len(users)),
+            Cancel(),
+            Check(keep_history),
+        ],
     )
-    users = [f"sa-{uuid.uuid4().hex[:4]}-{n:02d}" for n in range(40)]
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None
-        )
-        run = launched.run_id
-        # the run registers once its shards run, so events sent now all find their shard
-        await eventually(lambda: redis.hget(listeners_key("signed_up"), run), until=bool)
-        async with Journeys(ingest_url) as journeys:
-            await journeys.send_events([{"user_id": u, "name": "signed_up"} for u in users])
 
-        async def reached() -> int:
-            return len(receiver.by_user())
-
-        await eventually(reached, until=lambda n: n >= len(users))
-        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
-        result = await handle.result()
-        history = await handle.fetch_history()
-
-    assert set(receiver.by_user()) == set(users)
-    assert result.totals.targeted == len(users) and result.totals.delivered == len(users)
+    assert set(journey.receiver.by_user()) == set(users)
+    assert outcome.paths() == {u: ["welcome"] for u in sorted(users)}
+    totals = outcome.result.totals
+    assert totals.targeted == len(users) and totals.delivered == len(users)
     # Not left to the race above: the run lists itself only after all four shards started.
+    events = histories[0].events
     started = [
         n
-        for n, e in enumerate(history.events)
+        for n, e in enumerate(events)
         if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
     ]
     registered = next(
         n
-        for n, e in enumerate(history.events)
+        for n, e in enumerate(events)
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and e.activity_task_scheduled_event_attributes.activity_type.name == "register_listeners"
     )
@@ -355,92 +350,92 @@ async def test_events_right_after_launch_reach_every_shard(
 
 
 async def test_a_flood_of_entries_is_admitted_before_continue_as_new(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,  # noqa: F811
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(
-        tmp_path,
+    journey.use_ingest(ingest_url)
+    users = [f"fl-{uuid.uuid4().hex[:4]}-{n:04d}" for n in range(1200)]
+    padding = "x" * 2000  # 1,200 events of ~2 KB: more than one continue-as-new input may hold
+    inputs: list[int] = []
+
+    async def keep_inputs(live: LiveRun) -> None:
+        await shard_handle(live.time.client, live.run_id).result()
+        inputs.extend(await shard_run_inputs(live.time.client, live.run_id))
+
+    outcome = await journey.run(
         {
             "entry": {"type": "event", "event": "browsed", "flush_every": "1s"},
             "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
             "limits": {"page_size": 500},
-            "audience": {"source": "all"},
         },
+        users=None,
+        skipping=False,
+        options=RunOptions(continue_as_new_after_pages=1),
+        script=[
+            UntilListening("browsed"),
+            Post([{"user_id": u, "name": "browsed", "props": {"pad": padding}} for u in users]),
+            UntilShard(lambda s: s.counters.delivered == len(users)),
+            Cancel(),
+            Check(keep_inputs),
+        ],
     )
-    users = [f"fl-{uuid.uuid4().hex[:4]}-{n:04d}" for n in range(1200)]
-    padding = "x" * 2000  # 1,200 events of ~2 KB: more than one continue-as-new input may hold
-    options = RunOptions(continue_as_new_after_pages=1)
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None, options=options
-        )
-        run = launched.run_id
-        await eventually(lambda: redis.hget(listeners_key("browsed"), run), until=bool)
-        async with Journeys(ingest_url) as journeys:
-            await journeys.send_events(
-                [{"user_id": u, "name": "browsed", "props": {"pad": padding}} for u in users]
-            )
-        await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
-        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
-        await handle.result()
-        inputs = await shard_run_inputs(time.client, run)
 
-    assert set(receiver.by_user()) == set(users) and max(receiver.by_user().values()) == 1
+    by_user = journey.receiver.by_user()
+    assert set(by_user) == set(users) and max(by_user.values()) == 1
+    assert outcome.paths() == {u: ["welcome"] for u in sorted(users)}
     assert len(inputs) >= 2
     assert max(inputs) < 512 * 1024  # waiting events were admitted, not carried
 
 
-async def test_concurrent_requests_share_one_signal_per_shard(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(
-        tmp_path,
+async def test_concurrent_requests_share_one_signal_per_shard(journey: JourneyKit) -> None:
+    users = [f"co-{uuid.uuid4().hex[:4]}-{n:02d}" for n in range(20)]
+    reached: list[int] = []
+    histories: list[WorkflowHistory] = []
+
+    async def twenty_requests_in_one_linger(live: LiveRun) -> None:
+        signals = SignalCoalescer(live.time.client, linger=timedelta(seconds=1))
+        reached.extend(
+            await asyncio.gather(
+                *(
+                    signals.send(
+                        run_id=live.run_id,
+                        shards=1,
+                        events=[JourneyEvent(user_id=u, name="signed_up")],
+                    )
+                    for u in users
+                )
+            )
+        )
+
+    async def keep_history(live: LiveRun) -> None:
+        shard = shard_handle(live.time.client, live.run_id)
+        await shard.result()
+        histories.append(await shard.fetch_history())
+
+    await journey.run(
         {
             "entry": {"type": "event", "event": "signed_up", "flush_every": "200ms"},
             "steps": {"welcome": {"type": "send", "channel": "push", "template": "hello"}},
-            "audience": {"source": "all"},
         },
+        users=None,
+        skipping=False,
+        script=[
+            UntilListening("signed_up"),
+            Check(twenty_requests_in_one_linger),
+            UntilShard(lambda s: s.counters.delivered == len(users)),
+            Cancel(),
+            Check(keep_history),
+        ],
     )
-    users = [f"co-{uuid.uuid4().hex[:4]}-{n:02d}" for n in range(20)]
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None
-        )
-        run = launched.run_id
-        await eventually(lambda: redis.hget(listeners_key("signed_up"), run), until=bool)
-        signals = SignalCoalescer(time.client, linger=timedelta(seconds=1))
-        reached = await asyncio.gather(  # 20 requests' worth, all within one linger
-            *(
-                signals.send(
-                    run_id=run, shards=1, events=[JourneyEvent(user_id=u, name="signed_up")]
-                )
-                for u in users
-            )
-        )
-        await until_shard(time.client, run, lambda s: s.counters.delivered == len(users))
-        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
-        await handle.result()
-        history = await shard_handle(time.client, run).fetch_history()
 
     assert reached == [1] * len(users)
     received = [
         e
-        for e in history.events
+        for e in histories[0].events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
         and e.workflow_execution_signaled_event_attributes.signal_name == "events"
     ]
     assert len(received) == 1
-    assert set(receiver.by_user()) == set(users)
+    assert set(journey.receiver.by_user()) == set(users)
 
 
 async def test_users_caught_by_an_event_keep_their_entry_for_the_next_nodes(

@@ -3,16 +3,13 @@ running journeys (real uvicorn server, Temporal, Redis, PostgreSQL, HTTP receive
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from activities.db.pool import DbPool
@@ -23,42 +20,17 @@ from journeys.events import MAX_PROPS_BYTES
 from journeys.names import exited_key, listeners_key
 from journeys.settings import Settings
 from starter.client import Journeys
-from starter.ingest.serve import build_server
 from starter.ingest.service import EventIngest
-from starter.stack.probes import free_port
 from tests.conftest import spawn_journeys
-from tests.engine import client_for, for_test, worker_running
+from tests.engine import client_for
 from tests.journey_kit import (
     eventually,
-    launch_journey,
-    received_by_node,
     shard_handle,
-    shard_nodes,
     shard_run_inputs,
     shard_runs,
     until_shard,
-    virtual_time,
-    write_journey,
-    write_journey_channels,
-    write_users,
 )
-from tests.receiver import Receiver
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ingest_url(stack_settings: Settings) -> AsyncIterator[str]:
-    """``journeys serve``'s app on a free port, in this process."""
-    server = build_server(stack_settings, port=free_port())
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        await asyncio.sleep(0.01)
-        return bool(server.started)
-
-    await eventually(started, until=bool)
-    yield f"http://{stack_settings.ingest_host}:{server.config.port}"
-    server.should_exit = True
-    await task
+from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, UntilShard
 
 
 async def stored(pool: DbPool, users: list[str]) -> int:
@@ -158,30 +130,15 @@ WAIT_FOR_CLICK = {
 
 
 async def test_events_over_http_release_exit_and_convert_in_a_running_journey(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(tmp_path, WAIT_FOR_CLICK)
     tag = uuid.uuid4().hex[:6]
     users = [f"ev-{tag}-{n:03d}" for n in range(60)]
     clickers, leavers, buyers = users[:10], users[10:15], users[:3]
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings,
-            time,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-        )
-        run = launched.run_id
-        await until_shard(time.client, run, lambda s: [w.users for w in s.waits] == [60])
-        assert (await redis.hget(listeners_key("push_clicked"), run)) == b"1"
+    key = listeners_key("push_clicked")
+
+    async def events_over_http(live: LiveRun) -> None:
+        assert (await journey.redis.hget(key, live.run_id)) == b"1"
         async with httpx.AsyncClient(base_url=ingest_url) as http:
             for n in range(300):  # malformed: refused to the sender, the journey carries on
                 answer = await http.post(
@@ -190,7 +147,7 @@ async def test_events_over_http_release_exit_and_convert_in_a_running_journey(
                 assert answer.status_code == 422
         async with Journeys(ingest_url) as journeys:
             clicks = [
-                {"user_id": u, "name": "push_clicked", "event_id": f"{run}:{u}:click"}
+                {"user_id": u, "name": "push_clicked", "event_id": f"{live.run_id}:{u}:click"}
                 for u in clickers
             ]
             first = await journeys.send_events(clicks)
@@ -200,35 +157,70 @@ async def test_events_over_http_release_exit_and_convert_in_a_running_journey(
                 + [{"user_id": u, "name": "order_paid", "props": {"amount": 10}} for u in buyers]
             )
         assert first.routed == 10 and (repeat.duplicates, repeat.routed) == (10, 0)
-        await until_shard(
-            time.client,
-            run,
-            lambda s: s.nodes["clicked"].routes.get("event") == 10 and s.counters.converted == 3,
-        )
-        key = listeners_key("push_clicked")
-        await eventually(lambda: redis.zcard(exited_key(run, 0)), until=lambda n: n == 5)
-        await time.fast_forward(shard_handle(time.client, run), timedelta(days=2, minutes=1))
-        result = await handle.result()
 
-    got = received_by_node(receiver)
-    assert got["nudge"] == set(users) - set(clickers) - set(leavers)
-    inbox = await pool.fetch("SELECT user_id FROM inbox WHERE message_id LIKE $1", f"{run}:%")
+    async def leavers_marked(live: LiveRun) -> None:
+        exited = exited_key(live.run_id, 0)
+        await eventually(lambda: journey.redis.zcard(exited), until=lambda n: n == 5)
+
+    outcome = await journey.run(
+        WAIT_FOR_CLICK,
+        users=users,
+        skipping=False,
+        script=[
+            UntilShard(lambda s: [w.users for w in s.waits] == [60]),
+            Check(events_over_http),
+            UntilShard(
+                lambda s: s.nodes["clicked"].routes.get("event") == 10 and s.counters.converted == 3
+            ),
+            Check(leavers_marked),
+            Advance(timedelta(days=2, minutes=1)),
+        ],
+    )
+
+    for user in users:
+        got = outcome.users[user]
+        if user in clickers:
+            assert (got.path, got.messages) == (["push", "clicked", "thanks"], ["push", "thanks"])
+        elif user in leavers:
+            assert got.exited and got.messages == ["push"]
+        else:
+            assert (got.path, got.messages) == (["push", "clicked", "nudge"], ["push", "nudge"])
+        assert got.converted == (user in buyers)
+    inbox = await journey.pool.fetch(
+        "SELECT user_id FROM inbox WHERE message_id LIKE $1", f"{outcome.run_id}:%"
+    )
     assert {r["user_id"] for r in inbox} == set(clickers)
-    assert result.totals.exited == len(leavers) and result.totals.converted == 3
-    assert await redis.hget(key, run) is None  # the run left the registry when it ended
+    assert outcome.result.totals.exited == len(leavers) and outcome.result.totals.converted == 3
+    assert await journey.redis.hget(key, outcome.run_id) is None  # it left the registry
 
 
 async def test_events_arriving_across_continue_as_new_are_not_lost(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(
-        tmp_path,
+    users = [f"cn-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(160)]
+    seen: dict[str, int] = {}
+
+    async def pings_while_the_busy_arm_pages(live: LiveRun) -> None:
+        summary = await until_shard(live.time.client, live.run_id, lambda s: bool(s.waits))
+        holding = seen["holding"] = summary.waits[0].users
+        async with Journeys(ingest_url) as journeys:
+            for start in range(0, len(users), 8):  # while the busy arm pages and renews
+                await journeys.send_events(
+                    [{"user_id": u, "name": "pinged"} for u in users[start : start + 8]]
+                )
+        done = await until_shard(
+            live.time.client,
+            live.run_id,
+            lambda s: (  # every caught user sent, and the busy arm done paging
+                s.nodes.get("blast", Counters()).entered > 0
+                and s.nodes.get("ping", Counters()).routes.get("event", 0) == holding
+                and s.counters.delivered + sum(s.counters.failed.values()) >= len(users)
+            ),
+        )
+        assert done.counters.delivered == len(users)
+        seen["runs"] = len(await shard_runs(live.time.client, live.run_id))
+
+    outcome = await journey.run(
         {
             "steps": {
                 "split": {
@@ -249,47 +241,21 @@ async def test_events_arriving_across_continue_as_new_are_not_lost(
             },
             "limits": {"page_size": 5, "concurrency": 1},
         },
+        users=users,
+        skipping=False,
+        options=RunOptions(continue_as_new_after_pages=2),
+        script=[Check(pings_while_the_busy_arm_pages), Advance(timedelta(days=1, minutes=1))],
     )
-    users = [f"cn-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(160)]
-    options = RunOptions(continue_as_new_after_pages=2)
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings,
-            time,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-            options=options,
-        )
-        run = launched.run_id
-        summary = await until_shard(time.client, run, lambda s: bool(s.waits))
-        holding = summary.waits[0].users
-        async with Journeys(ingest_url) as journeys:
-            for start in range(0, len(users), 8):  # while the busy arm pages and renews
-                await journeys.send_events(
-                    [{"user_id": u, "name": "pinged"} for u in users[start : start + 8]]
-                )
-        done = await until_shard(
-            time.client,
-            run,
-            lambda s: (  # every caught user sent, and the busy arm done paging
-                s.nodes.get("blast", Counters()).entered > 0
-                and s.nodes.get("ping", Counters()).routes.get("event", 0) == holding
-                and s.counters.delivered + sum(s.counters.failed.values()) >= len(users)
-            ),
-        )
-        assert done.counters.delivered == len(users)
-        await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, minutes=1))
-        await handle.result()
 
-    got = received_by_node(receiver)
-    assert len(got["late"]) == holding and not got["late"] & got["blast"]
-    assert got["late"] | got["blast"] == set(users)
-    assert max(receiver.by_user().values()) == 1
-    nodes = await shard_nodes(settings, run)
-    assert nodes["ping"].routes == {"event": holding, "timeout": 0}
-    assert len(await shard_runs(time.client, run)) >= 3
+    for user in users:
+        got = outcome.users[user]
+        held = got.arms["split"] == "hold"
+        assert got.path == (["split", "ping", "late"] if held else ["split", "blast"])
+        assert got.messages == (["late"] if held else ["blast"])  # once each
+    assert sum(1 for u in users if outcome.users[u].arms["split"] == "hold") == seen["holding"]
+    assert max(journey.receiver.by_user().values()) == 1
+    assert outcome.nodes["ping"].routes == {"event": seen["holding"], "timeout": 0}
+    assert seen["runs"] >= 3
 
 
 async def test_cli_sends_and_loads_events(
@@ -346,46 +312,42 @@ async def test_props_size_limit_is_the_configured_one(
 
 
 async def test_a_flood_of_goal_events_is_recorded_not_carried(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-    ingest_url: str,
+    journey: JourneyKit, ingest_url: str
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(
-        tmp_path,
+    users = [f"gf-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(300)]
+    padding = "x" * 2000  # 1,200 events of ~2 KB: more than one input may hold
+    inputs: list[int] = []
+
+    async def flood(live: LiveRun) -> None:
+        await eventually(lambda: journey.redis.hget(listeners_key("paid"), live.run_id), until=bool)
+        async with Journeys(ingest_url) as journeys:
+            await journeys.send_events(
+                [{"user_id": u, "name": "paid", "props": {"pad": padding}} for u in users * 4]
+            )
+
+    async def keep_inputs(live: LiveRun) -> None:
+        await shard_handle(live.time.client, live.run_id).result()
+        inputs.extend(await shard_run_inputs(live.time.client, live.run_id))
+
+    outcome = await journey.run(
         {
             "steps": {"push": {"type": "send", "channel": "push", "template": "hello"}},
             "goal": {"event": "paid", "within": "1d"},
             "limits": {"page_size": 10, "concurrency": 1},
         },
+        users=users,
+        skipping=False,
+        options=RunOptions(continue_as_new_after_pages=1),  # draining after every page
+        script=[
+            Check(flood),
+            UntilShard(lambda s: s.counters.converted == len(users)),
+            Advance(timedelta(days=1, minutes=1)),
+            Check(keep_inputs),
+        ],
     )
-    users = [f"gf-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(300)]
-    padding = "x" * 2000  # 1,200 events of ~2 KB: more than one input may hold
-    options = RunOptions(continue_as_new_after_pages=1)  # draining after every page
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time:
-        launched, handle = await launch_journey(
-            settings,
-            time,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-            options=options,
-        )
-        run = launched.run_id
-        await eventually(lambda: redis.hget(listeners_key("paid"), run), until=bool)
-        async with Journeys(ingest_url) as journeys:
-            await journeys.send_events(
-                [{"user_id": u, "name": "paid", "props": {"pad": padding}} for u in users * 4]
-            )
-        await until_shard(time.client, run, lambda s: s.counters.converted == len(users))
-        await time.fast_forward(shard_handle(time.client, run), timedelta(days=1, minutes=1))
-        result = await handle.result()
-        inputs = await shard_run_inputs(time.client, run)
 
-    assert result.totals.converted == len(users) and result.totals.delivered == len(users)
+    assert all(outcome.users[u].converted for u in users)
+    assert outcome.result.totals.converted == len(users)
+    assert outcome.result.totals.delivered == len(users)
     assert len(inputs) >= 2
     assert max(inputs) < 512 * 1024  # the flood was recorded in batches, not carried

@@ -11,12 +11,18 @@ from typing import Any
 
 from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.runs import ShardSummary
-from journeys.names import listeners_key
-from starter.client import Journeys
 from tests.engine import ROOT
-from tests.journey_kit import eventually, received_by_node, until_shard
-from tests.journey_runner import Advance, Cancel, Check, JourneyKit, LiveRun, UntilShard
-from tests.test_events import ingest_url  # noqa: F401  (the in-process ingest API fixture)
+from tests.journey_kit import received_by_node, until_shard
+from tests.journey_runner import (
+    Advance,
+    Cancel,
+    Check,
+    JourneyKit,
+    LiveRun,
+    Post,
+    UntilListening,
+    UntilShard,
+)
 
 EXAMPLE = ROOT / "examples" / "cancelled-order-recall.yaml"
 WHY_ROUTES = {"price_too_low": 2, "data_wipe_hassle": 2, "dont_trust": 2, "else": 1}
@@ -33,9 +39,10 @@ def delivered(summary: ShardSummary, node: str) -> int:
 
 async def test_cancelled_order_recall_answers_each_cancel_reason(
     journey: JourneyKit,
-    ingest_url: str,  # noqa: F811
+    ingest_url: str,
 ) -> None:
     journey.use_example_channels()
+    journey.use_ingest(ingest_url)
     tag = uuid.uuid4().hex[:6]
     reasons = {
         "price_clicks": "price_too_low",  # opens the coupon push: no SMS
@@ -60,17 +67,6 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
         }
         return {"user_id": user[role], "name": "order_cancelled", "props": props}
 
-    def post(events: list[dict[str, Any]]) -> Check:
-        async def probe(live: LiveRun) -> None:
-            async with Journeys(ingest_url) as journeys:
-                await journeys.send_events(events)
-
-        return Check(probe)
-
-    async def listening(live: LiveRun) -> None:
-        key = listeners_key("order_cancelled")
-        await eventually(lambda: journey.redis.hget(key, live.run_id), until=bool)
-
     async def routed_by_reason(live: LiveRun) -> None:
         routed = await until_shard(
             live.time.client,
@@ -86,8 +82,8 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
         profiles={user[role]: {"phone": phone[role], "attrs": {"name": role}} for role in user},
         skipping=False,
         script=[
-            Check(listening),
-            post(
+            UntilListening("order_cancelled"),
+            Post(
                 [
                     *(cancelled(role, reason) for role, reason in reasons.items()),
                     # the platform cancelled it (failed inspection): `where` keeps it out
@@ -96,7 +92,7 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
             ),
             # one batch after flush_every (5s), then everyone waits in the undo window
             UntilShard(lambda s: waiting_at(s, "undo_window") == 8),
-            post(
+            Post(
                 [
                     {  # the same order again: leaves at `resumed`
                         "user_id": user["resumer"],
@@ -122,7 +118,7 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
                     and delivered(s, "generic_push") == 1
                 )
             ),
-            post(
+            Post(
                 [
                     {
                         "user_id": user["price_clicks"],

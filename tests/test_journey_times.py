@@ -1,5 +1,6 @@
-"""``wait_until`` end to end on virtual time: users' own zones (one cohort per zone, with a
-fallback), the plan's zone on a weekday, and fixed moments ahead and behind.
+"""``wait_until`` end to end on virtual time through the journey kit: users' own zones (one
+cohort per zone, with a fallback), the plan's zone on a weekday, and fixed moments ahead and
+behind.
 
 Deadlines are checked exactly: the shard computes them from its clock when the cohort arms
 its timer, some instant between the launch and the moment the test sees the cohort waiting,
@@ -10,32 +11,18 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import redis.asyncio as aioredis
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 
-from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import ShardSummary, WaitingCohort
 from journeys.plan.models import Plan
 from journeys.schedule import next_local_time
-from journeys.settings import Settings
-from tests.engine import for_test, worker_running
-from tests.journey_kit import (
-    launch_journey,
-    received_by_node,
-    seed_profiles,
-    shard_handle,
-    shard_nodes,
-    until_shard,
-    virtual_time,
-    write_journey,
-    write_journey_channels,
-    write_users,
-)
+from tests.journey_kit import received_by_node, shard_handle, until_shard
+from tests.journey_runner import Advance, Check, JourneyKit, JourneyOutcome, LiveRun, UntilShard
 from tests.receiver import Receiver
 
 FALLBACK = "Asia/Tokyo"
@@ -61,38 +48,24 @@ def expected_deadlines(
     return {next_local_time(t, at=at, zone=zone, weekdays=weekdays) for t in (start, seen)}
 
 
-def assert_delivered_once(receiver: Receiver, users: list[str], node: str) -> None:
-    got = received_by_node(receiver)
-    assert got == {node: set(users)}
+def assert_delivered_once(
+    receiver: Receiver, outcome: JourneyOutcome, users: list[str], node: str
+) -> None:
+    assert received_by_node(receiver) == {node: set(users)}
     counts = receiver.by_user()
     assert set(counts) == set(users)
     assert set(counts.values()) == {1}  # nobody twice
+    assert all(outcome.users[u].messages == [node] for u in users)
 
 
-async def test_wait_until_nine_in_each_users_own_zone(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    plan_file = write_journey(
-        tmp_path,
-        {
-            "steps": {
-                "morning": {
-                    "type": "wait_until",
-                    "time": "09:00",
-                    "timezone": "user",
-                    "fallback_timezone": FALLBACK,
-                    "next": "ping",
-                },
-                "ping": {"type": "send", "channel": "push", "template": "hello"},
-            },
-            "limits": {"page_size": 4, "concurrency": 2},  # the zone split takes a few pages
-        },
-    )
+async def waiting_now(live: LiveRun, total: int) -> tuple[ShardSummary, datetime]:
+    """The shard once ``total`` users wait, and its clock then."""
+    summary = await until_shard(live.time.client, live.run_id, all_waiting(total))
+    seen = await live.time.get_current_time(shard_handle(live.time.client, live.run_id))
+    return summary, seen
+
+
+async def test_wait_until_nine_in_each_users_own_zone(journey: JourneyKit) -> None:
     tag = uuid.uuid4().hex[:6]
     in_zone = {
         "Asia/Shanghai": 5,
@@ -110,31 +83,17 @@ async def test_wait_until_nine_in_each_users_own_zone(
     for n in range(2):  # a profile without a zone
         profiles[f"tz-{tag}-nozone-{n}"] = {"attrs": {"tier": "gold"}}
     profiles[f"tz-{tag}-bogus"] = {"timezone": "Mars/Olympus_Mons"}  # not a zone
-    await seed_profiles(pool, profiles)
     no_profile = f"tz-{tag}-unknown"  # in no table at all
     users = sorted([*profiles, no_profile])
     zone_of |= {u: FALLBACK for u in users if u not in zone_of}
     per_zone = Counter(zone_of.values())
     assert per_zone[FALLBACK] == 5 and len(per_zone) == 4
 
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time_:
-        start = datetime.now(UTC)
-        launched, handle = await launch_journey(
-            settings,
-            time_,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-        )
-        run = launched.run_id
-        shard = shard_handle(time_.client, run)
-        summary = await until_shard(time_.client, run, all_waiting(len(users)))
-        seen = await time_.get_current_time(shard)
+    async def one_cohort_per_zone_at_nine(live: LiveRun) -> None:
+        summary, seen = await waiting_now(live, len(users))
         assert start <= seen
         if all(w.until - seen > SLACK for w in summary.waits):
-            assert received_by_node(receiver) == {}  # nobody gets the push before their 09:00
-
+            assert received_by_node(live.receiver) == {}  # nobody gets it before their 09:00
         waits: dict[str | None, WaitingCohort] = {w.zone: w for w in summary.waits}
         assert len(waits) == len(summary.waits)  # one cohort per zone
         assert {where: w.users for where, w in waits.items()} == dict(per_zone)
@@ -147,29 +106,57 @@ async def test_wait_until_nine_in_each_users_own_zone(
         # the same 09:00 is a different instant in every zone
         assert len({w.until for w in waits.values()}) == len(waits)
 
-        await time_.fast_forward(shard, timedelta(days=2))
-        result = await handle.result()
+    start = datetime.now(UTC)
+    outcome = await journey.run(
+        {
+            "steps": {
+                "morning": {
+                    "type": "wait_until",
+                    "time": "09:00",
+                    "timezone": "user",
+                    "fallback_timezone": FALLBACK,
+                    "next": "ping",
+                },
+                "ping": {"type": "send", "channel": "push", "template": "hello"},
+            },
+            "limits": {"page_size": 4, "concurrency": 2},  # the zone split takes a few pages
+        },
+        users=users,
+        profiles=profiles,
+        skipping=False,
+        script=[Check(one_cohort_per_zone_at_nine), Advance(timedelta(days=2))],
+    )
 
-    assert_delivered_once(receiver, users, "ping")
+    assert_delivered_once(journey.receiver, outcome, users, "ping")
+    assert outcome.paths() == {u: ["morning", "ping"] for u in users}
+    result = outcome.result
     assert result.status is RunStatus.COMPLETED
     assert result.totals.delivered == len(users) and result.totals.completed == len(users)
-    nodes = await shard_nodes(settings, run)
-    assert nodes["morning"].routes == dict(per_zone)
-    assert nodes["morning"].entered == len(users)
-    assert nodes["ping"].entered == len(users) and nodes["ping"].delivered == len(users)
+    assert outcome.nodes["morning"].routes == dict(per_zone)
+    assert outcome.nodes["morning"].entered == len(users)
+    assert outcome.nodes["ping"].entered == len(users)
+    assert outcome.nodes["ping"].delivered == len(users)
 
 
-async def test_wait_until_monday_evening_in_the_plans_zone(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+async def test_wait_until_monday_evening_in_the_plans_zone(journey: JourneyKit) -> None:
     berlin = "Europe/Berlin"
-    plan_file = write_journey(
-        tmp_path,
+    users = [f"pz-{uuid.uuid4().hex[:6]}-{n:02d}" for n in range(12)]
+
+    async def waits_for_monday_evening(live: LiveRun) -> None:
+        summary, seen = await waiting_now(live, len(users))
+        [wait] = summary.waits
+        assert (wait.node, wait.users, wait.zone) == ("evening", len(users), None)
+        local = wait.until.astimezone(ZoneInfo(berlin))
+        assert local.weekday() == 0 and (local.hour, local.minute, local.second) == (20, 0, 0)
+        assert start <= wait.until <= seen + timedelta(days=7)
+        assert wait.until in expected_deadlines(
+            start, seen, at=time(20), zone=berlin, weekdays=["mon"]
+        )
+        if wait.until - seen > SLACK:
+            assert received_by_node(live.receiver) == {}
+
+    start = datetime.now(UTC)
+    outcome = await journey.run(
         {
             "timezone": berlin,
             "steps": {
@@ -182,131 +169,80 @@ async def test_wait_until_monday_evening_in_the_plans_zone(
                 "ping": {"type": "send", "channel": "push", "template": "hello"},
             },
         },
+        users=users,
+        # a profile zone does not matter when the plan's zone is asked for
+        profiles={users[0]: {"timezone": "Asia/Shanghai"}},
+        skipping=False,
+        script=[Check(waits_for_monday_evening), Advance(timedelta(days=8))],
     )
-    users = [f"pz-{uuid.uuid4().hex[:6]}-{n:02d}" for n in range(12)]
-    # a profile zone does not matter when the plan's zone is asked for
-    await seed_profiles(pool, {users[0]: {"timezone": "Asia/Shanghai"}})
 
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time_:
-        start = datetime.now(UTC)
-        launched, handle = await launch_journey(
-            settings,
-            time_,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-        )
-        run = launched.run_id
-        shard = shard_handle(time_.client, run)
-        summary = await until_shard(time_.client, run, all_waiting(len(users)))
-        seen = await time_.get_current_time(shard)
-
-        [wait] = summary.waits
-        assert (wait.node, wait.users, wait.zone) == ("evening", len(users), None)
-        local = wait.until.astimezone(ZoneInfo(berlin))
-        assert local.weekday() == 0 and (local.hour, local.minute, local.second) == (20, 0, 0)
-        assert start <= wait.until <= seen + timedelta(days=7)
-        assert wait.until in expected_deadlines(
-            start, seen, at=time(20), zone=berlin, weekdays=["mon"]
-        )
-        if wait.until - seen > SLACK:
-            assert received_by_node(receiver) == {}
-
-        await time_.fast_forward(shard, timedelta(days=8))
-        result = await handle.result()
-
-    assert_delivered_once(receiver, users, "ping")
-    assert result.status is RunStatus.COMPLETED and result.totals.completed == len(users)
-    nodes = await shard_nodes(settings, run)
-    assert nodes["evening"].entered == len(users)
-    assert nodes["evening"].routes == {}  # no zone split in the plan's zone
+    assert_delivered_once(journey.receiver, outcome, users, "ping")
+    assert outcome.paths() == {u: ["evening", "ping"] for u in users}
+    assert outcome.result.status is RunStatus.COMPLETED
+    assert outcome.result.totals.completed == len(users)
+    assert outcome.nodes["evening"].entered == len(users)
+    assert outcome.nodes["evening"].routes == {}  # no zone split in the plan's zone
 
 
-async def test_wait_until_a_fixed_moment_with_an_offset(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+async def test_wait_until_a_fixed_moment_with_an_offset(journey: JourneyKit) -> None:
     india = timezone(timedelta(hours=5, minutes=30))
     moment = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).astimezone(india)
-    plan_file = write_journey(
-        tmp_path,
+    users = [f"at-{uuid.uuid4().hex[:6]}-{n:02d}" for n in range(10)]
+
+    async def waits_for_the_moment(live: LiveRun) -> None:
+        summary, _ = await waiting_now(live, len(users))
+        [wait] = summary.waits
+        assert (wait.node, wait.users, wait.zone) == ("later", len(users), None)
+        assert wait.until == moment  # the same instant, whatever offset it is written in
+        assert received_by_node(live.receiver) == {}
+
+    outcome = await journey.run(
         {
             "steps": {
                 "later": {"type": "wait_until", "at": moment.isoformat(), "next": "ping"},
                 "ping": {"type": "send", "channel": "push", "template": "hello"},
             }
         },
+        users=users,
+        skipping=False,
+        script=[Check(waits_for_the_moment), Advance(timedelta(days=3, minutes=1))],
     )
-    users = [f"at-{uuid.uuid4().hex[:6]}-{n:02d}" for n in range(10)]
 
-    async with worker_running(settings), virtual_time(settings, skipping=False) as time_:
-        launched, handle = await launch_journey(
-            settings,
-            time_,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-        )
-        run = launched.run_id
-        shard = shard_handle(time_.client, run)
-        summary = await until_shard(time_.client, run, all_waiting(len(users)))
-        [wait] = summary.waits
-        assert (wait.node, wait.users, wait.zone) == ("later", len(users), None)
-        assert wait.until == moment  # the same instant, whatever offset it is written in
-        assert received_by_node(receiver) == {}
-
-        await time_.fast_forward(shard, timedelta(days=3, minutes=1))
-        result = await handle.result()
-
-    assert_delivered_once(receiver, users, "ping")
-    assert result.status is RunStatus.COMPLETED and result.totals.completed == len(users)
+    assert_delivered_once(journey.receiver, outcome, users, "ping")
+    assert outcome.result.status is RunStatus.COMPLETED
+    assert outcome.result.totals.completed == len(users)
 
 
-async def test_wait_until_a_moment_already_past_moves_on_at_once(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
-) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
+async def test_wait_until_a_moment_already_past_moves_on_at_once(journey: JourneyKit) -> None:
     past = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
-    plan_file = write_journey(
-        tmp_path,
+    users = [f"past-{uuid.uuid4().hex[:6]}-{n:02d}" for n in range(10)]
+    histories: list[WorkflowHistory] = []
+
+    async def keep_history(live: LiveRun) -> None:
+        shard = shard_handle(live.time.client, live.run_id)
+        await shard.result()
+        histories.append(await shard.fetch_history())
+
+    outcome = await journey.run(
         {
             "steps": {
                 "later": {"type": "wait_until", "at": past.isoformat(), "next": "ping"},
                 "ping": {"type": "send", "channel": "push", "template": "hello"},
             }
         },
+        users=users,
+        script=[UntilShard(lambda s: True), Check(keep_history)],  # once the shard exists
     )
-    users = [f"past-{uuid.uuid4().hex[:6]}-{n:02d}" for n in range(10)]
 
-    async with worker_running(settings), virtual_time(settings, skipping=True) as time_:
-        launched, handle = await launch_journey(
-            settings,
-            time_,
-            pool=pool,
-            redis=redis,
-            plan_file=plan_file,
-            users=write_users(tmp_path, users),
-        )
-        result = await handle.result()
-        history = await shard_handle(time_.client, launched.run_id).fetch_history()
-
-    assert_delivered_once(receiver, users, "ping")
-    assert result.status is RunStatus.COMPLETED
-    assert result.totals.delivered == len(users) and result.totals.completed == len(users)
-    timers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert_delivered_once(journey.receiver, outcome, users, "ping")
+    assert outcome.result.status is RunStatus.COMPLETED
+    assert outcome.result.totals.delivered == len(users)
+    assert outcome.result.totals.completed == len(users)
+    events = histories[0].events
+    timers = [e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
     assert timers == []  # nothing was waited for, not even a skipped timer
-    nodes = await shard_nodes(settings, launched.run_id)
-    assert nodes["later"].entered == len(users) and nodes["ping"].delivered == len(users)
+    assert outcome.nodes["later"].entered == len(users)
+    assert outcome.nodes["ping"].delivered == len(users)
 
 
 def test_a_fixed_moment_survives_storing_as_a_version() -> None:

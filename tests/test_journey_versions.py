@@ -8,24 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import yaml
 
 from activities.db import plan_store
-from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
-from journeys.settings import Settings
 from starter.plan_files import read_plan
-from tests.engine import for_test, worker_running
-from tests.journey_kit import (
-    launch_journey,
-    shard_handle,
-    until_shard,
-    virtual_time,
-    write_journey,
-    write_journey_channels,
-    write_users,
-)
+from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, UntilShard
 from tests.receiver import Receiver
 
 V1_BODY = {
@@ -56,53 +44,47 @@ def messages_of(receiver: Receiver, run_id: str) -> list[dict[str, Any]]:
 
 
 async def test_a_run_keeps_its_version_and_new_launches_pin_the_newest(
-    stack_settings: Settings,
-    pool: DbPool,
-    redis: aioredis.Redis,
-    tmp_path: Path,
-    receiver: Receiver,
+    journey: JourneyKit,
 ) -> None:
-    settings = for_test(stack_settings, write_journey_channels(tmp_path, receiver_url=receiver.url))
-    v1_file = write_journey(tmp_path, V1_BODY)
+    v1_file = journey.plan_file(V1_BODY)
     v2_file = changed_plan(v1_file)
     plan_id = yaml.safe_load(v1_file.read_text())["id"]
     tag = uuid.uuid4().hex[:6]
     users = [f"ver-{tag}-{n:02d}" for n in range(20)]
-    audience = write_users(tmp_path, users)
 
-    async with worker_running(settings):
-        async with virtual_time(settings, skipping=False) as time_:
-            first, first_handle = await launch_journey(
-                settings, time_, pool=pool, redis=redis, plan_file=v1_file, users=audience
-            )
-            assert (first.version, first.published) == (1, True)
-            assert f"/{plan_id}/v1/" in first.run_id
-            await until_shard(
-                time_.client, first.run_id, lambda s: [w.users for w in s.waits] == [len(users)]
-            )
-            v2 = await plan_store.publish(
-                pool, read_plan(v2_file, channels=settings.channels_file), source=str(v2_file)
-            )
-            assert (v2.version, v2.created) == (2, True)
-            await time_.fast_forward(
-                shard_handle(time_.client, first.run_id), timedelta(hours=1, minutes=1)
-            )
-            first_result = await first_handle.result()
+    async def publish_v2_while_it_waits(live: LiveRun) -> None:
+        assert (live.launched.version, live.launched.published) == (1, True)
+        assert f"/{plan_id}/v1/" in live.run_id
+        v2 = await plan_store.publish(
+            journey.pool,
+            read_plan(v2_file, channels=journey.settings.channels_file),
+            source=str(v2_file),
+        )
+        assert (v2.version, v2.created) == (2, True)
 
-        async with virtual_time(settings, skipping=True) as time_:
-            second, second_handle = await launch_journey(
-                settings, time_, pool=pool, redis=redis, plan_file=v2_file, users=audience
-            )
-            second_result = await second_handle.result()
-
-        rolled = await plan_store.rollback(pool, plan_id, to=1)
-        assert (rolled.version, rolled.note) == (3, "rollback to v1")
-
-        async with virtual_time(settings, skipping=True) as time_:
-            third, third_handle = await launch_journey(
-                settings, time_, pool=pool, redis=redis, plan_file=v1_file, users=audience
-            )
-            third_result = await third_handle.result()
+    first_run = await journey.run(
+        v1_file,
+        users=users,
+        skipping=False,
+        script=[
+            UntilShard(lambda s: [w.users for w in s.waits] == [len(users)]),
+            Check(publish_v2_while_it_waits),
+            Advance(timedelta(hours=1, minutes=1)),
+        ],
+    )
+    second_run = await journey.run(v2_file, users=users)
+    rolled = await plan_store.rollback(journey.pool, plan_id, to=1)
+    assert (rolled.version, rolled.note) == (3, "rollback to v1")
+    third_run = await journey.run(v1_file, users=users)
+    first, second, third = first_run.launched, second_run.launched, third_run.launched
+    first_result, second_result, third_result = (
+        first_run.result,
+        second_run.result,
+        third_run.result,
+    )
+    receiver, pool = journey.receiver, journey.pool
+    for outcome in (first_run, second_run, third_run):
+        assert outcome.paths() == {u: ["pause", "greet"] for u in users}
 
     # the v1 run sent v1's template although v2 was published while it waited
     sent = messages_of(receiver, first.run_id)
