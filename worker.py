@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.channels.runtime import ChannelRuntime
 from activities.db.migrate import migrate
@@ -34,6 +35,18 @@ from workflows.shard import ShardWorkflow
 log = logging.getLogger("journeys.worker")
 
 WORKFLOWS: Sequence[type] = (PlanRunWorkflow, ShardWorkflow)
+PASSED_THROUGH = ("redis", "asyncpg", "httpx")
+"""I/O libraries the workflow sandbox shares with the rest of the process. Workflow code never
+uses them, but a garbage collection in the workflow thread runs their finalizers there: redis's
+``ConnectionPool.__del__`` imports ``redis.observability.recorder`` lazily, which inside the
+sandbox re-imported all of redis for that workflow (and warned "Module redis... was imported
+after initial workflow load")."""
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker (and the tests' workers) runs workflows in."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 def build_activities(
@@ -94,6 +107,7 @@ async def run_worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=list(WORKFLOWS),
+            workflow_runner=workflow_runner(),
             activities=(wrap_activities or list)(
                 build_activities(pool=pool, redis=redis, channels=channels)
             ),

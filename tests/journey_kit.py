@@ -28,6 +28,7 @@ from starter.launching import Launched, launch
 from starter.plan_files import read_plan
 from tests.engine import client_for
 from tests.receiver import Receiver
+from workflows.plan_run import PlanRunWorkflow
 from workflows.shard import ShardWorkflow
 
 T = TypeVar("T")
@@ -151,6 +152,10 @@ async def launch_journey(
         audience_file=users,
         options=options or RunOptions(),
     )
+
+
+def run_handle(client: Client, run_id: str) -> WorkflowHandle[PlanRunWorkflow, PlanRunResult]:
+    return client.get_workflow_handle_for(PlanRunWorkflow.run, run_id)
 
 
 def shard_handle(

@@ -57,6 +57,7 @@ from tests.engine import client_for, for_test, worker_running
 from tests.journey_kit import (
     eventually,
     launch_journey,
+    run_handle,
     seed_profiles,
     send,
     shard_handle,
@@ -314,17 +315,17 @@ class JourneyKit:
             await eventually(lambda: self.redis.hget(key, live.run_id), until=bool)
         elif isinstance(step, Advance):
             shards = range(live.shards) if step.shard is None else [step.shard]
-            for shard in shards:
-                shard_run = shard_handle(live.time.client, live.run_id, shard)
-                if await _running(shard_run):
-                    await live.time.fast_forward(shard_run, step.by)
+            handles = [shard_handle(live.time.client, live.run_id, k) for k in shards]
+            running = [h for h in handles if await _running(h)]
+            # each shard's clock is its own: move them all at once
+            await asyncio.gather(*(live.time.fast_forward(h, step.by) for h in running))
         elif isinstance(step, UntilRun):
-            run = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+            run = run_handle(live.time.client, live.run_id)
             await eventually(lambda: live_progress(live.time.client, run), until=step.ok)
         elif isinstance(step, UntilShard):
             await until_shard(live.time.client, live.run_id, step.ok, shard=step.shard)
         elif isinstance(step, Cancel):
-            handle = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+            handle = run_handle(live.time.client, live.run_id)
             await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
         else:
             await step.probe(live)

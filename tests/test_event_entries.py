@@ -24,6 +24,7 @@ from journeys.names import cohort_key, listeners_key
 from journeys.plan.entry import EventEntry
 from starter.ingest.coalesce import SignalCoalescer
 from tests.journey_kit import (
+    run_handle,
     seed_profiles,
     shard_handle,
     shard_run_inputs,
@@ -41,7 +42,6 @@ from tests.journey_runner import (
     UntilRun,
     UntilShard,
 )
-from workflows.plan_run import PlanRunWorkflow
 
 
 def recall_plan(window_end: datetime) -> dict[str, Any]:
@@ -245,7 +245,7 @@ async def test_entries_arriving_across_continue_as_new_each_enter_once(
 ) -> None:
     journey.use_ingest(ingest_url)
     window_end = datetime.now(UTC) + timedelta(hours=1)
-    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(60)]
+    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(36)]
     waves = [  # each user twice, the repeat a wave later
         Post(
             [
@@ -307,7 +307,7 @@ async def test_events_right_after_launch_reach_every_shard(
     histories: list[WorkflowHistory] = []
 
     async def keep_history(live: LiveRun) -> None:
-        run = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+        run = run_handle(live.time.client, live.run_id)
         await run.result()
         histories.append(await run.fetch_history())
 

@@ -239,7 +239,7 @@ async def test_events_arriving_across_continue_as_new_are_not_lost(
                 "late": {"type": "send", "channel": "push", "template": "hello"},
                 "blast": {"type": "send", "channel": "push", "template": "offer"},
             },
-            "limits": {"page_size": 5, "concurrency": 1},
+            "limits": {"page_size": 10, "concurrency": 1},
         },
         users=users,
         skipping=False,
@@ -314,7 +314,7 @@ async def test_props_size_limit_is_the_configured_one(
 async def test_a_flood_of_goal_events_is_recorded_not_carried(
     journey: JourneyKit, ingest_url: str
 ) -> None:
-    users = [f"gf-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(300)]
+    users = [f"gf-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(100)]
     padding = "x" * 2000  # 1,200 events of ~2 KB: more than one input may hold
     inputs: list[int] = []
 
@@ -322,7 +322,7 @@ async def test_a_flood_of_goal_events_is_recorded_not_carried(
         await eventually(lambda: journey.redis.hget(listeners_key("paid"), live.run_id), until=bool)
         async with Journeys(ingest_url) as journeys:
             await journeys.send_events(
-                [{"user_id": u, "name": "paid", "props": {"pad": padding}} for u in users * 4]
+                [{"user_id": u, "name": "paid", "props": {"pad": padding}} for u in users * 12]
             )
 
     async def keep_inputs(live: LiveRun) -> None:

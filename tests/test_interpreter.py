@@ -28,6 +28,7 @@ from journeys.settings import Settings
 from tests.engine import STRICT
 from tests.interpreter_fakes import FakeShard
 from tests.journey_kit import eventually, virtual_time
+from worker import workflow_runner
 from workflows.shard import ShardWorkflow
 
 
@@ -80,6 +81,7 @@ async def shard_running(
             workflows=[ShardWorkflow],
             activities=fake.activities(),
             workflow_failure_exception_types=list(STRICT),
+            workflow_runner=workflow_runner(),
         )
         async with worker:
             handle = await time.client.start_workflow(

@@ -33,6 +33,7 @@ from tests.engine import (
     write_ids,
     write_plan,
 )
+from tests.journey_kit import shard_handle
 from tests.receiver import Receiver
 from workflows.plan_run import PlanRunWorkflow
 from workflows.shard import ShardWorkflow
@@ -53,10 +54,7 @@ def progress_signals(history: Any) -> int:
 async def shard_states(settings: Settings, run_id: str, shards: int) -> list[ShardSummary]:
     client = await client_for(settings)
     return [
-        await client.get_workflow_handle_for(ShardWorkflow.run, shard_workflow_id(run_id, k)).query(
-            ShardWorkflow.progress
-        )
-        for k in range(shards)
+        await shard_handle(client, run_id, k).query(ShardWorkflow.progress) for k in range(shards)
     ]
 
 

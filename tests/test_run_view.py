@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from journeys.contracts.runs import RunProgress, WaitingCohort
-from tests.journey_kit import current_details, eventually, shard_handle
+from tests.journey_kit import current_details, eventually, run_handle, shard_handle
 from tests.journey_runner import Advance, Check, JourneyKit, LiveRun
 from workflows.plan_run import PlanRunWorkflow
 
@@ -18,7 +18,7 @@ async def test_the_runs_query_and_details_show_users_waiting(journey: JourneyKit
     seen: dict[str, RunProgress | str] = {}
 
     async def the_run_sees_them_wait(live: LiveRun) -> None:
-        run = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+        run = run_handle(live.time.client, live.run_id)
         # the run's own query, as the UI runs it: what the shards reported, no shard queried
         progress = await eventually(
             lambda: run.query(PlanRunWorkflow.progress),
@@ -30,7 +30,7 @@ async def test_the_runs_query_and_details_show_users_waiting(journey: JourneyKit
         )
 
     async def the_ended_say_so(live: LiveRun) -> None:
-        run = live.time.client.get_workflow_handle_for(PlanRunWorkflow.run, live.run_id)
+        run = run_handle(live.time.client, live.run_id)
         await run.result()
         shard = shard_handle(live.time.client, live.run_id, 0)
         seen["shard"] = await current_details(shard)
