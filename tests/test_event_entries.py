@@ -245,7 +245,7 @@ async def test_entries_arriving_across_continue_as_new_each_enter_once(
 ) -> None:
     journey.use_ingest(ingest_url)
     window_end = datetime.now(UTC) + timedelta(hours=1)
-    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(36)]
+    users = [f"cx-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(24)]
     waves = [  # each user twice, the repeat a wave later
         Post(
             [

@@ -197,7 +197,7 @@ async def test_events_over_http_release_exit_and_convert_in_a_running_journey(
 async def test_events_arriving_across_continue_as_new_are_not_lost(
     journey: JourneyKit, ingest_url: str
 ) -> None:
-    users = [f"cn-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(160)]
+    users = [f"cn-{uuid.uuid4().hex[:4]}-{n:03d}" for n in range(100)]
     seen: dict[str, int] = {}
 
     async def pings_while_the_busy_arm_pages(live: LiveRun) -> None:
