@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle
@@ -67,8 +67,10 @@ async def shard_running(
     fake: FakeShard | None = None,
     skipping: bool = True,
     options: RunOptions | None = None,
+    carried: dict[str, Any] | None = None,
 ) -> AsyncIterator[Shard]:
-    """``plan`` on ``users`` as one shard workflow (no parent run) with faked activities."""
+    """``plan`` on ``users`` as one shard workflow (no parent run) with faked activities;
+    ``carried`` sets fields of the entry cohort as a continue-as-new would carry them."""
     fake = fake or FakeShard()
     run_id = f"fake-run-{uuid.uuid4().hex[:8]}"
     entry = run_audience_key(run_id, 0)
@@ -92,7 +94,15 @@ async def shard_running(
                     version=1,
                     shard=0,
                     shards=1,
-                    cohorts=[Cohort(id="entry", node=plan.start_step, key=entry, size=len(users))],
+                    cohorts=[
+                        Cohort(
+                            id="entry",
+                            node=plan.start_step,
+                            key=entry,
+                            size=len(users),
+                            **(carried or {}),
+                        )
+                    ],
                     counters=Counters(targeted=len(users)),
                     options=options or RunOptions(),
                 ),
@@ -265,3 +275,25 @@ async def test_continue_as_new_mid_send_carries_the_cursor(stack_settings: Setti
     assert sorted(u for _, u in s.fake.sent) == users  # every user once across the runs
     assert result.counters.delivered == 95
     assert len(runs) > 1
+
+
+async def test_a_wait_carried_from_before_arrival_counts_is_counted_once(
+    stack_settings: Settings,
+) -> None:
+    """A cohort armed by a shard from before arrivals were counted (no flag) counts when it
+    leaves; one armed since counts on arrival and not again."""
+    plan = plan_of(
+        {
+            "pause": {"type": "wait", "duration": "1h", "next": "push"},
+            "push": {"type": "send", "channel": "push", "template": "hi"},
+        }
+    )
+    users = [f"k{n:02d}" for n in range(7)]
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    for flag, carried in ((False, 0), (True, 7)):
+        state = {"wake_at": soon, "arrival_counted": flag}
+        async with shard_running(stack_settings, plan, users, carried=state) as s:
+            result = await s.handle.result()
+        # a flagged cohort was counted by the run it came from (7 there, none here)
+        assert result.nodes.get("pause", Counters()).entered == 7 - carried
+        assert sent_by_node(s.fake) == {"push": users}

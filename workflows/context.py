@@ -81,6 +81,13 @@ class ShardContext:
         """The counters of ``node``."""
         return self.state.nodes.setdefault(node, Counters())
 
+    def count_arrival(self, cohort: Cohort) -> None:
+        """Count ``cohort``'s users as entered at its node, once (a zone's cohort was counted
+        by the split that made it)."""
+        if not cohort.arrival_counted and cohort.zone is None:
+            cohort.arrival_counted = True
+            self.node(cohort.node).entered += cohort.size
+
     # --- stopping: pause, cancel, continue-as-new ------------------------------------------
 
     def stopping(self) -> bool:
@@ -165,6 +172,7 @@ class ShardContext:
         )
         if not await self.sleep_until(cohort.wake_at, summary=f"{summary} · {cohort.size} users"):
             return False
+        self.count_arrival(cohort)  # a cohort armed before arrivals were counted
         self.forward(cohort_id=cohort.id, node=next_node, key=cohort.key, size=cohort.size)
         return True
 

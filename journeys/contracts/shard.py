@@ -38,6 +38,9 @@ class Cohort(BaseModel):
     """Users dropped by exit criteria on the pages done so far."""
     caught: int = 0
     """wait_for_event: batches of arrivals moved on so far."""
+    arrival_counted: bool = False
+    """Its users are counted in the node's ``entered`` (holds count on arrival; a cohort
+    carried from before that counts when it leaves)."""
     inbox: list[JourneyEvent] = Field(default_factory=list)
     """wait_for_event: events received and not matched yet."""
 

@@ -19,5 +19,5 @@ async def run(ctx: ShardContext, cohort: Cohort, step: WaitStep) -> bool:
     """Hold ``cohort`` for the step's duration, then move it on; False if cut short."""
     if cohort.wake_at is None:
         cohort.wake_at = workflow.now() + step.duration
-        ctx.node(cohort.node).entered += cohort.size  # counted on arrival: waiting ones too
+        ctx.count_arrival(cohort)  # on arrival: the users waiting here count as entered
     return await ctx.hold(cohort, step.next, summary=f"wait {cohort.node}")

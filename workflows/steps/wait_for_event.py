@@ -30,7 +30,7 @@ async def run(ctx: ShardContext, cohort: Cohort, step: WaitForEventStep) -> bool
     state = ctx.state
     if cohort.wake_at is None:
         cohort.wake_at = workflow.now() + step.within  # from now on the signal feeds inbox
-        ctx.node(cohort.node).entered += cohort.size  # counted on arrival: waiting ones too
+        ctx.count_arrival(cohort)  # on arrival: the users waiting here count as entered
     prefix = f"{cohort.id}>{cohort.node}"
     caught_key = ctx.key(f"{prefix}.caught")
     workflow.set_current_details(
@@ -63,6 +63,7 @@ async def run(ctx: ShardContext, cohort: Cohort, step: WaitForEventStep) -> bool
         ),
         summary=f"{ctx.where} · close {cohort.node}",
     )
+    ctx.count_arrival(cohort)  # a cohort armed before arrivals were counted
     counters = ctx.node(cohort.node)
     counters.exited += closed.exited
     state.counters.exited += closed.exited

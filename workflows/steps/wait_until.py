@@ -26,8 +26,7 @@ async def run(ctx: ShardContext, cohort: Cohort, step: WaitUntilStep) -> bool:
         return await _split_by_zone(ctx, cohort, step)
     if cohort.wake_at is None:
         cohort.wake_at = _moment(ctx, step, cohort.zone)
-        if cohort.zone is None:  # zone cohorts were counted when the node split them
-            ctx.node(cohort.node).entered += cohort.size
+        ctx.count_arrival(cohort)
     zone = f" ({cohort.zone})" if cohort.zone else ""
     return await ctx.hold(cohort, step.next, summary=f"wait_until {cohort.node}{zone}")
 
