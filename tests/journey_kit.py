@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 import yaml
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from activities.db import queries
@@ -200,8 +201,10 @@ async def until_shard(
         while True:
             try:
                 summary: ShardSummary = await handle.query(ShardWorkflow.progress)
-            except Exception:  # not started yet
-                await asyncio.sleep(0.05)
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.05)  # not started yet
                 continue
             if ok(summary):
                 return summary

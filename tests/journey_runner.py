@@ -15,6 +15,7 @@ snapshots the run's keys and then runs the real one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -281,13 +282,19 @@ class JourneyKit:
             )
             live = LiveRun(launched=launched, time=time, receiver=self.receiver, shards=plan.shards)
             ending = asyncio.ensure_future(handle.result())
-            if isinstance(plan.entry, EventEntry):  # every shard listens: events find them
-                for shard in range(plan.shards):
-                    ready = until_shard(time.client, launched.run_id, _any, shard=shard)
-                    await _unless_failed(ready, ending)
-            for step in script:
-                await _unless_failed(self._play(live, step), ending)
-            result = await ending
+            try:
+                if isinstance(plan.entry, EventEntry):  # every shard listens: events find them
+                    for shard in range(plan.shards):
+                        ready = until_shard(time.client, launched.run_id, _any, shard=shard)
+                        await _unless_failed(ready, ending)
+                for step in script:
+                    await _unless_failed(self._play(live, step), ending)
+                result = await ending
+            except BaseException:
+                ending.cancel()  # a failed step: leave no run behind, polled or listening
+                with contextlib.suppress(RPCError):  # it may have ended already
+                    await handle.terminate("the test's script failed")
+                raise
             progress = await handle.query(PlanRunWorkflow.progress)  # replayed, while we host
         return await self._outcome(plan, launched, result, node_totals(progress.per_shard))
 
@@ -348,6 +355,7 @@ class JourneyKit:
     ) -> JourneyOutcome:
         run_id = result.run_id
         finished = result.status is RunStatus.COMPLETED  # else holds were cut short
+        by_event = isinstance(plan.entry, EventEntry)
         users: dict[str, UserOutcome] = defaultdict(UserOutcome)
         cohorts: dict[tuple[str, int], list[str]] = defaultdict(list)
         for key, members in self._keys.get(run_id, {}).items():
@@ -355,7 +363,8 @@ class JourneyKit:
             if key.endswith(":exited"):
                 for user in members:
                     users[user].exited = True
-            elif key.endswith(":aud") or (cohort_id and _is_cohort(cohort_id)):
+            elif (key.endswith(":aud") and not by_event) or (cohort_id and _is_cohort(cohort_id)):
+                # an event plan's :aud is who may enter, not a cohort: entries are in{n}
                 for user, entry in members.items():
                     cohorts[(user, entry)].append("entry" if key.endswith(":aud") else cohort_id)
         for (user, entry), ids in sorted(cohorts.items()):

@@ -255,7 +255,12 @@ async def test_an_event_moves_its_user_on_and_the_window_sends_the_rest_along(
         clicks = [JourneyEvent(user_id=u, name="push_clicked") for u in clickers]
         clicks.append(JourneyEvent(user_id="stranger", name="push_clicked"))
         await s.handle.signal(ShardWorkflow.events, EventBatch(events=clicks))
-        await eventually(s.progress, until=lambda p: p.nodes["clicked"].routes.get("event") == 4)
+        caught = await eventually(
+            s.progress, until=lambda p: p.nodes["clicked"].routes.get("event") == 4
+        )
+        # the caught moved on: they no longer stand (or wait) at the node
+        assert caught.nodes["clicked"].waiting == 11
+        assert [(w.node, w.users) for w in caught.waits] == [("clicked", 11)]
         await s.time.fast_forward(s.handle, timedelta(days=1, minutes=1))
         result = await s.handle.result()
 

@@ -42,7 +42,8 @@ class Reports:
         nodes = {node: c.model_copy(deep=True) for node, c in state.nodes.items()}
         waiting = 0
         for cohort in state.cohorts:
-            standing = cohort.size - min(cohort.size, cohort.next_page * page_size)
+            paged = min(cohort.size, cohort.next_page * page_size)
+            standing = cohort.size - paged - cohort.left
             nodes.setdefault(cohort.node, Counters()).waiting += standing
             waiting += standing
         counters = state.counters.model_copy(update={"waiting": waiting})
@@ -58,7 +59,7 @@ class Reports:
     def waits(self) -> list[WaitingCohort]:
         """Cohorts held by a timer: where, how many, until when."""
         return [
-            WaitingCohort(node=c.node, users=c.size, until=c.wake_at, zone=c.zone)
+            WaitingCohort(node=c.node, users=c.size - c.left, until=c.wake_at, zone=c.zone)
             for c in self._ctx.state.cohorts
             if c.wake_at is not None
         ]

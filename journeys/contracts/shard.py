@@ -38,6 +38,8 @@ class Cohort(BaseModel):
     """Users dropped by exit criteria on the pages done so far."""
     caught: int = 0
     """wait_for_event: batches of arrivals moved on so far."""
+    left: int = 0
+    """wait_for_event: users those batches took on (they no longer stand here)."""
     arrival_counted: bool = False
     """Its users are counted in the node's ``entered`` (holds count on arrival; a cohort
     carried from before that counts when it leaves)."""

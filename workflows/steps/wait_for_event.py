@@ -126,6 +126,7 @@ async def _catch(
     del cohort.inbox[: len(events)]  # kept until done: a continue-as-new carries them
     if out.caught:
         cohort.caught += 1
+        cohort.left += out.caught
         counters = ctx.node(cohort.node)
         counters.routes["event"] = counters.routes.get("event", 0) + out.caught
         ctx.forward(cohort_id=batch_id, node=step.on_event, key=ctx.key(batch_id), size=out.caught)
