@@ -66,7 +66,7 @@ def start_time(plan: Plan, *, at: datetime | None) -> datetime | None:
         return window.start if window is not None and window.start is not None else None
     raise JourneysError(
         f"plan {plan.id} has a {plan.entry.type} entry; `journeys launch` starts immediate, "
-        "at and event entries (schedules are started by their own command)"
+        "at and event entries (schedule entries cannot be started yet)"
     )
 
 

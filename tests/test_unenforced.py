@@ -14,6 +14,7 @@ from journeys.channels_config import Channel, ChannelsFile, load_channels
 from journeys.plan.limits import Limits
 from journeys.plan.models import Plan
 from journeys.plan.unenforced import (
+    CANNOT_LAUNCH,
     NOT_ENFORCED,
     UNENFORCED_CHANNEL_OPTIONS,
     UNENFORCED_LIMITS,
@@ -55,6 +56,7 @@ EXPECTED: dict[str, list[str]] = {
         "channels.sms.cost",
     ],
     "member-day": [
+        "entry.type",
         "limits.quiet_hours",
         "limits.budget",
         "channels.coupons.rate",
@@ -75,6 +77,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "tonight-popup-ab": ["limits.caps", "limits.priority"],
     "weekly-digest": [
+        "entry.type",
         "limits.caps",
         "limits.plan_cap",
         "limits.priority",
@@ -199,7 +202,12 @@ async def journeys(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 
 def warning_lines(stem: str) -> list[str]:
-    return [f"  ! {path}: accepted, not enforced yet" for path in EXPECTED[stem]]
+    return [
+        f"  ! {path}: schedule: {CANNOT_LAUNCH}"
+        if path == "entry.type"
+        else f"  ! {path}: accepted, not enforced yet"
+        for path in EXPECTED[stem]
+    ]
 
 
 async def test_validate_prints_one_warning_line_per_field(tmp_path: Path) -> None:

@@ -31,6 +31,12 @@ UNENFORCED_CHANNEL_OPTIONS: tuple[str, ...] = ("rate", "cost")
 bucket (only the plan's ``limits.rate`` is enforced) and the cost of one message."""
 
 
+UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ("schedule",)
+"""Entry kinds that validate but that ``journeys launch`` refuses: recurring runs wait for
+schedules (issue 17)."""
+CANNOT_LAUNCH = "accepted, cannot be launched yet (schedules are not built)"
+
+
 @dataclass(frozen=True)
 class Unenforced:
     """One field set in a plan (or in a channel it sends through) that is not enforced yet.
@@ -49,10 +55,14 @@ class Unenforced:
 def unenforced_fields(plan: Plan, *, channels: ChannelsFile | None) -> list[Unenforced]:
     """Every unenforced field ``plan`` sets to something other than its default.
 
-    Limits come first, in the order of :data:`UNENFORCED_LIMITS`, then the channels the plan's
+    An entry that cannot be launched comes first, then the limits, in the order of
+    :data:`UNENFORCED_LIMITS`, then the channels the plan's
     send and webhook steps use, by name. Without ``channels`` only the plan is looked at.
     """
-    found = [
+    found = []
+    if plan.entry.type in UNLAUNCHABLE_ENTRIES:
+        found.append(Unenforced("entry.type", f"{plan.entry.type}: {CANNOT_LAUNCH}"))
+    found += [
         Unenforced(f"limits.{name}") for name in UNENFORCED_LIMITS if _is_set(plan.limits, name)
     ]
     if channels is None:
