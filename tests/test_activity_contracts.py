@@ -58,8 +58,9 @@ def test_workflow_code_calls_activities_only_through_the_typed_calls() -> None:
         if path.name == "activity_calls.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr.startswith("execute_activity"):
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-            if isinstance(node, ast.Attribute) and node.attr.startswith("start_activity"):
-                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            named = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+            if isinstance(node, ast.Attribute | ast.Name) and "_activity" in named:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {named}")
+            if isinstance(node, ast.ImportFrom) and any("_activity" in a.name for a in node.names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} import")
     assert offenders == []

@@ -10,7 +10,7 @@ rename one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -47,8 +47,8 @@ from journeys.contracts.run_setup import (
     SetRateOutput,
 )
 
-In = TypeVar("In", bound=BaseModel, covariant=True)
-Out = TypeVar("Out", bound=BaseModel, covariant=True)
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,21 @@ RECORD_CONVERSIONS = ActivityContract(
 )
 ADMIT_ENTRIES = ActivityContract("admit_entries", AdmitEntriesInput, AdmitEntriesOutput)
 
-ALL: tuple[ActivityContract[BaseModel, BaseModel], ...] = (
+
+class Named(Protocol):
+    """Any contract, whatever its payload types (for lists of them)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input(self) -> type[BaseModel]: ...
+
+    @property
+    def output(self) -> type[BaseModel]: ...
+
+
+ALL: tuple[Named, ...] = (
     LOAD_PLAN_VERSION,
     MATERIALISE_AUDIENCE,
     REGISTER_LISTENERS,
