@@ -17,10 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +27,22 @@ import yaml
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.testing import TimeSkipper
 
 from activities.db.pool import DbPool
-from activities.journey.facts import page_users
 from journeys.contracts import activities as contracts
-from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.run_setup import CleanupInput, CleanupOutput
 from journeys.contracts.runs import (
     ControlSignal,
     PlanRunResult,
     RunOptions,
-    RunProgress,
     ShardSummary,
 )
 from journeys.events import JourneyEvent
-from journeys.names import listeners_key, run_keys_pattern
+from journeys.names import listeners_key
 from journeys.plan.entry import EventEntry
-from journeys.plan.models import Plan
 from journeys.progress import node_totals
 from journeys.settings import Settings
 from starter.client import Journeys
-from starter.launching import Launched
 from starter.plan_files import read_plan
 from starter.run_state import live_progress
 from tests.engine import client_for, for_test, worker_running
@@ -69,131 +60,38 @@ from tests.journey_kit import (
     write_journey_channels,
     write_users,
 )
-from tests.journey_paths import NOT_COHORTS, deepest, trace
+from tests.journey_outcomes import JourneyOutcome, UserOutcome, outcome_of, read_run_keys
+from tests.journey_script import (
+    Advance,
+    Cancel,
+    Check,
+    LiveRun,
+    Post,
+    Send,
+    Step,
+    UntilListening,
+    UntilRun,
+    UntilShard,
+)
 from tests.receiver import Receiver
 from workflows.plan_run import PlanRunWorkflow
 
 Hosted = list[Callable[..., Any]]
-
-
-@dataclass(frozen=True)
-class Send:
-    """Signal these events to the run's shards."""
-
-    events: list[JourneyEvent]
-
-
-@dataclass(frozen=True)
-class Post:
-    """Send these events over the ingest API, as product services do (``journey.ingest_url``
-    must be set: ``journey.use_ingest(ingest_url)``)."""
-
-    events: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class UntilListening:
-    """Wait until the run has registered for ``event`` (the ingest path routes by it)."""
-
-    event: str
-
-
-@dataclass(frozen=True)
-class Advance:
-    """Move the clock of shard ``shard`` on, or of every running shard (only in runs without
-    automatic skipping)."""
-
-    by: timedelta
-    shard: int | None = None
-
-
-@dataclass(frozen=True)
-class UntilShard:
-    """Wait until shard ``shard``'s progress satisfies ``ok`` (a condition, not a timed wait)."""
-
-    ok: Callable[[ShardSummary], bool]
-    shard: int = 0
-
-
-@dataclass(frozen=True)
-class UntilRun:
-    """Wait until the run's live progress (the run's view, each live shard queried) satisfies
-    ``ok``."""
-
-    ok: Callable[[RunProgress], bool]
-
-
-@dataclass(frozen=True)
-class Check:
-    """Run an assertion mid-journey: ``probe(run)`` with the live run."""
-
-    probe: Callable[[LiveRun], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Cancel the run (an event-triggered run with no window listens until cancelled)."""
-
-
-Step = Send | Post | UntilListening | Advance | UntilShard | UntilRun | Check | Cancel
-
-
-@dataclass
-class LiveRun:
-    """A run while its script plays."""
-
-    launched: Launched
-    time: TimeSkipper
-    receiver: Receiver
-    shards: int
-
-    @property
-    def run_id(self) -> str:
-        return self.launched.run_id
-
-
-@dataclass
-class UserOutcome:
-    """What one user went through."""
-
-    path: list[str] = field(default_factory=list)
-    """Nodes reached in their latest entry, in order."""
-    paths: dict[int, list[str]] = field(default_factory=dict)
-    """Entry number -> nodes reached (0 for an audience entry)."""
-    messages: list[str] = field(default_factory=list)
-    """Nodes that sent this user a message, in the order sent."""
-    failed: list[str] = field(default_factory=list)
-    exited: bool = False
-    arms: dict[str, str] = field(default_factory=dict)
-    """ab_split node -> the arm assigned."""
-    converted: bool = False
-
-
-@dataclass
-class JourneyOutcome:
-    """What a finished run did, in all and per user."""
-
-    run_id: str
-    launched: Launched
-    """What ``journeys launch`` said: the version pinned, whether it published one."""
-    plan: Plan
-    result: PlanRunResult
-    nodes: dict[str, Counters]
-    users: dict[str, UserOutcome]
-
-    def paths(self) -> dict[str, list[str]]:
-        return {user: outcome.path for user, outcome in sorted(self.users.items())}
-
-
-async def read_run_keys(redis: aioredis.Redis, run_id: str) -> dict[str, dict[str, int]]:
-    """Every sorted set of a run: key suffix after the shard tag -> member -> score."""
-    sets: dict[str, dict[str, int]] = {}
-    async for raw in redis.scan_iter(match=run_keys_pattern(run_id), count=1000):
-        key = raw.decode()
-        if await redis.type(key) != b"zset":
-            continue
-        sets[key] = await page_users(redis, key=key, page=0, page_size=await redis.zcard(key))
-    return sets
+__all__ = [
+    "Advance",
+    "Cancel",
+    "Check",
+    "JourneyKit",
+    "JourneyOutcome",
+    "LiveRun",
+    "Post",
+    "Send",
+    "UntilListening",
+    "UntilRun",
+    "UntilShard",
+    "UserOutcome",
+    "journey",
+]
 
 
 class JourneyKit:
@@ -296,7 +194,14 @@ class JourneyKit:
                     await handle.terminate("the test's script failed")
                 raise
             progress = await handle.query(PlanRunWorkflow.progress)  # replayed, while we host
-        return await self._outcome(plan, launched, result, node_totals(progress.per_shard))
+        return await outcome_of(
+            self.pool,
+            self._keys.get(launched.run_id, {}),
+            plan=plan,
+            launched=launched,
+            result=result,
+            nodes=node_totals(progress.per_shard),
+        )
 
     async def send(self, live: LiveRun, events: list[JourneyEvent]) -> None:
         """Signal ``events`` to the live run's shards (what ``Send`` does)."""
@@ -350,55 +255,6 @@ class JourneyKit:
 
         return [cleanup_run if f is real else f for f in hosted]
 
-    async def _outcome(
-        self, plan: Plan, launched: Launched, result: PlanRunResult, nodes: dict[str, Counters]
-    ) -> JourneyOutcome:
-        run_id = result.run_id
-        finished = result.status is RunStatus.COMPLETED  # else holds were cut short
-        by_event = isinstance(plan.entry, EventEntry)
-        users: dict[str, UserOutcome] = defaultdict(UserOutcome)
-        cohorts: dict[tuple[str, int], list[str]] = defaultdict(list)
-        for key, members in self._keys.get(run_id, {}).items():
-            _, _, cohort_id = key.partition(":c:")
-            if key.endswith(":exited"):
-                for user in members:
-                    users[user].exited = True
-            elif (key.endswith(":aud") and not by_event) or (cohort_id and _is_cohort(cohort_id)):
-                # an event plan's :aud is who may enter, not a cohort: entries are in{n}
-                for user, entry in members.items():
-                    cohorts[(user, entry)].append("entry" if key.endswith(":aud") else cohort_id)
-        for (user, entry), ids in sorted(cohorts.items()):
-            users[user].paths[entry] = trace(plan, deepest(ids), finished=finished)
-        for outcome in users.values():
-            if outcome.paths:
-                outcome.path = outcome.paths[max(outcome.paths)]
-        rows = await self.pool.fetch(
-            "SELECT user_id, node_id, status FROM deliveries WHERE run_id = $1"
-            " ORDER BY entry, created_at, node_id",
-            run_id,
-        )
-        for row in rows:
-            if row["status"] == "sent":
-                users[row["user_id"]].messages.append(row["node_id"])
-            elif row["status"] in ("failed", "dead"):
-                users[row["user_id"]].failed.append(row["node_id"])
-        for row in await self.pool.fetch(
-            "SELECT user_id, node_id, arm FROM assignments WHERE run_id = $1", run_id
-        ):
-            users[row["user_id"]].arms[row["node_id"]] = row["arm"]
-        for row in await self.pool.fetch(
-            "SELECT user_id FROM conversions WHERE run_id = $1", run_id
-        ):
-            users[row["user_id"]].converted = True
-        return JourneyOutcome(
-            run_id=run_id,
-            launched=launched,
-            plan=plan,
-            result=result,
-            nodes=nodes,
-            users=dict(users),
-        )
-
 
 async def _unless_failed(step: Awaitable[object], ending: asyncio.Future[PlanRunResult]) -> None:
     """Play ``step``; if the run fails meanwhile, raise its failure instead of waiting for a
@@ -430,11 +286,6 @@ def _any(_: ShardSummary) -> bool:
 
 def _name(fn: Callable[..., Any]) -> str:
     return str(activity._Definition.must_from_callable(fn).name)
-
-
-def _is_cohort(cohort_id: str) -> bool:
-    last = cohort_id.rsplit(">", 1)[-1]
-    return not cohort_id.endswith(":pages") and last.split(".", 1)[-1] not in NOT_COHORTS
 
 
 @pytest_asyncio.fixture(loop_scope="session")
