@@ -19,7 +19,6 @@ from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from activities.db import queries
 from activities.db.pool import DbPool
-from journeys.contracts.counters import Counters
 from journeys.contracts.runs import PlanRunResult, RunOptions, ShardResult, ShardSummary
 from journeys.events import JourneyEvent
 from journeys.names import shard_workflow_id
@@ -195,20 +194,21 @@ async def eventually(probe: Callable[[], Awaitable[T]], *, until: Callable[[T], 
 async def until_shard(
     client: Client, run_id: str, ok: Callable[[ShardSummary], bool], *, shard: int = 0
 ) -> ShardSummary:
-    """Query a shard's progress until ``ok`` holds (a condition, not a timed wait)."""
+    """Query a shard's progress until ``ok`` holds (a condition, not a timed wait); a shard
+    not started yet is waited for, any other error raised."""
     handle = shard_handle(client, run_id, shard)
-    async with asyncio.timeout(120):
-        while True:
-            try:
-                summary: ShardSummary = await handle.query(ShardWorkflow.progress)
-            except RPCError as exc:
-                if exc.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                await asyncio.sleep(0.05)  # not started yet
-                continue
-            if ok(summary):
-                return summary
-            await asyncio.sleep(0.05)
+
+    async def progress() -> ShardSummary | None:
+        try:
+            return await handle.query(ShardWorkflow.progress)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+
+    summary = await eventually(progress, until=lambda s: s is not None and ok(s))
+    assert summary is not None
+    return summary
 
 
 async def send(client: Client, run_id: str, events: list[JourneyEvent], *, shards: int = 1) -> None:
@@ -222,14 +222,6 @@ def received_by_node(receiver: Receiver) -> dict[str, set[str]]:
         node = key.rsplit(":", 3)[1]
         nodes[node].add(str(message["user_id"]))
     return dict(nodes)
-
-
-async def shard_nodes(settings: Settings, run_id: str, shard: int = 0) -> dict[str, Counters]:
-    """A finished shard's counters per node."""
-    client = await client_for(settings)
-    handle = client.get_workflow_handle(shard_workflow_id(run_id, shard), result_type=ShardResult)
-    result: ShardResult = await handle.result()
-    return result.nodes
 
 
 async def store_events(pool: DbPool, events: list[JourneyEvent]) -> None:

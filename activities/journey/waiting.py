@@ -5,8 +5,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from temporalio import activity
 
-from activities.db import queries
 from activities.db.pool import DbPool
+from activities.journey.facts import entry_props
 from journeys.contracts import activities as contracts
 from journeys.contracts.journey import (
     CatchEventsInput,
@@ -62,20 +62,15 @@ class WaitingActivities:
 
     async def _keyed(self, data: CatchEventsInput, users: list[str]) -> list[str]:
         """Users whose entry (this cohort's, by score) has the event's ``match_entry`` value."""
+        assert data.match_entry is not None and data.run_id is not None
         scores = await self._redis.zmscore(data.cohort_key, users)
         waiting = {u: int(s) for u, s in zip(users, scores, strict=True) if s is not None}
-        if not waiting:
-            return []
-        names = sorted(waiting)
-        rows = await self._pool.fetch(
-            queries.ENTRIES_PROPS, data.run_id, names, [waiting[u] for u in names]
-        )
-        assert data.match_entry is not None
+        props = await entry_props(self._pool, data.run_id, waiting)
         key = data.match_entry
         return sorted(
-            r["user_id"]
-            for r in rows
-            if key in (r["props"] or {}) and r["props"][key] in data.values.get(r["user_id"], [])
+            user
+            for user, entry in props.items()
+            if key in entry and entry[key] in data.values.get(user, [])
         )
 
     @activity.defn(name=contracts.CLOSE_WAIT.name)
