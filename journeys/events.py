@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
+from journeys.event_checks import MAX_PROPS_DEPTH, id_problem, parse_ts, props_problems
 from journeys.rules import EventName
 
 MAX_PROPS_BYTES = 16 * 1024
@@ -36,12 +37,24 @@ class JourneyEvent(BaseModel):
     event_id: str | None = Field(default=None, min_length=1, max_length=200)
     """The sender's id for de-duplication: a second event with the same id is dropped."""
 
-    @field_validator("ts")
+    @field_validator("user_id", "event_id")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-            raise ValueError("needs a UTC offset, like 2026-06-01T09:00:00+08:00")
+    def _id(cls, value: str | None) -> str | None:
+        reason = None if value is None else id_problem(value)
+        if reason is not None:
+            raise ValueError(reason)
         return value
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _instant(cls, value: object) -> object:
+        # JSON carries ts as text, checked strictly (no numbers, no naive or odd forms);
+        # Python callers may pass an aware datetime
+        if isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError("needs a UTC offset, like 2026-06-01T09:00:00+08:00")
+            return value
+        return None if value is None else parse_ts(value)
 
 
 class EventBatch(BaseModel):
@@ -52,6 +65,10 @@ class EventBatch(BaseModel):
 
 MAX_BATCH = 1_000
 """Events in one request or call."""
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Default largest ingest request body (``JOURNEYS_INGEST_MAX_BODY_BYTES``): a full batch of
+typical events is far smaller; a sender of bigger ones splits its batches."""
+BODY_BYTES_CEILING = 64 * 1024 * 1024
 
 
 def take_batch(events: Sequence[JourneyEvent], *, most: int, max_bytes: int) -> list[JourneyEvent]:
@@ -77,7 +94,11 @@ class EventProblem(BaseModel):
 
 
 def parse_events(
-    raw: Sequence[object], *, now: datetime, max_props_bytes: int = MAX_PROPS_BYTES
+    raw: Sequence[object],
+    *,
+    now: datetime,
+    max_props_bytes: int = MAX_PROPS_BYTES,
+    max_props_depth: int = MAX_PROPS_DEPTH,
 ) -> tuple[list[JourneyEvent], list[EventProblem]]:
     """Validate a batch; events without ``ts`` get ``now``. Either every event is good (and
     the problems list is empty) or the problems name each bad event, field and reason."""
@@ -92,12 +113,20 @@ def parse_events(
         if not isinstance(item, Mapping):
             problems.append(EventProblem(index=index, field="", reason="must be a JSON object"))
             continue
+        props = item.get("props")
+        if isinstance(props, Mapping):
+            found = list(props_problems(props, max_depth=max_props_depth))
+            for where, reason in found:
+                problems.append(EventProblem(index=index, field=where, reason=reason))
+            if found:
+                continue
         try:
             event = JourneyEvent.model_validate(item)
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(part) for part in error["loc"]) or "event"
-                problems.append(EventProblem(index=index, field=where, reason=error["msg"]))
+                reason = error["msg"].removeprefix("Value error, ")
+                problems.append(EventProblem(index=index, field=where, reason=reason))
             continue
         size = len(json.dumps(event.props, separators=(",", ":")).encode())
         if size > max_props_bytes:

@@ -180,7 +180,9 @@ def check_operand(op: str, value: object) -> None:
         )
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}")
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}"
+"""Tag, event and property names (whole string)."""
+_NAME = re.compile(NAME_PATTERN)
 
 
 def check_name(value: str, *, kind: str) -> str:

@@ -14,7 +14,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from journeys.durations import Duration
-from journeys.events import MAX_PROPS_BYTES, PROPS_BYTES_CEILING
+from journeys.event_checks import MAX_PROPS_DEPTH, PROPS_DEPTH_CEILING
+from journeys.events import (
+    BODY_BYTES_CEILING,
+    MAX_BODY_BYTES,
+    MAX_PROPS_BYTES,
+    PROPS_BYTES_CEILING,
+)
 
 
 class Settings(BaseSettings):
@@ -41,6 +47,20 @@ class Settings(BaseSettings):
         alias="JOURNEYS_EVENT_PROPS_MAX_BYTES",
     )
     """The largest ``props`` of an accepted event, as compact JSON."""
+    event_props_max_depth: int = Field(
+        default=MAX_PROPS_DEPTH,
+        ge=1,
+        le=PROPS_DEPTH_CEILING,
+        alias="JOURNEYS_EVENT_PROPS_MAX_DEPTH",
+    )
+    """The deepest nesting of an accepted event's ``props``."""
+    ingest_max_body_bytes: int = Field(
+        default=MAX_BODY_BYTES,
+        ge=64 * 1024,
+        le=BODY_BYTES_CEILING,
+        alias="JOURNEYS_INGEST_MAX_BODY_BYTES",
+    )
+    """The largest request body the ingest API reads; a bigger one gets 413."""
     ingest_linger: Duration = Field(
         default=timedelta(milliseconds=100), alias="JOURNEYS_INGEST_LINGER"
     )

@@ -33,6 +33,7 @@ async def _ingest(batches: list[list[Any]]) -> IngestReport:
             redis=redis,
             client=client,
             max_props_bytes=settings.event_props_max_bytes,
+            max_props_depth=settings.event_props_max_depth,
         )
         for batch in batches:
             report = await ingest.ingest(batch)

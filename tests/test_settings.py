@@ -25,6 +25,8 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         "JOURNEYS_SERVICE_START_TIMEOUT": "90s",
         "JOURNEYS_EVENT_PROPS_MAX_BYTES": "4096",
         "JOURNEYS_INGEST_LINGER": "250ms",
+        "JOURNEYS_EVENT_PROPS_MAX_DEPTH": "4",
+        "JOURNEYS_INGEST_MAX_BODY_BYTES": "1048576",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -38,6 +40,7 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.service_start_timeout == timedelta(seconds=90)
     assert s.event_props_max_bytes == 4096
     assert s.ingest_linger == timedelta(milliseconds=250)
+    assert s.event_props_max_depth == 4 and s.ingest_max_body_bytes == 1024 * 1024
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,9 @@
 """The HTTP ingest API that ``journeys serve`` runs.
 
 ``POST /v1/events`` takes ``{"events": [...]}`` (at most 1,000) and answers 202 with what it
-did, or 422 with one entry per problem (``index``, ``field``, ``reason``) and nothing stored.
-``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
-Prometheus text format.
+did, or 422 with one entry per problem (``index``, ``field``, ``reason``) and nothing stored;
+a body over the configured size gets 413. ``GET /healthz`` checks PostgreSQL, Redis and
+Temporal; ``GET /metrics`` counts in the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -21,15 +21,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from temporalio.client import Client
 
 from journeys.errors import EventsRefused
-from journeys.events import MAX_PROPS_BYTES
+from journeys.event_checks import MAX_PROPS_DEPTH
+from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 
-from .service import EventIngest
+from .body import BodyRefused, read_json
+from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
+from .service import EventIngest, IngestReport
 
 
 def create_app(
     connect: Callable[[], Awaitable[tuple[Any, aioredis.Redis, Client]]],
     *,
     max_props_bytes: int = MAX_PROPS_BYTES,
+    max_props_depth: int = MAX_PROPS_DEPTH,
+    max_body_bytes: int = MAX_BODY_BYTES,
     linger: timedelta = timedelta(0),
 ) -> FastAPI:
     """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
@@ -41,7 +46,12 @@ def create_app(
         pool, redis, client = await connect()
         state.update(pool=pool, redis=redis, client=client)
         state["ingest"] = EventIngest(
-            pool=pool, redis=redis, client=client, max_props_bytes=max_props_bytes, linger=linger
+            pool=pool,
+            redis=redis,
+            client=client,
+            max_props_bytes=max_props_bytes,
+            max_props_depth=max_props_depth,
+            linger=linger,
         )
         try:
             yield
@@ -49,19 +59,35 @@ def create_app(
             await redis.aclose()
             await pool.close()
 
-    app = FastAPI(title="Journeys ingest", lifespan=lifespan)
+    app = FastAPI(title="Journeys ingest", version="1", lifespan=lifespan)
+    install_openapi(app, max_props_depth=max_props_depth, max_props_bytes=max_props_bytes)
 
-    @app.post("/v1/events", status_code=202)
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=None,
+        responses={
+            202: {"model": IngestReport, "description": "Stored and routed."},
+            413: {"model": Refusal, "description": "The body is over the size limit."},
+            422: {"model": Refusal, "description": "Malformed: nothing was stored."},
+        },
+        openapi_extra=EVENTS_BODY,
+    )
     async def post_events(request: Request) -> JSONResponse:
+        """Store a batch of events and route them to the journeys that listen for them."""
         try:
-            body = await request.json()
-        except ValueError:
+            body = await read_json(request, max_bytes=max_body_bytes)
+        except BodyRefused as exc:
             counts["refused_batches"] += 1
-            return _refused([(-1, "body", "not JSON")])
-        raw = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(raw, list):
+            return _refused([(-1, "body", exc.reason)], status=exc.status)
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             counts["refused_batches"] += 1
             return _refused([(-1, "events", 'expected {"events": [...]}')])
+        raw = body["events"]
+        unknown = sorted(str(key) for key in body if key != "events")
+        if unknown:
+            counts["refused_batches"] += 1
+            return _refused([(-1, unknown[0][:100], "unknown field")])
         try:
             report = await state["ingest"].ingest(raw)
         except EventsRefused as exc:
@@ -73,8 +99,16 @@ def create_app(
         counts["routed_events"] += report.routed
         return JSONResponse(report.model_dump(), status_code=202)
 
-    @app.get("/healthz")
+    @app.get(
+        "/healthz",
+        response_model=None,
+        responses={
+            200: {"model": Health, "description": "Every service answers."},
+            503: {"model": Health, "description": "A service does not answer."},
+        },
+    )
     async def healthz() -> JSONResponse:
+        """Whether PostgreSQL, Redis and Temporal answer."""
         checks = await asyncio.gather(
             state["pool"].fetchval("SELECT 1"),
             state["redis"].ping(),
@@ -87,8 +121,9 @@ def create_app(
         }
         return JSONResponse(report, status_code=200 if all(report.values()) else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
+        """Counters in the Prometheus text format."""
         lines = []
         for name in sorted(counts):
             lines += [
@@ -100,6 +135,6 @@ def create_app(
     return app
 
 
-def _refused(problems: list[tuple[int, str, str]]) -> JSONResponse:
+def _refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> JSONResponse:
     errors = [{"index": i, "field": f, "reason": r} for i, f, r in problems]
-    return JSONResponse({"errors": errors}, status_code=422)
+    return JSONResponse({"errors": errors}, status_code=status)

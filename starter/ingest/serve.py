@@ -27,6 +27,8 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
         create_app(
             connect,
             max_props_bytes=settings.event_props_max_bytes,
+            max_props_depth=settings.event_props_max_depth,
+            max_body_bytes=settings.ingest_max_body_bytes,
             linger=settings.ingest_linger,
         ),
         host=settings.ingest_host,

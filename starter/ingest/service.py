@@ -22,6 +22,7 @@ from activities.db import queries
 from activities.db.pool import DbPool
 from activities.event_registry import ListenerCache
 from journeys.errors import EventsRefused
+from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_PROPS_BYTES, JourneyEvent, parse_events
 from starter.ingest.coalesce import SignalCoalescer
 
@@ -46,17 +47,22 @@ class EventIngest:
         redis: aioredis.Redis,
         client: Client,
         max_props_bytes: int = MAX_PROPS_BYTES,
+        max_props_depth: int = MAX_PROPS_DEPTH,
         linger: timedelta = timedelta(0),
     ) -> None:
         self._pool = pool
         self._max_props_bytes = max_props_bytes
+        self._max_props_depth = max_props_depth
         self._signals = SignalCoalescer(client, linger=linger)
         self._listeners = ListenerCache(redis)
 
     async def ingest(self, raw: Sequence[object]) -> IngestReport:
         """Validate, store and route ``raw`` (JSON objects); raises :class:`EventsRefused`."""
         events, problems = parse_events(
-            raw, now=datetime.now(UTC), max_props_bytes=self._max_props_bytes
+            raw,
+            now=datetime.now(UTC),
+            max_props_bytes=self._max_props_bytes,
+            max_props_depth=self._max_props_depth,
         )
         if problems:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])

@@ -1,0 +1,39 @@
+"""Read a request body as JSON within a size limit, refusing what cannot be parsed safely."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Request
+
+
+class BodyRefused(Exception):
+    """The body cannot be taken: ``status`` is 413 (too large) or 422 (not JSON)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+async def read_json(request: Request, *, max_bytes: int) -> object:
+    """The parsed body; raises :class:`BodyRefused`.
+
+    Stops reading at ``max_bytes`` (a declared length over it is refused before any byte is
+    read), so an oversized body costs the server at most ``max_bytes`` of memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise BodyRefused(413, f"body of {declared} bytes, at most {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyRefused(413, f"body over {max_bytes} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except RecursionError:
+        raise BodyRefused(422, "not JSON: nested too deeply to parse") from None
+    except ValueError as exc:  # UnicodeDecodeError and over-long integers included
+        raise BodyRefused(422, f"not JSON: {exc}"[:200]) from None
