@@ -35,12 +35,13 @@ from workflows.shard import ShardWorkflow
 log = logging.getLogger("journeys.worker")
 
 WORKFLOWS: Sequence[type] = (PlanRunWorkflow, ShardWorkflow)
-PASSED_THROUGH = ("redis", "asyncpg", "httpx")
+PASSED_THROUGH = ("redis", "asyncpg", "httpx", "pglast")
 """I/O libraries the workflow sandbox shares with the rest of the process. Workflow code never
 uses them, but a garbage collection in the workflow thread runs their finalizers there: redis's
 ``ConnectionPool.__del__`` imports ``redis.observability.recorder`` lazily, which inside the
 sandbox re-imported all of redis for that workflow (and warned "Module redis... was imported
-after initial workflow load")."""
+after initial workflow load"). pglast checks a SQL audience whenever a plan is read back,
+in workflow code too, and imports its node modules lazily as it parses."""
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -240,12 +240,20 @@ BAD_PLANS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "audience-sql-write",
         variant(audience={"source": "sql", "query": "SELECT id FROM users; DELETE FROM users"}),
-        ["audience.sql.query: must be a single statement (no ; except at the end)"],
+        ["audience.sql.query: must be a single statement, found 2 (SELECT, DELETE)"],
     ),
     (
         "audience-sql-into",
         variant(audience={"source": "sql", "query": "select id into copy_of_users from users"}),
-        ["audience.sql.query: must be read-only, found INTO"],
+        ["audience.sql.query: SELECT INTO is not allowed"],
+    ),
+    (
+        "audience-sql-function",
+        variant(audience={"source": "sql", "query": "select pg_sleep(60) as user_id"}),
+        [
+            "audience.sql.query: function pg_sleep is not allowed "
+            "(allowed: see docs/sql-audiences.md)"
+        ],
     ),
     (
         "audience-union-of-one",

@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
 from journeys.plan.common import AudienceName, PlanModel, Text
+from journeys.plan.sql_check import check_sql
 from journeys.rules import Rule
-
-# words that change data or state; a read-only query never needs them
-_WRITE_WORDS = {
-    *("INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "TRUNCATE", "GRANT", "REVOKE"),
-    *("COPY", "MERGE", "INTO", "CALL", "LOCK", "VACUUM"),
-}
-_LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
-
-
-def check_sql(query: str) -> str:
-    """Return ``query`` if it is one read-only ``SELECT`` / ``WITH`` statement, else raise."""
-    # string literals and comments may mention any word; only the code itself is checked
-    code = _LITERALS_AND_COMMENTS.sub(" ", query).strip()
-    code = code.removesuffix(";").rstrip()
-    if ";" in code:
-        raise ValueError("must be a single statement (no ; except at the end)")
-    first = re.match(r"[\s(]*([A-Za-z]+)", code)
-    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
-        raise ValueError("must start with SELECT or WITH")
-    found = sorted({word.upper() for word in re.findall(r"[A-Za-z_]+", code)} & _WRITE_WORDS)
-    if found:
-        raise ValueError(f"must be read-only, found {', '.join(found)}")
-    return query
 
 
 class _Source(PlanModel):
@@ -62,7 +39,7 @@ class SegmentAudience(_Source):
 
 
 class SqlAudience(_Source):
-    """The ``user_id`` column of a read-only query."""
+    """The ``user_id`` column of a read-only query (rules: journeys.plan.sql_check)."""
 
     source: Literal["sql"] = "sql"
     query: Annotated[Text, AfterValidator(check_sql)]
