@@ -97,7 +97,9 @@ async def run_worker(
     await migrate(settings.database_url)
     pool = await create_pool(settings)
     redis = aioredis.Redis.from_url(settings.redis_url)
-    channels = await ChannelRuntime.open(settings.channels_file, pool=pool)
+    channels = await ChannelRuntime.open(
+        settings.channels_file, pool=pool, limits=settings.template_limits()
+    )
     try:
         client = await Client.connect(
             settings.temporal_address,

@@ -32,6 +32,7 @@ from activities.journey.facts import admit, page_users
 from activities.page_content import PageContent, recipient
 from activities.rate_limit import RateLimiter
 from journeys.contracts import activities as contracts
+from journeys.contracts import failures
 from journeys.contracts.counters import Counters
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 
@@ -142,7 +143,10 @@ class DeliveryActivities:
         )
         contents = [c if isinstance(c := rendered[u], dict) else None for u in users]
         reasons = [
-            f"render: {c}" if isinstance(c := rendered[u], RenderError) else None for u in users
+            failures.recorded(c.category, c.reason)
+            if isinstance(c := rendered[u], RenderError)
+            else None
+            for u in users
         ]
         page = InboxPage(
             run_id=data.run_id,
@@ -172,7 +176,10 @@ class DeliveryActivities:
             content = rendered[user]
             if isinstance(content, RenderError):
                 results[key] = SendResult(
-                    idempotency_key=key, outcome=Outcome.PERMANENT, reason=f"render: {content}"
+                    idempotency_key=key,
+                    outcome=Outcome.PERMANENT,
+                    reason=content.reason,
+                    category=content.category,
                 )
                 continue
             messages.append(
@@ -212,11 +219,11 @@ class DeliveryActivities:
             if result.outcome is Outcome.SENT:
                 delivered += 1
             elif result.outcome is Outcome.PERMANENT:
-                failed[_reason(result)] += 1
+                failed[_category(result)] += 1
             elif data.attempt < data.max_attempts:
                 retry.append(user)
             else:
-                failed[f"dead: {_reason(result)}"] += 1
+                failed[failures.DEAD + _category(result)] += 1
         counters.delivered += delivered
         for reason, count in failed.items():  # added to rows an earlier execution settled
             counters.failed[reason] = counters.failed.get(reason, 0) + count
@@ -227,17 +234,18 @@ class DeliveryActivities:
             return
         keys, statuses, reasons, providers = [], [], [], []
         for key, result in outcomes.items():
+            sent = result.outcome is Outcome.SENT
             keys.append(key)
             statuses.append(_status(result, last_pass=data.attempt >= data.max_attempts))
-            reasons.append(result.reason)
+            reasons.append(None if sent else failures.recorded(_category(result), result.reason))
             providers.append(result.provider_id)
         await self._pool.execute(
             queries.DELIVERIES_SETTLE, keys, statuses, reasons, providers, data.attempt
         )
 
 
-def _reason(result: SendResult) -> str:
-    return result.reason or result.outcome.value
+def _category(result: SendResult) -> str:
+    return failures.category(result.category)
 
 
 def _status(result: SendResult, *, last_pass: bool) -> str:
@@ -255,8 +263,9 @@ def _count_settled(counters: Counters, settled: Counter[tuple[str, str | None]])
         if status == "sent":
             counters.delivered += count
             continue
-        label = reason or status
-        bucket = counters.skipped if status == "skipped" else counters.failed
+        skipped = status == "skipped"
+        label = (reason if skipped else failures.of_recorded(reason) if reason else None) or status
+        bucket = counters.skipped if skipped else counters.failed
         if status == "dead":
-            label = f"dead: {label}"
+            label = failures.DEAD + label
         bucket[label] = bucket.get(label, 0) + count

@@ -21,6 +21,7 @@ from journeys.events import (
     MAX_PROPS_BYTES,
     PROPS_BYTES_CEILING,
 )
+from journeys.template_sandbox import TemplateLimits
 
 
 class Settings(BaseSettings):
@@ -65,6 +66,21 @@ class Settings(BaseSettings):
         default=timedelta(milliseconds=100), alias="JOURNEYS_INGEST_LINGER"
     )
     """How long the ingest API gathers events for one shard into one signal."""
+    template_max_chars: int = Field(
+        default=TemplateLimits.max_chars,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        alias="JOURNEYS_TEMPLATE_MAX_CHARS",
+    )
+    """The longest rendered template field; also bounds every value a template builds."""
+    template_time_limit: Duration = Field(
+        default=TemplateLimits.time_limit, alias="JOURNEYS_TEMPLATE_TIME_LIMIT"
+    )
+    """How long one field of one message may take to render."""
+    template_max_steps: int = Field(
+        default=TemplateLimits.max_steps, ge=100, alias="JOURNEYS_TEMPLATE_MAX_STEPS"
+    )
+    """Loop iterations, calls, filters and printed values one render may take."""
     log_level: str = Field(default="INFO", alias="JOURNEYS_LOG_LEVEL")
     db_pool_size: int = Field(default=10, ge=1, alias="JOURNEYS_DB_POOL_SIZE")
     worker_max_activities: int = Field(default=64, ge=1, alias="JOURNEYS_WORKER_MAX_ACTIVITIES")
@@ -73,6 +89,14 @@ class Settings(BaseSettings):
     service_start_timeout: Duration = Field(
         default=timedelta(seconds=60), alias="JOURNEYS_SERVICE_START_TIMEOUT"
     )
+
+    def template_limits(self) -> TemplateLimits:
+        """The bounds every template renders within (workers and ``validate`` alike)."""
+        return TemplateLimits(
+            max_chars=self.template_max_chars,
+            time_limit=self.template_time_limit,
+            max_steps=self.template_max_steps,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from activities.channels.template_check import template_problems
 from journeys.channels_config import ChannelsFile, load_channels
 from journeys.errors import ChannelsInvalid, PlanInvalid, Problem
 from journeys.plan.models import Plan
@@ -54,6 +55,12 @@ def check_plan_file(
         plan = load_plan(plan_file, channels=channels)
     except PlanInvalid as exc:
         problems.extend(exc.problems)
+    if channels is not None and path is not None:
+        limits = get_settings().template_limits()
+        problems.extend(
+            Problem(problem.path, f"{problem.reason} (in {path})")
+            for problem in template_problems(channels, plan=plan, limits=limits)
+        )
     return (plan if not problems else None), sorted_problems(problems)
 
 

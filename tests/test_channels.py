@@ -78,7 +78,7 @@ def message(user: str, *, channel: str = "push", run: str = "run1", **fields: An
 
 
 def outcomes(results: list[SendResult]) -> list[tuple[str, Outcome, str | None]]:
-    return [(r.idempotency_key, r.outcome, r.reason) for r in results]
+    return [(r.idempotency_key, r.outcome, r.category) for r in results]
 
 
 # http, one request per message
@@ -129,20 +129,20 @@ async def test_bad_signature_is_a_permanent_failure(receiver: Receiver) -> None:
 
 async def test_status_mapping(receiver: Receiver) -> None:
     expected = {
-        200: (Outcome.SENT, None),
-        201: (Outcome.SENT, None),
-        400: (Outcome.PERMANENT, 'HTTP 400: {"error": "rejected user s400"}'),
-        404: (Outcome.PERMANENT, 'HTTP 404: {"error": "status 404"}'),
-        408: (Outcome.RETRYABLE, "HTTP 408"),
-        429: (Outcome.RETRYABLE, "HTTP 429"),
-        500: (Outcome.RETRYABLE, "HTTP 500"),
-        503: (Outcome.RETRYABLE, "HTTP 503"),
+        200: (Outcome.SENT, None, None),
+        201: (Outcome.SENT, None, None),
+        400: (Outcome.PERMANENT, "HTTP 400", 'HTTP 400: {"error": "rejected user s400"}'),
+        404: (Outcome.PERMANENT, "HTTP 404", 'HTTP 404: {"error": "status 404"}'),
+        408: (Outcome.RETRYABLE, "HTTP 408", 'HTTP 408: {"error": "status 408"}'),
+        429: (Outcome.RETRYABLE, "HTTP 429", 'HTTP 429: {"error": "status 429"}'),
+        500: (Outcome.RETRYABLE, "HTTP 500", 'HTTP 500: {"error": "status 500"}'),
+        503: (Outcome.RETRYABLE, "HTTP 503", 'HTTP 503: {"error": "status 503"}'),
     }
     receiver.status_for = {f"s{status}": status for status in expected}
     messages = [message(f"s{status}") for status in expected]
     async with runtime({"push": http_channel(receiver.url)}) as channels:
         results = await channels.send("push", messages, retries=0)
-    assert [(r.outcome, r.reason) for r in results] == list(expected.values())
+    assert [(r.outcome, r.category, r.reason) for r in results] == list(expected.values())
     assert set(receiver.by_user()) == {"s200", "s201"}
 
 
@@ -241,12 +241,13 @@ async def test_batches_split_by_batch_size_and_map_each_result(receiver: Receive
         results = await channels.send("push", messages, retries=0)
 
     assert outcomes(results) == [(m.idempotency_key, Outcome.SENT, None) for m in messages[:2]] + [
-        ("run1:n1:u2:0", Outcome.PERMANENT, "rejected user u2"),
+        ("run1:n1:u2:0", Outcome.PERMANENT, "rejected by provider"),
         ("run1:n1:u3:0", Outcome.SENT, None),
         ("run1:n1:u4:0", Outcome.SENT, None),
-        ("run1:n1:u5:0", Outcome.RETRYABLE, "status 503"),
+        ("run1:n1:u5:0", Outcome.RETRYABLE, "rejected by provider"),
         ("run1:n1:u6:0", Outcome.SENT, None),
     ]
+    assert [r.reason for r in results if r.reason] == ["rejected user u2", "status 503"]
     assert all(r.provider_id for r in results if r.outcome is Outcome.SENT)
     chunks = [messages[0:3], messages[3:6], messages[6:7]]
     assert sorted(len(r.body["messages"]) for r in receiver.requests) == [1, 3, 3]

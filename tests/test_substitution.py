@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from activities.channels.render import _environment
+from activities.channels.render import template_environment
 from activities.channels.substitution import Substitution
+from journeys.template_sandbox import TemplateLimits
 
 SIMPLE = [
     "Hi {{ user.first_name }}",
@@ -47,8 +48,8 @@ CONTEXTS: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("text", SIMPLE)
 def test_simple_templates_render_as_jinja_does(text: str) -> None:
-    env = _environment(autoescape=False)
-    jinja = env.from_string(text)
+    env = template_environment(autoescape=False, limits=TemplateLimits())
+    jinja = env.compile_text(text)
     simple = Substitution.parse(text, jinja)
     assert simple is not None
     for context in CONTEXTS:
@@ -57,5 +58,5 @@ def test_simple_templates_render_as_jinja_does(text: str) -> None:
 
 @pytest.mark.parametrize("text", NOT_SIMPLE)
 def test_anything_more_than_names_is_left_to_jinja(text: str) -> None:
-    env = _environment(autoescape=False)
-    assert Substitution.parse(text, env.from_string(text)) is None
+    env = template_environment(autoescape=False, limits=TemplateLimits())
+    assert Substitution.parse(text, env.compile_text(text)) is None

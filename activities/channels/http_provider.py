@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from journeys.channels_config import HttpProvider
+from journeys.contracts import failures
 from journeys.durations import format_duration
 
 from .message import Message, SendResult, failed, sent
@@ -64,12 +65,11 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _failure(response: httpx.Response) -> tuple[bool, str]:
-    """Whether a non-2xx answer is worth retrying, and why it failed."""
+def _failure(response: httpx.Response) -> tuple[bool, str, str]:
+    """Whether a non-2xx answer is worth retrying, its category and its whole story."""
     status = response.status_code
-    if status in _RETRY_STATUSES or status >= 500:
-        return True, f"HTTP {status}"
-    return False, f"HTTP {status}: {response.text[:200]}"
+    retry = status in _RETRY_STATUSES or status >= 500
+    return retry, failures.http_status(status), f"HTTP {status}: {response.text[:500]}"
 
 
 def _connect_failure(exc: BaseException) -> str:
@@ -79,7 +79,7 @@ def _connect_failure(exc: BaseException) -> str:
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         cause = cause.__cause__ or cause.__context__
-    return f"cannot connect: {exc}"
+    return f"cannot connect: {type(exc).__name__}"
 
 
 def _provider_id(data: Any) -> str | None:
@@ -137,35 +137,42 @@ class HttpSender:
         try:
             body = self._encode(wire_message(message, channel_type=self._type))
         except (TypeError, ValueError) as exc:
-            return failed(message, retryable=False, reason=f"cannot encode message: {exc}")
+            reason = f"cannot encode message: {exc}"
+            return failed(message, retryable=False, category=failures.BAD_MESSAGE, reason=reason)
         answer = await self._post(body, message.idempotency_key)
-        if isinstance(answer, str):
-            return failed(message, retryable=True, reason=answer)
+        if isinstance(answer, tuple):
+            category, reason = answer
+            return failed(message, retryable=True, category=category, reason=reason)
         if answer.is_success:
             return sent(message, _provider_id(_json(answer)))
-        retryable, reason = _failure(answer)
-        return failed(message, retryable=retryable, reason=reason)
+        retryable, category, reason = _failure(answer)
+        return failed(message, retryable=retryable, category=category, reason=reason)
 
     async def _send_batch(self, chunk: list[Message]) -> list[SendResult]:
         try:
             objects = [wire_message(m, channel_type=self._type) for m in chunk]
             body = self._encode({"messages": objects})
         except (TypeError, ValueError) as exc:
-            return [failed(m, retryable=False, reason=f"cannot encode batch: {exc}") for m in chunk]
+            reason = f"cannot encode batch: {exc}"
+            return [
+                failed(m, retryable=False, category=failures.BAD_MESSAGE, reason=reason)
+                for m in chunk
+            ]
         answer = await self._post(body, batch_key(chunk))
-        if isinstance(answer, str):
-            return [failed(m, retryable=True, reason=answer) for m in chunk]
+        if isinstance(answer, tuple):
+            category, reason = answer
+            return [failed(m, retryable=True, category=category, reason=reason) for m in chunk]
         if not answer.is_success:
-            retryable, reason = _failure(answer)
-            return [failed(m, retryable=retryable, reason=reason) for m in chunk]
+            retryable, category, reason = _failure(answer)
+            return [failed(m, retryable=retryable, category=category, reason=reason) for m in chunk]
         return _batch_results(chunk, _json(answer))
 
     @staticmethod
     def _encode(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
-    async def _post(self, body: bytes, key: str) -> httpx.Response | str:
-        """The response, or why there is none (every such reason is worth a retry)."""
+    async def _post(self, body: bytes, key: str) -> httpx.Response | tuple[str, str]:
+        """The response, or the category and reason there is none (always worth a retry)."""
         headers = {
             **self._config.headers,
             "Content-Type": "application/json",
@@ -182,11 +189,11 @@ class HttpSender:
                 timeout=self._timeout,
             )
         except httpx.TimeoutException:
-            return f"timeout after {format_duration(self._config.timeout)}"
+            return failures.TIMEOUT, f"timeout after {format_duration(self._config.timeout)}"
         except httpx.ConnectError as exc:
-            return _connect_failure(exc)
+            return failures.CONNECTION, _connect_failure(exc)
         except httpx.RequestError as exc:  # the connection broke, or the answer was garbled
-            return f"{type(exc).__name__}: {exc}"
+            return failures.CONNECTION, f"{type(exc).__name__}: {exc}"
 
 
 def _batch_results(chunk: list[Message], data: Any) -> list[SendResult]:
@@ -203,10 +210,15 @@ def _batch_results(chunk: list[Message], data: Any) -> list[SendResult]:
     for message in chunk:
         entry = by_key.get(message.idempotency_key)
         if entry is None:
-            results.append(failed(message, retryable=True, reason="missing from batch response"))
+            reason = "missing from batch response"
+            category = failures.BAD_ANSWER
+            results.append(failed(message, retryable=True, category=category, reason=reason))
         elif entry.get("status") == "sent":
             results.append(sent(message, _provider_id(entry)))
         else:
-            reason = str(entry.get("error") or "rejected by provider")
-            results.append(failed(message, retryable=entry.get("retryable") is True, reason=reason))
+            reason = str(entry.get("error") or "rejected by provider")[:500]
+            retry = entry.get("retryable") is True
+            results.append(
+                failed(message, retryable=retry, category=failures.REJECTED, reason=reason)
+            )
     return results

@@ -15,6 +15,7 @@ from activities.db import queries
 from activities.db.params import json_list
 from activities.db.pool import DbPool
 from journeys.channels_config import InboxProvider
+from journeys.contracts import failures
 
 from .message import Message, SendResult, failed, sent
 
@@ -53,14 +54,18 @@ class InboxSender:
             return []
         if self._pool is None:
             reason = "inbox provider needs a database pool"
-            return [failed(m, retryable=False, reason=reason) for m in messages]
+            return [
+                failed(m, retryable=False, category=failures.INBOX, reason=reason) for m in messages
+            ]
         data = _DataJson(expires=self._expires())
         try:
             rows = [self._row(m, data) for m in messages]
             await self._pool.execute(queries.INBOX_INSERT, *zip(*rows, strict=True))
         except Exception as exc:  # the database being unwell is worth another try later
             reason = f"inbox write failed: {type(exc).__name__}: {exc}"
-            return [failed(m, retryable=True, reason=reason) for m in messages]
+            return [
+                failed(m, retryable=True, category=failures.INBOX, reason=reason) for m in messages
+            ]
         return [sent(m, m.idempotency_key) for m in messages]
 
     async def deliver(self, page: InboxPage, *, new: bool = False) -> list[Any]:

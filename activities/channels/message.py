@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from journeys.contracts import failures
+
 
 class Recipient(BaseModel):
     """The user a message goes to: contact points plus profile attributes for templates."""
@@ -53,6 +55,9 @@ class SendResult(BaseModel):
     outcome: Outcome
     provider_id: str | None = None
     reason: str | None = None
+    """The provider's whole answer: kept in the deliveries row, never in workflow state."""
+    category: str | None = None
+    """The failure's fixed name (:mod:`journeys.contracts.failures`): what counters carry."""
 
 
 def sent(message: Message, provider_id: str | None = None) -> SendResult:
@@ -62,10 +67,16 @@ def sent(message: Message, provider_id: str | None = None) -> SendResult:
     )
 
 
-def failed(message: Message, *, retryable: bool, reason: str) -> SendResult:
-    """A RETRYABLE or PERMANENT result for ``message``."""
+def failed(message: Message, *, retryable: bool, category: str, reason: str) -> SendResult:
+    """A RETRYABLE or PERMANENT result for ``message``: ``category`` is one of the fixed
+    failure names, ``reason`` the whole story for the deliveries row."""
     outcome = Outcome.RETRYABLE if retryable else Outcome.PERMANENT
-    return SendResult(idempotency_key=message.idempotency_key, outcome=outcome, reason=reason)
+    return SendResult(
+        idempotency_key=message.idempotency_key,
+        outcome=outcome,
+        reason=reason,
+        category=failures.category(category),
+    )
 
 
 class Sender(Protocol):

@@ -2,7 +2,8 @@
 
 A template sees ``user`` (the recipient's contact points and every profile attribute),
 ``vars`` (the step's vars) and ``event`` (the entry event). Names that do not exist render
-empty, so a missing profile field never blocks a message; anything the sandbox forbids, or
+empty, so a missing profile field never blocks a message; anything the sandbox forbids, a
+template over its limits (:mod:`journeys.template_sandbox`: output size, steps, time), or
 any other exception while rendering, fails that user's message with a reason.
 """
 
@@ -15,10 +16,11 @@ from typing import Any
 import jinja2
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from journeys.channels_config import SMS_MAX_CHARS, ChannelsFile
+from journeys.contracts import failures
 from journeys.errors import JourneysError
+from journeys.template_sandbox import BoundedSandbox, TemplateLimits, TemplateTooCostly
 
 from .message import Recipient
 from .substitution import Substitution
@@ -29,20 +31,15 @@ _TEXT_FIELDS = ("title", "subject", "body", "html", "url", "image")
 
 
 class RenderError(JourneysError):
-    """A template could not be rendered for one user; that user's message is not sent."""
+    """A template could not be rendered for one user; that user's message is not sent.
 
-    def __init__(self, reason: str) -> None:
+    ``category`` is the short, fixed name of the failure that counters and workflow state
+    carry; ``reason`` (which may quote the user's data) goes only to the deliveries row."""
+
+    def __init__(self, reason: str, *, category: str = failures.TEMPLATE_ERROR) -> None:
         self.reason = reason
+        self.category = category
         super().__init__(reason)
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    # The stock sandbox answers unsafe attribute access with an Undefined, which a lenient
-    # undefined type would then render as "" and hide the attempt; make it an error instead.
-    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
-        raise SecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
-        )
 
 
 def _blank_none(value: Any) -> Any:
@@ -50,8 +47,10 @@ def _blank_none(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _environment(*, autoescape: bool) -> _Sandbox:
-    return _Sandbox(
+def template_environment(*, autoescape: bool, limits: TemplateLimits) -> BoundedSandbox:
+    """The environment message templates compile in (also what ``validate`` renders with)."""
+    return BoundedSandbox(
+        limits=limits,
         undefined=jinja2.ChainableUndefined,
         autoescape=autoescape,
         finalize=_blank_none,
@@ -104,10 +103,11 @@ class PreparedTemplate:
     ) -> None:
         config = renderer.channels.channels.get(channel)
         if config is None:
-            raise RenderError(f'unknown channel "{channel}"')
+            raise RenderError(f'unknown channel "{channel}"', category=failures.UNKNOWN_TEMPLATE)
         source = config.templates.get(template)
         if source is None:
-            raise RenderError(f'channel "{channel}" has no template "{template}"')
+            reason = f'channel "{channel}" has no template "{template}"'
+            raise RenderError(reason, category=failures.UNKNOWN_TEMPLATE)
         self._renderer = renderer
         self._channel = channel
         self._template = template
@@ -160,7 +160,8 @@ class PreparedTemplate:
             content["payload"] = payload
         body = content.get("body")
         if self._sms and body is not None and len(body) > SMS_MAX_CHARS:
-            raise RenderError(f"sms body too long ({len(body)} > {SMS_MAX_CHARS} characters)")
+            reason = f"sms body too long ({len(body)} > {SMS_MAX_CHARS} characters)"
+            raise RenderError(reason, category=failures.MESSAGE_TOO_LONG)
         return content
 
     def _context(self, user: dict[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -208,10 +209,11 @@ class PreparedTemplate:
 class Renderer:
     """Renders the templates of one channels file; compiled templates are kept for reuse."""
 
-    def __init__(self, channels: ChannelsFile) -> None:
+    def __init__(self, channels: ChannelsFile, *, limits: TemplateLimits | None = None) -> None:
         self.channels = channels
-        self._text = _environment(autoescape=False)
-        self._html = _environment(autoescape=True)
+        self.limits = limits or TemplateLimits()
+        self._text = template_environment(autoescape=False, limits=self.limits)
+        self._html = template_environment(autoescape=True, limits=self.limits)
         self._compiled: dict[tuple[str, str, str], Compiled] = {}
         self._reads: dict[tuple[str, str, str], bool] = {}
 
@@ -243,7 +245,7 @@ class Renderer:
         if compiled is None:
             env = self._html if field == "html" else self._text
             try:
-                jinja = env.from_string(text)
+                jinja = env.compile_text(text)
             except Exception as exc:
                 raise RenderError(
                     f"{channel}.{template}.{field}: {type(exc).__name__}: {exc}"
@@ -268,15 +270,33 @@ class Renderer:
             )
         return reads
 
-    @staticmethod
-    def run(where: str, compiled: Compiled, context: dict[str, Any]) -> str:
-        """Render ``compiled`` in ``context``; any failure is a :class:`RenderError`."""
+    def run(self, where: str, compiled: Compiled, context: dict[str, Any]) -> str:
+        """Render ``compiled`` in ``context`` within the limits; any failure is a
+        :class:`RenderError`."""
         try:
-            return compiled.render(context)
+            if isinstance(compiled, Substitution):
+                text = compiled.render(context)
+            else:
+                env = compiled.environment
+                assert isinstance(env, BoundedSandbox)
+                text = env.render_bounded(compiled, context)
+        except TemplateTooCostly as exc:
+            reason = f"{where}: over the template limits: {exc.reason}"
+            raise RenderError(reason, category=failures.TEMPLATE_LIMITS) from None
+        except RecursionError:
+            reason = f"{where}: over the template limits: nested too deep"
+            raise RenderError(reason, category=failures.TEMPLATE_LIMITS) from None
         except SecurityError as exc:
-            raise RenderError(f"{where}: not allowed in templates: {exc}") from None
+            reason = f"{where}: not allowed in templates: {exc}"
+            raise RenderError(reason, category=failures.TEMPLATE_FORBIDDEN) from None
         except Exception as exc:  # any failure inside a user's template is that message's
             raise RenderError(f"{where}: {type(exc).__name__}: {exc}") from None
+        if len(text) > self.limits.max_chars:  # names substituted with long profile values
+            reason = (
+                f"{where}: over the template limits: text over {self.limits.max_chars} characters"
+            )
+            raise RenderError(reason, category=failures.TEMPLATE_LIMITS)
+        return text
 
 
 def _reads_recipient(env: jinja2.Environment, text: str) -> bool:

@@ -27,6 +27,8 @@ from journeys.channels_config import (
     SmtpProvider,
     load_channels,
 )
+from journeys.contracts import failures
+from journeys.template_sandbox import TemplateLimits
 
 from .http_provider import MAX_CONNECTIONS, HttpSender, make_client
 from .inbox_provider import InboxSender
@@ -39,10 +41,16 @@ from .smtp_provider import SmtpSender
 class ChannelRuntime:
     """Renderers and providers for every channel of one channels file."""
 
-    def __init__(self, channels: ChannelsFile, *, pool: DbPool | None) -> None:
+    def __init__(
+        self,
+        channels: ChannelsFile,
+        *,
+        pool: DbPool | None,
+        limits: TemplateLimits | None = None,
+    ) -> None:
         """``pool`` may be None where no channel writes to the inbox (rendering, checks)."""
         self._channels = channels
-        self._renderer = Renderer(channels)
+        self._renderer = Renderer(channels, limits=limits)
         self._client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._senders: dict[str, Sender] = {
@@ -50,10 +58,12 @@ class ChannelRuntime:
         }
 
     @classmethod
-    async def open(cls, channels_file: Path, *, pool: DbPool | None) -> ChannelRuntime:
+    async def open(
+        cls, channels_file: Path, *, pool: DbPool | None, limits: TemplateLimits | None = None
+    ) -> ChannelRuntime:
         """Load and validate ``channels_file`` (raises ``ChannelsInvalid``) and set up providers."""
         channels = await asyncio.to_thread(load_channels, channels_file)
-        return cls(channels, pool=pool)
+        return cls(channels, pool=pool, limits=limits)
 
     def channel(self, name: str) -> Channel | None:
         """The configuration of channel ``name``, if there is one."""
@@ -99,7 +109,8 @@ class ChannelRuntime:
         sender = self._senders.get(channel)
         if sender is None:
             reason = f'unknown channel "{channel}"'
-            return [failed(m, retryable=False, reason=reason) for m in messages]
+            category = failures.UNKNOWN_TEMPLATE
+            return [failed(m, retryable=False, category=category, reason=reason) for m in messages]
         final: list[SendResult | None] = [None] * len(messages)
         pending = list(range(len(messages)))
         for attempt in range(max(retries, 0) + 1):

@@ -14,6 +14,7 @@ import ssl
 from email.message import EmailMessage
 
 from journeys.channels_config import SmtpProvider
+from journeys.contracts import failures
 
 from .message import Message, SendResult, failed, sent
 
@@ -37,7 +38,12 @@ class SmtpSender:
         results: dict[int, SendResult] = {}
         for index, message in enumerate(messages):
             if not message.to.email:
-                results[index] = failed(message, retryable=False, reason="no email address")
+                results[index] = failed(
+                    message,
+                    retryable=False,
+                    category=failures.NO_RECIPIENT,
+                    reason="no email address",
+                )
         try:
             with self._connect() as smtp:
                 for index, message in enumerate(messages):
@@ -47,7 +53,10 @@ class SmtpSender:
             # the connection failed as a whole: what it did not confirm may go again
             reason = f"smtp connection failed: {type(exc).__name__}: {exc}"
             for index, message in enumerate(messages):
-                results.setdefault(index, failed(message, retryable=True, reason=reason))
+                results.setdefault(
+                    index,
+                    failed(message, retryable=True, category=failures.CONNECTION, reason=reason),
+                )
         return [results[index] for index in range(len(messages))]
 
     def _connect(self) -> smtplib.SMTP:
@@ -73,7 +82,8 @@ class SmtpSender:
         try:
             mail = self._mail(message)
         except ValueError as exc:  # e.g. a line break in the address or subject
-            return failed(message, retryable=False, reason=f"bad mail: {exc}")
+            reason = f"bad mail: {exc}"
+            return failed(message, retryable=False, category=failures.BAD_MESSAGE, reason=reason)
         try:
             smtp.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -106,4 +116,9 @@ class SmtpSender:
 def _refused(message: Message, code: int, text: bytes | str) -> SendResult:
     detail = text.decode(errors="replace") if isinstance(text, bytes) else text
     # 4xx is the server's "try again later"; 5xx is final
-    return failed(message, retryable=400 <= code < 500, reason=f"SMTP {code}: {detail}"[:250])
+    return failed(
+        message,
+        retryable=400 <= code < 500,
+        category=failures.smtp_status(code),
+        reason=f"SMTP {code}: {detail}"[:500],
+    )
