@@ -28,6 +28,7 @@ from activities.journey.routing import RoutingActivities
 from activities.journey.waiting import WaitingActivities
 from activities.plans import PlanActivities
 from activities.runs import RunActivities
+from journeys.redact import configure_logging
 from journeys.settings import Settings, get_settings
 from workflows.plan_run import PlanRunWorkflow
 from workflows.shard import ShardWorkflow
@@ -133,7 +134,7 @@ async def run_worker(
 def main() -> None:
     """Run one worker with settings from the environment."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     asyncio.run(run_worker(settings))
 
 

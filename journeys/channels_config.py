@@ -41,6 +41,7 @@ from journeys.plan.problems import (
     sorted_problems,
 )
 from journeys.plan.source import DocumentError, read_document
+from journeys.redact import redact
 
 ChannelType = Literal["push", "sms", "email", "in_app", "call_task", "webhook"]
 SMS_MAX_CHARS = 500
@@ -71,7 +72,7 @@ class _Model(BaseModel):
 
 def _http_url(value: str) -> str:
     if not re.match(r"https?://[^\s/]+", value):
-        raise ValueError(f'bad url "{value}": must start with http:// or https://')
+        raise ValueError(f'bad url "{redact(value)}": must start with http:// or https://')
     return value
 
 

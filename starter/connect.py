@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.db.pool import create_pool
 from journeys.errors import ServiceUnavailable
+from journeys.redact import redact
 from journeys.settings import Settings
 
 _HINT = "is the stack running? start it with `journeys dev`"
@@ -38,7 +39,7 @@ async def database(settings: Settings) -> AsyncIterator[Any]:
         pool = await create_pool(settings, max_size=4)
     except (OSError, ConnectionError) as exc:
         raise ServiceUnavailable(
-            f"cannot reach PostgreSQL at {settings.database_url} ({_HINT})"
+            f"cannot reach PostgreSQL at {redact(settings.database_url)} ({_HINT})"
         ) from exc
     try:
         yield pool
@@ -54,7 +55,8 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         await client.ping()
     except (OSError, aioredis.ConnectionError) as exc:
         await client.aclose()
-        raise ServiceUnavailable(f"cannot reach Redis at {settings.redis_url} ({_HINT})") from exc
+        where = redact(settings.redis_url)
+        raise ServiceUnavailable(f"cannot reach Redis at {where} ({_HINT})") from exc
     try:
         yield client
     finally:

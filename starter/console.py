@@ -7,6 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
+
+from journeys.redact import redact
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -23,8 +26,9 @@ def print_json(data: Any) -> None:
 
 def error_line(message: str) -> None:
     """The one readable line a failing command prints."""
+    message = redact(message)
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
     rest = message.strip().splitlines()[1:]
-    err.print(f"[bold red]error:[/] {first}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(first)}", markup=True, soft_wrap=True)
     for line in rest:  # multi-problem errors (plan files) list one problem per line
         err.print(line, markup=False, soft_wrap=True)

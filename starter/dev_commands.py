@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 import typer
 
+from journeys.redact import configure_logging
 from journeys.settings import get_settings
 from worker import run_worker
 
@@ -39,7 +39,7 @@ def dev(
 def worker_command() -> None:
     """Run a worker against the configured services (TEMPORAL_ADDRESS, REDIS_URL, ...)."""
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run_worker(settings))
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from journeys.plan.models import plan_json_schema
+from journeys.redact import redact
 from starter.plan_files import check_plan_file, plan_warnings
 
 
@@ -31,7 +32,7 @@ def validate(
             "problems": [{"path": p.path, "reason": p.reason} for p in problems],
             "warnings": [{"path": w.path, "text": w.text} for w in warnings],
         }
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(redact(json.dumps(result, indent=2)))
     else:
         # soft_wrap: one problem per line however narrow the terminal, so output greps well
         console = Console(highlight=False, soft_wrap=True)

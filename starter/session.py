@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from rich.table import Table
 
 from activities.db.migrate import migrate
+from journeys.redact import redact
 from journeys.settings import Settings
 from worker import run_worker
 
@@ -48,8 +49,8 @@ async def stack_session(settings: Settings, *, with_worker: bool) -> AsyncIterat
         )
         out.print(
             "environment for other shells: "
-            f"TEMPORAL_ADDRESS={settings.temporal_address} REDIS_URL={settings.redis_url} "
-            f"DATABASE_URL={settings.database_url}",
+            f"TEMPORAL_ADDRESS={settings.temporal_address} REDIS_URL={redact(settings.redis_url)} "
+            f"DATABASE_URL={redact(settings.database_url)}",
             soft_wrap=True,
         )
         if with_worker:

@@ -72,6 +72,7 @@ class Receiver:
         self.latency = 0.0  # seconds to wait before answering
         self.batch_results = True  # False: answer batches without a results field
         self.omit_from_results: set[str] = set()  # user ids left out of batch results
+        self.echo = False  # errors quote the whole request back, headers and all (careless)
         self.random = random.Random(seed)  # fail_ratio draws: same seed, same failure count
         self.requests: list[Received] = []
         self.repeats = 0
@@ -178,6 +179,9 @@ class Receiver:
                 self.repeats += len(body["messages"]) if _is_batch(body) else 1
             else:
                 status, answer = self._judge(body, signature_ok)
+                if self.echo and status >= 400:
+                    story = f"invalid recipient: {raw.decode(errors='replace')} from {headers}"
+                    answer = json.dumps({"error": story}).encode()
                 if key is not None and 200 <= status < 300:
                     self._answers[key] = (status, answer)
             self.requests.append(

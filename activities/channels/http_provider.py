@@ -20,6 +20,7 @@ import httpx
 from journeys.channels_config import HttpProvider
 from journeys.contracts import failures
 from journeys.durations import format_duration
+from journeys.redact import redact
 
 from .message import Message, SendResult, failed, sent
 
@@ -193,7 +194,7 @@ class HttpSender:
         except httpx.ConnectError as exc:
             return failures.CONNECTION, _connect_failure(exc)
         except httpx.RequestError as exc:  # the connection broke, or the answer was garbled
-            return failures.CONNECTION, f"{type(exc).__name__}: {exc}"
+            return failures.CONNECTION, redact(f"{type(exc).__name__}: {exc}")
 
 
 def _batch_results(chunk: list[Message], data: Any) -> list[SendResult]:
