@@ -4,11 +4,13 @@ read-only SELECT calling allowed functions passes (docs/sql-audiences.md)."""
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 
 from journeys.plan.sql_check import ALLOWED_FUNCTIONS, ALLOWED_TYPES, check_sql
+from tests.journey_runner import JourneyKit
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sql-audiences.md"
 
@@ -140,3 +142,18 @@ def test_the_docs_list_every_allowed_function_and_type() -> None:
     documented = set(re.findall(r"`([a-z_0-9]+)`", DOC.read_text()))
     allowed = set().union(*ALLOWED_FUNCTIONS.values()) | ALLOWED_TYPES
     assert allowed <= documented, sorted(allowed - documented)
+
+
+async def test_a_sql_audience_runs_through_the_workflow_sandbox(journey: JourneyKit) -> None:
+    """The plan is validated again when workflow code reads it back, so pglast runs inside
+    the sandbox: under the tests' strict worker a lazy import there fails the run."""
+    tag = uuid.uuid4().hex[:8]
+    users = [f"sq-{tag}-{n}" for n in range(3)]
+    query = f"SELECT user_id FROM users WHERE user_id LIKE 'sq-{tag}-%' AND lower(user_id) <> ''"
+    body = {
+        "audience": {"source": "sql", "query": query},
+        "steps": {"hello": {"type": "send", "channel": "push", "template": "hello"}},
+    }
+    outcome = await journey.run(body, users=None, profiles={u: {} for u in users})
+    assert sorted(outcome.users) == users
+    assert all(outcome.users[u].messages == ["hello"] for u in users)
