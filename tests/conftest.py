@@ -16,6 +16,7 @@ import sys
 import uuid
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -154,10 +155,10 @@ def cli_env(stack_settings: Settings) -> dict[str, str]:
     return settings_env(stack_settings)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def ingest_url(stack_settings: Settings) -> AsyncIterator[str]:
-    """``journeys serve``'s app on a free port, in this process."""
-    server = build_server(stack_settings, port=free_port())
+@asynccontextmanager
+async def serving_ingest(settings: Settings) -> AsyncIterator[str]:
+    """``journeys serve``'s app for ``settings`` on a free port, in this process: its URL."""
+    server = build_server(settings, port=free_port())
     task = asyncio.create_task(server.serve())
 
     async def started() -> bool:
@@ -165,9 +166,53 @@ async def ingest_url(stack_settings: Settings) -> AsyncIterator[str]:
         return bool(server.started)
 
     await eventually(started, until=bool)
-    yield f"http://{stack_settings.ingest_host}:{server.config.port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://{settings.ingest_host}:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ingest_url(stack_settings: Settings) -> AsyncIterator[str]:
+    """``journeys serve``'s app on a free port, in this process."""
+    async with serving_ingest(stack_settings) as url:
+        yield url
+
+
+async def start_worker(
+    env: dict[str, str], *, log: list[str] | None = None
+) -> asyncio.subprocess.Process:
+    """``journeys worker`` in its own process, returned once it polls its task queue. Its log
+    is read on (else it blocks once the pipe is full), into ``log`` when one is given."""
+    proc = await spawn_journeys("worker", env=env, stdout=asyncio.subprocess.DEVNULL)
+    assert proc.stderr is not None
+    lines = log if log is not None else []
+    async with asyncio.timeout(60):
+        while b"worker polling" not in (line := await proc.stderr.readline()):
+            assert line, "the worker exited before it polled"
+            lines.append(line.decode(errors="replace"))
+    _log_readers[proc.pid] = asyncio.create_task(_read_log(proc.stderr, log))
+    return proc
+
+
+async def stop_worker(proc: asyncio.subprocess.Process) -> None:
+    """Terminate a :func:`start_worker` process and read its log to the end."""
+    if proc.returncode is None:
+        proc.terminate()
+    await proc.wait()
+    reader = _log_readers.pop(proc.pid, None)
+    if reader is not None:
+        await reader
+
+
+_log_readers: dict[int, asyncio.Task[None]] = {}
+
+
+async def _read_log(stream: asyncio.StreamReader, into: list[str] | None) -> None:
+    while line := await stream.readline():
+        if into is not None:
+            into.append(line.decode(errors="replace"))
 
 
 # the real local HTTP provider and the journey kit, as fixtures for every test module

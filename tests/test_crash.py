@@ -16,34 +16,12 @@ import redis.asyncio as aioredis
 from activities.db.pool import DbPool
 from journeys.contracts.runs import RunOptions
 from journeys.settings import Settings
-from tests.conftest import settings_env, spawn_journeys
+from tests.conftest import settings_env, start_worker, stop_worker
 from tests.engine import for_test, start_blast, write_channels, write_ids, write_plan
 from tests.receiver import Receiver
 
 USERS = 5_000
 KILL_AT = (800, 2_200, 3_600)
-
-
-_drains: set[asyncio.Task[None]] = set()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    """Keep reading the worker's log, or it blocks once the pipe buffer is full."""
-    while await stream.readline():
-        pass
-
-
-async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
-    """`journeys worker` in its own process, returned once it polls its task queue."""
-    proc = await spawn_journeys("worker", env=env, stdout=asyncio.subprocess.DEVNULL)
-    assert proc.stderr is not None
-    async with asyncio.timeout(60):
-        while b"worker polling" not in (line := await proc.stderr.readline()):
-            assert line, "the worker exited before it polled"
-    task = asyncio.create_task(_drain(proc.stderr))
-    _drains.add(task)
-    task.add_done_callback(_drains.discard)
-    return proc
 
 
 async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
@@ -71,15 +49,13 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
         for threshold in KILL_AT:
             assert await asyncio.to_thread(receiver.wait_for_messages, threshold, within=300)
             worker.send_signal(signal.SIGKILL)
-            await worker.wait()
+            await stop_worker(worker)
             kills += 1
             worker = await start_worker(env)
         async with asyncio.timeout(600):
             result = await handle.result()
     finally:
-        if worker.returncode is None:
-            worker.terminate()
-            await worker.wait()
+        await stop_worker(worker)
 
     assert kills == len(KILL_AT)
     assert result.totals.delivered == USERS

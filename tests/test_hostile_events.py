@@ -16,9 +16,7 @@ import pytest
 
 from activities.db.pool import DbPool
 from journeys.settings import Settings
-from starter.ingest.serve import build_server
-from starter.stack.probes import free_port
-from tests.journey_kit import eventually
+from tests.conftest import serving_ingest
 
 
 async def stored(pool: DbPool, user: str) -> int:
@@ -78,17 +76,8 @@ async def test_hostile_events_get_4xx_naming_event_field_and_reason(
 async def small_body_ingest(stack_settings: Settings) -> AsyncIterator[str]:
     """The ingest API with a 64 KiB body limit."""
     settings = stack_settings.model_copy(update={"ingest_max_body_bytes": 64 * 1024})
-    server = build_server(settings, port=free_port())
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        await asyncio.sleep(0.01)
-        return bool(server.started)
-
-    await eventually(started, until=bool)
-    yield f"http://{settings.ingest_host}:{server.config.port}"
-    server.should_exit = True
-    await task
+    async with serving_ingest(settings) as url:
+        yield url
 
 
 async def test_a_body_over_the_configured_limit_is_refused_with_413(
@@ -119,7 +108,8 @@ async def test_the_ingest_api_holds_to_its_openapi_document(
 ) -> None:
     """schemathesis generates valid and invalid requests from ``/openapi.json`` and checks
     every answer: no 5xx, every status, content type and body as documented, valid data
-    accepted, invalid data refused. Seeded and bounded, so it is the same run every time."""
+    accepted, invalid data refused. Seeded and bounded, so it is the same run every time.
+    Every operation in the document is tested, so a new endpoint joins by being documented."""
     st = Path(sys.executable).with_name("st")
     process = await asyncio.create_subprocess_exec(
         str(st),
@@ -131,6 +121,7 @@ async def test_the_ingest_api_holds_to_its_openapi_document(
         "--max-examples=60",
         "--seed=20261201",
         "--workers=1",
+        "--request-timeout=10",
         "--generation-database=none",
         "--no-color",
         "--report=json",
@@ -139,7 +130,13 @@ async def test_the_ingest_api_holds_to_its_openapi_document(
         stderr=asyncio.subprocess.STDOUT,
         cwd=tmp_path,
     )
-    output, _ = await process.communicate()
+    try:
+        async with asyncio.timeout(240):  # about 20 s here; a hang must not hold the suite
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     text = output.decode(errors="replace")
     assert process.returncode == 0, text[-6000:]
     report = json.loads((tmp_path / "report.json").read_text())

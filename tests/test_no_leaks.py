@@ -15,7 +15,7 @@ import yaml
 
 from activities.db.pool import DbPool
 from journeys.settings import Settings
-from tests.conftest import settings_env, spawn_journeys
+from tests.conftest import settings_env, spawn_journeys, start_worker, stop_worker
 from tests.engine import client_for, for_test, start_blast, write_ids, write_plan
 from tests.journey_kit import seed_profiles, shard_runs
 from tests.receiver import Receiver
@@ -96,14 +96,8 @@ async def test_an_echoing_provider_leaks_nothing_into_histories_logs_or_status(
     receiver.permanent_for = set(users)
     plan = write_plan(tmp_path, channel="push", shards=2)
 
-    worker = await spawn_journeys("worker", env=env, stdout=asyncio.subprocess.DEVNULL)
-    assert worker.stderr is not None
     log: list[str] = []
-    async with asyncio.timeout(60):
-        while "worker polling" not in (line := (await worker.stderr.readline()).decode()):
-            assert line, "the worker exited before it polled"
-            log.append(line)
-    reading = asyncio.create_task(_read_all(worker.stderr, log))
+    worker = await start_worker(env, log=log)
     try:
         launched, handle = await start_blast(
             settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids
@@ -112,9 +106,7 @@ async def test_an_echoing_provider_leaks_nothing_into_histories_logs_or_status(
             result = await handle.result()
         status = await output_of("status", launched.run_id, "--json", env=env)
     finally:
-        worker.terminate()
-        await worker.wait()
-        await reading
+        await stop_worker(worker)
 
     # the provider's whole answer, recipient and all, is in the deliveries rows only
     assert result.totals.failed == {"HTTP 400": USERS}
@@ -165,8 +157,3 @@ def history_text(history_json: str) -> str:
 
     walk(json.loads(history_json))
     return "\n".join(decoded)
-
-
-async def _read_all(stream: asyncio.StreamReader, into: list[str]) -> None:
-    while line := await stream.readline():
-        into.append(line.decode())
