@@ -238,7 +238,8 @@ class DeliveryActivities:
             keys.append(key)
             statuses.append(_status(result, last_pass=data.attempt >= data.max_attempts))
             reasons.append(None if sent else failures.recorded(_category(result), result.reason))
-            providers.append(result.provider_id)
+            provider_id = result.provider_id
+            providers.append(None if provider_id is None else failures.storable(provider_id))
         await self._pool.execute(
             queries.DELIVERIES_SETTLE, keys, statuses, reasons, providers, data.attempt
         )

@@ -41,7 +41,6 @@ from journeys.plan.problems import (
     sorted_problems,
 )
 from journeys.plan.source import DocumentError, read_document
-from journeys.redact import redact
 
 ChannelType = Literal["push", "sms", "email", "in_app", "call_task", "webhook"]
 SMS_MAX_CHARS = 500
@@ -72,7 +71,15 @@ class _Model(BaseModel):
 
 def _http_url(value: str) -> str:
     if not re.match(r"https?://[^\s/]+", value):
-        raise ValueError(f'bad url "{redact(value)}": must start with http:// or https://')
+        # never echo it: a mistyped URL is where a credential shows up unredactable
+        raise ValueError("bad url: must start with http:// or https://")
+    return value
+
+
+def _header_value(value: str) -> str:
+    # the HTTP client would refuse it per request, quoting the value (a credential) back
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError("header values must not contain CR, LF or NUL")
     return value
 
 
@@ -82,7 +89,7 @@ class HttpProvider(_Model):
     kind: Literal["http"] = "http"
     url: Annotated[str, AfterValidator(_http_url)]
     method: Literal["POST", "PUT"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Annotated[str, AfterValidator(_header_value)]] = Field(default_factory=dict)
     secret: Text | None = None
     signature_header: Text = "X-Journeys-Signature"
     timeout: Annotated[Duration, within(maximum=timedelta(minutes=5))] = timedelta(seconds=10)

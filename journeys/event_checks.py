@@ -39,7 +39,7 @@ _OFFSET = r"(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d|[+-]14:00)"
 TS_PATTERN = f"^{_DATE}T{_TIME}{_OFFSET}$"
 """RFC 3339 with a required offset, years 1970 to 2099, offsets up to ±14:00: every string
 it matches is a real instant, so the OpenAPI document can state the rule exactly."""
-_TS = re.compile(TS_PATTERN.removeprefix("^").removesuffix("$"))
+_TS = re.compile(TS_PATTERN.removeprefix("^").removesuffix("$"), re.ASCII)
 TS_RULE = "must be ISO 8601 with an offset, like 2026-06-01T09:00:00+08:00, years 1970 to 2099"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import islice
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
@@ -63,6 +64,8 @@ class EventBatch(BaseModel):
     events: list[JourneyEvent]
 
 
+MAX_PROBLEMS = 100
+"""Problems reported for one batch at the most (one more says there were more)."""
 MAX_BATCH = 1_000
 """Events in one request or call."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -110,12 +113,14 @@ def parse_events(
         )
         return [], problems
     for index, item in enumerate(raw):
+        if len(problems) > MAX_PROBLEMS:
+            break  # the sender has enough to fix; the rest is not worth the work
         if not isinstance(item, Mapping):
             problems.append(EventProblem(index=index, field="", reason="must be a JSON object"))
             continue
         props = item.get("props")
         if isinstance(props, Mapping):
-            found = list(props_problems(props, max_depth=max_props_depth))
+            found = list(islice(props_problems(props, max_depth=max_props_depth), MAX_PROBLEMS))
             for where, reason in found:
                 problems.append(EventProblem(index=index, field=where, reason=reason))
             if found:

@@ -11,13 +11,32 @@ from __future__ import annotations
 import logging
 import re
 
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"']*):[^\s@/\"']*@")
+# userinfo runs to the last "@" before the path: a password may hold a raw "@" or ":"
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2})(?P<userinfo>[^/?#\s\"']*)@"
+)
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&](?:password|passwd|pwd|token|access_token|secret|api_key|apikey|key)=)"
+    r"[^&#\s\"']*",
+    re.IGNORECASE,
+)
 HIDDEN = "***"
 
 
+def _hide_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match["userinfo"].partition(":")
+    if colon:  # "user:password@" keeps the user
+        return f"{match['scheme']}{user}:{HIDDEN}@"
+    # a bare "token@" on the web is the credential itself; on a database URL, a user name
+    web = match["scheme"].lower().startswith(("http", "ws"))
+    return f"{match['scheme']}{HIDDEN}@" if web else match[0]
+
+
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***``."""
-    return _URL_PASSWORD.sub(lambda match: f"{match['head']}:{HIDDEN}@", text)
+    """``text`` with every URL's password (or bare token) and secret-looking query
+    parameters (``password=``, ``token=``, ``key=``...) replaced by ``***``."""
+    text = _USERINFO.sub(_hide_userinfo, text)
+    return _SECRET_PARAM.sub(lambda match: f"{match['name']}{HIDDEN}", text)
 
 
 class RedactingFormatter(logging.Formatter):

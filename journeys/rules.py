@@ -188,8 +188,10 @@ _NAME = re.compile(NAME_PATTERN)
 def check_name(value: str, *, kind: str) -> str:
     """Return ``value`` if it is a usable tag / event / property name, else raise."""
     if not _NAME.fullmatch(value):
+        # quoted as valid UTF-8: a lone surrogate in the message would fail whoever shows it
+        shown = value[:120].encode("utf-8", "backslashreplace").decode("utf-8")
         raise ValueError(
-            f'bad {kind} "{value}": use letters, digits, "_", ".", ":" and "-", '
+            f'bad {kind} "{shown}": use letters, digits, "_", ".", ":" and "-", '
             "starting with a letter or _ (at most 100)"
         )
     return value

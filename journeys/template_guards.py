@@ -150,7 +150,8 @@ def _filter_check(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], m
     def arg(index: int, key: str, default: object = None) -> object:
         return rest[index] if len(rest) > index else kwargs.get(key, default)
 
-    text = value if isinstance(value, str) else str(value) if value is not None else ""
+    # only text is measured here: str() of a big container would build what we are guarding
+    text = value if isinstance(value, str) else ""
     if name == "center":
         _refuse("the centred text", _int(arg(0, "width", 80)), most)
     elif name == "indent":

@@ -40,6 +40,7 @@ def hostile_events(user: str) -> list[tuple[str, str, str]]:
         (f'{{"user_id":"{user}","name":"x","props":{{"a":[1e400]}}}}', "props.a.0", "finite"),
         (f'{{"user_id":"{user}","name":"x","props":{{"a":"\\ud800"}}}}', "props.a", "surrogate"),
         ('{"user_id":"\\ud800","name":"x"}', "user_id", "unicode"),
+        ('{"user_id":"u","name":"\\ud800"}', "name", "event name"),
         (f'{{"user_id":"{user}","name":"x","ts":"0001-01-01T00:00:00+05:00"}}', "ts", "1970"),
         (f'{{"user_id":"{user}","name":"x","ts":"9999-12-31T23:59:59-05:00"}}', "ts", "1970"),
         (f'{{"user_id":"{user}","name":"x","ts":0}}', "ts", "ISO 8601"),
@@ -67,6 +68,19 @@ async def test_hostile_events_get_4xx_naming_event_field_and_reason(
             index = -1 if field == "body" else 1
             assert [(e["index"], e["field"]) for e in errors] == [(index, field)], raw[:80]
             assert word.lower() in errors[0]["reason"].lower(), (raw[:80], errors)
+        # an unknown field named by a lone surrogate: the answer is ASCII JSON, not a 500
+        answer = await http.post("/v1/events", content=b'{"events":[],"\\ud800":1}')
+        assert answer.status_code == 422 and answer.json()["errors"][0]["reason"] == "unknown field"
+        # a flood of bad events gets the first 100 problems and a count, not a bigger answer
+        flood = ",".join([f'{{"user_id":"{user}","name":"x","ts":0}}'] * 1_000)
+        answer = await http.post("/v1/events", content=f'{{"events":[{flood}]}}'.encode())
+        errors = answer.json()["errors"]
+        assert answer.status_code == 422 and len(errors) == 101
+        assert errors[-1] == {
+            "index": -1,
+            "field": "events",
+            "reason": "1 more problems not listed",
+        }
         assert await stored(pool, user) == 0  # one bad event refuses the batch whole
         answer = await http.post("/v1/events", content=f'{{"events":[{good}]}}'.encode())
         assert answer.status_code == 202 and await stored(pool, user) == 1

@@ -811,8 +811,7 @@ def test_channels_file_problems() -> None:
         "channels.mail.templates.hi.subject: field required for email channels",
         "channels.popup.provider.kind: an in_app channel cannot use provider kind http "
         "(use inbox or log)",
-        'channels.push.provider.http.url: bad url "ftp://push.test": '
-        "must start with http:// or https://",
+        "channels.push.provider.http.url: bad url: must start with http:// or https://",
         "channels.push.templates.broken.body: template syntax error at line 1: unexpected '}'",
         "channels.sms.templates.long.body: SMS body has 501 characters, at most 500",
         "channels.sms.templates.titled.title: not used by sms channels",

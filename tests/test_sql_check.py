@@ -15,6 +15,7 @@ from tests.journey_runner import JourneyKit
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sql-audiences.md"
 
 REFUSED = [
+    ("SELECT user_id FROM users WHERE 1 OPERATOR(public.===) 1", "operator public.=== is not"),
     # quoting tricks that fooled a regex: the parser sees the second statement
     (r"SELECT E'\''; DROP TABLE users; --'", "single statement, found 2 (SELECT, DROP TABLE)"),
     ("SELECT $$x$$; DELETE FROM users; --", "single statement, found 2 (SELECT, DELETE)"),

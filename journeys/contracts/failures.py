@@ -52,10 +52,19 @@ def smtp_status(code: int) -> str:
 
 def recorded(category_name: str, reason: str | None) -> str:
     """The ``deliveries.reason`` text: the category first, then the whole story, so a row
-    read back (an earlier execution's) counts under the same fixed name."""
-    if not reason or reason == category_name or reason.startswith(f"{category_name}: "):
-        return reason or category_name
-    return f"{category_name}: {reason}"
+    read back (an earlier execution's) counts under the same fixed name. Cleaned for a
+    ``text`` column (providers may answer NUL or lone surrogates) and at most 1,000
+    characters."""
+    text = storable(reason or "")
+    if not text or text == category_name or text.startswith(f"{category_name}: "):
+        return text or category_name
+    return f"{category_name}: {text}"
+
+
+def storable(text: str, *, most: int = 1000) -> str:
+    """``text`` as PostgreSQL ``text`` can hold it: no NUL, valid UTF-8, at most ``most``."""
+    clean = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return clean[:most]
 
 
 def of_recorded(text: str | None) -> str:

@@ -183,6 +183,12 @@ class _SelectChecker(Visitor):
             table = ".".join(filter(None, (node.schemaname, relation)))
             raise ValueError(f"table {table} is not allowed (system catalogs are not audiences)")
 
+    def visit_A_Expr(self, ancestors: Ancestor, node: ast.A_Expr) -> None:
+        # OPERATOR(myschema.===) runs whatever function its owner bound to it
+        names = _names(node.name)
+        if len(names) > 1 and names[0] != "pg_catalog":
+            raise ValueError(f"operator {'.'.join(names)} is not allowed (only built-in ones)")
+
     def visit_RangeTableSample(self, ancestors: Ancestor, node: ast.RangeTableSample) -> None:
         # like random(): the audience would differ between runs and retries
         raise ValueError("TABLESAMPLE is not allowed (audiences must be reproducible)")

@@ -9,6 +9,7 @@ Temporal; ``GET /metrics`` counts in the Prometheus text format.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,12 +18,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from temporalio.client import Client
 
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
-from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
+from journeys.events import MAX_BODY_BYTES, MAX_PROBLEMS, MAX_PROPS_BYTES
 
 from .body import BodyRefused, read_json
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
@@ -73,7 +74,7 @@ def create_app(
         },
         openapi_extra=EVENTS_BODY,
     )
-    async def post_events(request: Request) -> JSONResponse:
+    async def post_events(request: Request) -> Response:
         """Store a batch of events and route them to the journeys that listen for them."""
         try:
             body = await read_json(request, max_bytes=max_body_bytes)
@@ -135,6 +136,11 @@ def create_app(
     return app
 
 
-def _refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> JSONResponse:
-    errors = [{"index": i, "field": f, "reason": r} for i, f, r in problems]
-    return JSONResponse({"errors": errors}, status_code=status)
+def _refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> Response:
+    # ASCII JSON: a field name quoting the sender's lone surrogate must not fail the answer
+    errors = [{"index": i, "field": f, "reason": r} for i, f, r in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        more = f"{len(problems) - MAX_PROBLEMS} more problems not listed"
+        errors.append({"index": -1, "field": "events", "reason": more})
+    body = json.dumps({"errors": errors}, ensure_ascii=True)
+    return Response(body, status_code=status, media_type="application/json")

@@ -4,8 +4,9 @@ The handler reads its body itself (so a refusal names the event, field and reaso
 format, and NaN, NUL or deep nesting never reach the model), so FastAPI cannot derive the
 request schema; it is written here from the same constants the checks use. Every rule a
 JSON Schema can state is stated exactly, so a client generated from the document, or a
-fuzzer, sends what the server takes. What it cannot state (the ``props`` size in bytes)
-is in the descriptions.
+fuzzer, sends what the server takes. What it cannot state is in the descriptions or follows
+from JSON itself: the ``props`` size in bytes, lone surrogates, numbers too large for a
+double (``1e400``) or longer than 4,300 digits.
 """
 
 from __future__ import annotations
