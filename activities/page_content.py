@@ -37,29 +37,20 @@ class PageContent:
     ) -> dict[str, Rendered]:
         """Each user's rendered message, or why it could not be rendered."""
         events = await entry_props(self._pool, data.run_id, entries)  # {{ event.* }}
-        try:
-            template = self._channels.prepare(data.channel, data.template, vars=dict(data.vars))
-        except RenderError as exc:
-            return dict.fromkeys(entries, exc)
-        rendered: dict[str, Rendered] = {}
-        for user in entries:
-            row = profiles.get(user)
-            fields = (
-                user_fields(user)
-                if row is None
-                else user_fields(
-                    user,
-                    email=row["email"],
-                    phone=row["phone"],
-                    timezone=row["timezone"],
-                    attrs=row["attrs"],
-                )
-            )
-            try:
-                rendered[user] = template.render_user(fields, event=events.get(user))
-            except RenderError as exc:
-                rendered[user] = exc
-        return rendered
+        users = list(entries)
+        page = [(_fields(user, profiles.get(user)), events.get(user)) for user in users]
+        results = await self._channels.render_page(
+            data.channel, data.template, vars=dict(data.vars), users=page
+        )
+        return dict(zip(users, results, strict=True))
+
+
+def _fields(user: str, row: Any) -> dict[str, Any]:
+    if row is None:
+        return user_fields(user)
+    return user_fields(
+        user, email=row["email"], phone=row["phone"], timezone=row["timezone"], attrs=row["attrs"]
+    )
 
 
 def recipient(user: str, row: Any) -> Recipient:

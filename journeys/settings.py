@@ -80,7 +80,14 @@ class Settings(BaseSettings):
     template_max_steps: int = Field(
         default=TemplateLimits.max_steps, ge=100, alias="JOURNEYS_TEMPLATE_MAX_STEPS"
     )
-    """Loop iterations, calls, filters and printed values one render may take."""
+    """Loop iterations, calls and filters one render may take."""
+    template_max_memory: int = Field(
+        default=TemplateLimits.max_memory,
+        ge=64 * 1024 * 1024,
+        alias="JOURNEYS_TEMPLATE_MAX_MEMORY",
+    )
+    """Bytes a render child process may allocate beyond its start (templates that run Jinja
+    code render there)."""
     log_level: str = Field(default="INFO", alias="JOURNEYS_LOG_LEVEL")
     db_pool_size: int = Field(default=10, ge=1, alias="JOURNEYS_DB_POOL_SIZE")
     worker_max_activities: int = Field(default=64, ge=1, alias="JOURNEYS_WORKER_MAX_ACTIVITIES")
@@ -96,6 +103,7 @@ class Settings(BaseSettings):
             max_chars=self.template_max_chars,
             time_limit=self.template_time_limit,
             max_steps=self.template_max_steps,
+            max_memory=self.template_max_memory,
         )
 
 

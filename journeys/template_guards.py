@@ -1,10 +1,11 @@
 """Size checks made before a template builds a value, for :mod:`journeys.template_sandbox`.
 
 Each check estimates what an operation would produce from its inputs, in constant time, and
-refuses it if that is over the limit, so ``'a' * 10**9`` fails without allocating a byte.
-Values that arrive at a check are already bounded (every operation that built them passed
-one), so whatever is not estimated here grows by a small factor at most and is caught by the
-size check on its result.
+refuses it if that is over the limit, so ``'a' * 10**9`` fails without allocating a byte, with
+a reason an operator can act on. The estimates measure text, not what containers hold (a list
+of many references to one big string passes as short), and no estimate sees a C-level
+comparison of deep lists: what gets past them is held by the render child's memory cap and
+deadline (:mod:`activities.channels.isolated`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,12 @@ through a hook of ours:
   ``lipsum`` is gone.
 
 A template that breaks a bound raises :class:`TemplateTooCostly` with the reason; callers
-fail that one message. The hooks reach loops, concatenation (``~``) and output by rewriting
-the parsed template (:meth:`BoundedSandbox.compile_text`), with Jinja's public node API.
+fail that one message. These bounds are the first line, the one with clear reasons; the
+worker renders templates that run Jinja code in a child process that can be stopped
+(:mod:`activities.channels.isolated`), the line that holds whatever gets past them.
+
+The hooks reach loops, concatenation (``~``) and output by rewriting the parsed template
+(:meth:`BoundedSandbox.compile_text`), with Jinja's public node API.
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ class TemplateLimits:
     """Largest rendered field; also bounds every value a template builds on the way."""
     time_limit: timedelta = timedelta(milliseconds=250)
     max_steps: int = 100_000
-    """Loop iterations, calls, filters and printed values in one render."""
+    """Loop iterations, calls and filters in one render."""
+    max_memory: int = 512 * 1024 * 1024
+    """Bytes a render child may allocate beyond what it holds at start
+    (:mod:`activities.channels.isolated`)."""
 
 
 @dataclass

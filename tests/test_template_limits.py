@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
+from activities.channels.isolated import RenderPool
 from activities.channels.message import Recipient
-from activities.channels.render import Renderer, RenderError
+from activities.channels.render import Renderer, RenderError, user_fields
 from activities.db.pool import DbPool
 from journeys.channels_config import ChannelsFile
 from journeys.contracts import failures
@@ -182,3 +183,35 @@ async def test_a_message_over_the_limits_fails_alone_and_the_worker_goes_on(
 
 def _recipient(**attrs: object) -> Recipient:
     return Recipient(user_id="u1", attrs={"first_name": "Ann", **attrs})
+
+
+# What no estimate catches (a comparison of deep lists is one C call; a join of many
+# references to one big string is measured as empty): the render child's hard deadline and
+# memory cap hold it, and the page goes on.
+ESCAPES = {
+    "slow": "{% set n = range(250)|length %}{% set a = [[[[1] * n] * n] * n] * n %}"
+    "{% set b = [[[[1] * n] * n] * n] * n %}"
+    "{% if user.evil %}{{ a == b }}{% endif %}{{ user.first_name }}",
+    "huge": "{% set s = 'a' * 250000 %}{% if user.evil %}{{ ([s] * 200000)|join }}{% endif %}"
+    "{{ user.first_name }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_a_render_child_stops_what_the_estimates_miss_and_the_page_goes_on(name: str) -> None:
+    limits = TemplateLimits(time_limit=timedelta(milliseconds=100), max_memory=256 * 1024**2)
+    pool = RenderPool(channels_with(ESCAPES), limits=limits, size=1)
+    users = [
+        user_fields("a", attrs={"first_name": "Ann"}),
+        user_fields("b", attrs={"first_name": "Bob", "evil": True}),
+        user_fields("c", attrs={"first_name": "Cy"}),
+    ]
+    try:
+        results = pool.render_page("push", name, {}, [(u, None) for u in users])
+    finally:
+        pool.close()
+    first, stopped, last = results
+    assert first == {"title": "t", "body": "Ann"} and last == {"title": "t", "body": "Cy"}
+    assert isinstance(stopped, RenderError) and stopped.category == failures.TEMPLATE_LIMITS
+    expected = "was stopped" if name == "slow" else "more memory"
+    assert expected in stopped.reason, stopped.reason

@@ -259,6 +259,28 @@ class Renderer:
             self._compiled[(channel, template, field)] = compiled
         return compiled
 
+    def runs_jinja(self, channel: str, template: str) -> bool:
+        """Whether rendering ``template`` runs Jinja code at all (loops, filters, calls),
+        rather than only substituting names into text: only such templates can make work
+        and render in the child process (:mod:`activities.channels.isolated`)."""
+        config = self.channels.channels.get(channel)
+        source = config.templates.get(template) if config is not None else None
+        if source is None:
+            return False
+        texts = [(f, t) for f in _TEXT_FIELDS if (t := getattr(source, f)) is not None]
+        texts += [(f"payload#{n}", t) for n, t in enumerate(_strings(source.payload or {}))]
+        try:
+            for field, text in texts:
+                compiled = self.compiled(channel, template, field, text)
+                # html compiles to Jinja for its escaping, but names alone make no work
+                if not isinstance(compiled, Substitution) and not Substitution.parse(
+                    text, compiled
+                ):
+                    return True
+        except RenderError:
+            pass  # a template that does not compile fails in place, with its reason
+        return False
+
     def reads_recipient(self, channel: str, template: str, field: str, value: Any) -> bool:
         """Whether a field (text, or the payload object) reads ``user`` or ``event``; one
         that does not renders the same for everyone. Unparseable text counts as reading."""
@@ -282,6 +304,9 @@ class Renderer:
                 text = env.render_bounded(compiled, context)
         except TemplateTooCostly as exc:
             reason = f"{where}: over the template limits: {exc.reason}"
+            raise RenderError(reason, category=failures.TEMPLATE_LIMITS) from None
+        except MemoryError:  # the render child's cap: more than a template may take
+            reason = f"{where}: over the template limits: needed more memory than allowed"
             raise RenderError(reason, category=failures.TEMPLATE_LIMITS) from None
         except RecursionError:
             reason = f"{where}: over the template limits: nested too deep"

@@ -11,6 +11,7 @@ await runtime.aclose()
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,10 @@ from journeys.template_sandbox import TemplateLimits
 
 from .http_provider import MAX_CONNECTIONS, HttpSender, make_client
 from .inbox_provider import InboxSender
+from .isolated import PageUser, Rendered, RenderPool
 from .log_provider import LogSender
 from .message import Message, Outcome, Recipient, Sender, SendResult, failed
-from .render import PreparedTemplate, Renderer
+from .render import PreparedTemplate, Renderer, RenderError
 from .smtp_provider import SmtpSender
 
 
@@ -50,7 +52,9 @@ class ChannelRuntime:
     ) -> None:
         """``pool`` may be None where no channel writes to the inbox (rendering, checks)."""
         self._channels = channels
-        self._renderer = Renderer(channels, limits=limits)
+        self._limits = limits or TemplateLimits()
+        self._renderer = Renderer(channels, limits=self._limits)
+        self._render_pool: RenderPool | None = None
         self._client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._senders: dict[str, Sender] = {
@@ -79,6 +83,28 @@ class ChannelRuntime:
         """``channel``'s ``template`` with the step's ``vars`` bound, for rendering a page;
         raises :class:`RenderError` for an unknown channel or template."""
         return self._renderer.prepare(channel, template, vars=vars)
+
+    async def render_page(
+        self, channel: str, template: str, *, vars: dict[str, Any], users: Sequence[PageUser]
+    ) -> list[Rendered]:
+        """Each user's rendered fields, or why they could not be rendered, in order. A
+        template that runs Jinja code renders in a child process (started the first time one
+        does), where a hard deadline and a memory cap hold whatever the template does."""
+        if self._renderer.runs_jinja(channel, template):
+            if self._render_pool is None:
+                self._render_pool = RenderPool(self._channels, limits=self._limits)
+            return await self._render_pool.render_page_async(channel, template, vars, users)
+        try:
+            prepared = self.prepare(channel, template, vars=vars)
+        except RenderError as exc:
+            return [exc for _ in users]
+        results: list[Rendered] = []
+        for user, event in users:
+            try:
+                results.append(prepared.render_user(user, event=event))
+            except RenderError as exc:
+                results.append(exc)
+        return results
 
     def render(
         self,
@@ -127,7 +153,10 @@ class ChannelRuntime:
         return [result for result in final if result is not None]
 
     async def aclose(self) -> None:
-        """Close every provider and the shared HTTP client."""
+        """Close every provider, the shared HTTP client and the render children."""
+        if self._render_pool is not None:
+            await asyncio.to_thread(self._render_pool.close)
+            self._render_pool = None
         for sender in self._senders.values():
             await sender.aclose()
         if self._client is not None:

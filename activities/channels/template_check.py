@@ -15,6 +15,7 @@ from journeys.plan.models import Plan
 from journeys.plan.steps import SendStep
 from journeys.template_sandbox import TemplateLimits
 
+from .isolated import RenderPool
 from .render import Renderer, RenderError, user_fields
 
 _REPORTED = frozenset(
@@ -38,26 +39,46 @@ def template_problems(
     channels: ChannelsFile, *, plan: Plan | None, limits: TemplateLimits
 ) -> Iterator[Problem]:
     """One problem per template that cannot render for :data:`SAMPLE_USER`: with the vars
-    of each send step of ``plan`` that uses it, or with none when no step does."""
+    of each send step of ``plan`` that uses it, or with none when no step does. Templates
+    that run Jinja code render in a child process, as in the worker, so none can hang this
+    command."""
     renderer = Renderer(channels, limits=limits)
     uses = _step_vars(plan)
-    for channel_name, channel in sorted(channels.channels.items()):
-        for template_name in sorted(channel.templates):
-            path = f"channels.{channel_name}.templates.{template_name}"
-            for step_vars in uses.get((channel_name, template_name), [{}]):
-                try:
-                    prepared = renderer.prepare(channel_name, template_name, vars=step_vars)
-                    prepared.render_user(dict(SAMPLE_USER))
-                except RenderError as exc:
-                    if exc.category not in _REPORTED:
-                        continue  # may be the sample's own data (a missing number, say)
-                    where = f"{channel_name}.{template_name}."
-                    if exc.reason.startswith(where):
-                        field, _, detail = exc.reason.removeprefix(where).partition(": ")
-                        yield Problem(f"{path}.{field}", f"test render: {detail}")
+    pool: RenderPool | None = None
+    try:
+        for channel_name, channel in sorted(channels.channels.items()):
+            for template_name in sorted(channel.templates):
+                path = f"channels.{channel_name}.templates.{template_name}"
+                where = f"{channel_name}.{template_name}."
+                for step_vars in uses.get((channel_name, template_name), [{}]):
+                    if renderer.runs_jinja(channel_name, template_name):
+                        pool = pool or RenderPool(channels, limits=limits, size=1)
+                        page = [(dict(SAMPLE_USER), None)]
+                        [result] = pool.render_page(channel_name, template_name, step_vars, page)
                     else:
-                        yield Problem(path, f"test render: {exc.reason}")
-                    break
+                        result = _render_here(renderer, channel_name, template_name, step_vars)
+                    if isinstance(result, RenderError) and result.category in _REPORTED:
+                        yield _problem(path, where, result)
+                        break
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _render_here(
+    renderer: Renderer, channel: str, template: str, step_vars: dict[str, JsonValue]
+) -> dict[str, str] | RenderError:
+    try:
+        return renderer.prepare(channel, template, vars=step_vars).render_user(dict(SAMPLE_USER))
+    except RenderError as exc:
+        return exc
+
+
+def _problem(path: str, where: str, failure: RenderError) -> Problem:
+    if failure.reason.startswith(where):
+        field, _, detail = failure.reason.removeprefix(where).partition(": ")
+        return Problem(f"{path}.{field}", f"test render: {detail}")
+    return Problem(path, f"test render: {failure.reason}")
 
 
 def _step_vars(plan: Plan | None) -> Mapping[tuple[str, str], list[dict[str, JsonValue]]]:
