@@ -35,6 +35,12 @@ PageUser = tuple[dict[str, Any], Mapping[str, Any] | None]
 """What one user's message renders from: the ``user`` a template sees and the entry event."""
 
 CHILD = [sys.executable, "-m", "activities.channels.render_child"]
+STARTUP = 60.0
+"""Seconds a new child may take to start (import, load the channels) before the page fails."""
+
+
+class RenderChildUnavailable(RuntimeError):
+    """No render child could be started: the page's activity fails and is retried."""
 
 
 def hard_limit(limits: TemplateLimits) -> timedelta:
@@ -101,12 +107,20 @@ class RenderChild:
             assert self._proc.stdin is not None
             self._proc.stdin.write(self._setup.encode() + b"\n")
             self._proc.stdin.flush()
+            # a slow start (a busy machine importing Jinja) is not a message's fault: it gets
+            # a clock of its own, and a child that never starts fails the page, to be retried
+            if self._readline(self._proc, within=STARTUP) is None:
+                self.close()
+                raise RenderChildUnavailable("the render child did not start")
         return self._proc
 
-    def _readline(self, proc: subprocess.Popen[bytes]) -> bytes | None:
-        """The next answer line, or None past the hard deadline or at the child's end."""
+    def _readline(
+        self, proc: subprocess.Popen[bytes], *, within: float | None = None
+    ) -> bytes | None:
+        """The next answer line, or None past the deadline (the hard limit unless
+        ``within``) or at the child's end."""
         assert proc.stdout is not None
-        deadline = time.monotonic() + self._hard
+        deadline = time.monotonic() + (self._hard if within is None else within)
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ)
             while b"\n" not in self._buffer:

@@ -3,9 +3,10 @@ limit, so a template that gets past every estimate costs this process, never the
 
 ``python -m activities.channels.render_child``, driven by :mod:`activities.channels.isolated`
 over JSON lines. The first line on stdin is the setup (``channels``, ``limits``,
-``memory_bytes``); each later line is a page (``channel``, ``template``, ``vars``, ``users``:
-``[{"user": ..., "event": ...}]``), answered with one line per user, in order, as each is
-done: ``{"ok": {field: text}}`` or ``{"error": [category, reason]}``.
+``memory_bytes``), answered ``{"ready": true}``; each later line is a page (``channel``,
+``template``, ``vars``, ``users``: ``[{"user": ..., "event": ...}]``), answered with one line
+per user, in order, as each is done: ``{"ok": {field: text}}`` or ``{"error": [category,
+reason]}``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def serve(source: IO[str], sink: IO[str]) -> None:
     )
     renderer = Renderer(ChannelsFile.model_validate(setup["channels"]), limits=limits)
     limit_memory(setup["memory_bytes"])
+    sink.write('{"ready": true}\n')  # the parent's per-message clock starts after this
+    sink.flush()
     for line in source:
         page = json.loads(line)
         for answer in _render_page(renderer, page):
