@@ -1,9 +1,9 @@
 """Evaluate a :data:`journeys.rules.Rule` for one user, in memory.
 
-This is the only evaluator today: every branch, entry and exit rule is checked here. Segment
-audiences need the same rules compiled to SQL, and no such compiler exists yet (a run with a
-segment audience fails when it materialises the audience). One written later must give the
-same answers, so the semantics are spelled out here.
+Every branch, entry and exit rule is checked here; segments use the same rules compiled to SQL
+(:mod:`journeys.rule_sql`), which must give the same answers on every input
+(``tests/test_rule_sql.py`` holds the two together with hypothesis), so the semantics are
+spelled out here, once, for both.
 
 Where values come from
     A tag reads ``facts.attrs[tag]`` (a flat key lookup: ``a.b`` is the key ``"a.b"``, not a
@@ -23,8 +23,10 @@ Comparing a value with an operand, by the operand's kind
       (``3 == 3.0``); a numeric string such as ``"18"`` is a mismatch.
     * string: equal only to an identical string (case-sensitive); strings are not ordered.
     * date, date-time or relative date (``T-7d`` is ``now - 7d``): compares with strings that
-      parse as ISO dates (``2025-06-01``) or date-times (``2025-06-01T09:00:00+08:00``) and
-      with ``date`` / ``datetime`` objects. Naive date-times in the data are taken as UTC. When
+      are ISO dates (``2025-06-01``) or date-times (``2025-06-01T09:00``, seconds and up to six
+      fraction digits optional, ``T`` or a space, ``Z`` or an offset up to 14:59; exactly the
+      forms of ``_DATE`` / ``_DATETIME``, shared with the SQL readers) and with ``date`` /
+      ``datetime`` objects. Naive date-times in the data are taken as UTC. When
       either side is a plain date, both sides are compared as UTC calendar dates (the
       date-time side is converted to UTC and its date taken); otherwise as instants.
     A mismatch of kinds makes the comparison false, for every operator (``ne`` included);
@@ -271,9 +273,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-# what rules.parse_value reads as a date or a date-time, checked before parsing
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}.*")
+# The data forms read as dates and date-times: the same patterns as journeys_date and
+# journeys_ts (migrations/006_rule_functions.sql), so compiled rules read the same values.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])?"
+)
 
 
 def _as_moment(value: Any) -> date | None:

@@ -1,8 +1,7 @@
 """The rule language: ``all`` / ``any`` / ``not`` trees over tag and behaviour conditions.
 
-Only the model and its static checks live here; evaluation is in :mod:`journeys.rule_eval`.
-Nothing compiles rules to SQL yet, so segment audiences are refused when a run materialises its
-audience; a compiler written later must agree with :mod:`journeys.rule_eval`. A tag whose name
+Only the model and its static checks live here; evaluation is in :mod:`journeys.rule_eval`
+(in memory, for pages) and :mod:`journeys.rule_sql` (compiled, for segments), which agree. A tag whose name
 starts with :data:`ENTRY_PREFIX` (``entry.reason``) reads a property of the event that brought
 the user into an event-triggered journey.
 """

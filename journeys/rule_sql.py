@@ -1,0 +1,196 @@
+"""Rules compiled to one parameterised SQL query over ``users`` and ``events``.
+
+The semantics are :mod:`journeys.rule_eval`'s, leaf for leaf (its docstring is the contract;
+a property test holds the two together): a tag reads ``attrs -> tag`` (``timezone``,
+``email`` and ``phone`` fall back to the profile columns), JSON null is absent, each leaf is
+closed with ``IS TRUE`` so ``not`` of a leaf on an absent value is true, kinds follow the
+operand, and date-like text is read by ``journeys_date`` / ``journeys_ts``
+(migrations/006_rule_functions.sql), which read the same forms as the evaluator. No value is
+ever written into the SQL text: every operand, tag, event and property name is a parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from journeys.rules import (
+    ENTRY_PREFIX,
+    AllOf,
+    AnyOf,
+    EventCondition,
+    NotRule,
+    PropertyFilter,
+    RelativeDate,
+    Rule,
+    TagCondition,
+)
+
+_PROFILE_COLUMNS = ("timezone", "email", "phone")
+_ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_FALSE, _TRUE = "false", "true"
+_VALUE = "\x01value\x01"
+"""Where the tested value goes in a leaf's SQL, filled in once the leaf is known to read it."""
+
+SqlParam = str | int | datetime | date | list[str]
+
+
+@dataclass
+class Compiled:
+    """SQL text with ``$n`` placeholders and the values for them, in order."""
+
+    params: list[SqlParam] = field(default_factory=list)
+
+    def bind(self, value: SqlParam, cast: str) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}::{cast}"
+
+
+def segment_query(rule: Rule, *, now: datetime) -> tuple[str, list[SqlParam]]:
+    """``SELECT user_id FROM users`` of the users ``rule`` holds for at ``now``."""
+    compiled = Compiled()
+    predicate = _rule(rule, compiled, now)
+    return f"SELECT u.user_id FROM users u WHERE {predicate}", compiled.params
+
+
+def rule_predicate(rule: Rule, compiled: Compiled, *, now: datetime) -> str:
+    """A boolean (never NULL) over ``users u`` for ``rule``, binding into ``compiled``."""
+    return _rule(rule, compiled, now)
+
+
+def _rule(rule: Rule, out: Compiled, now: datetime) -> str:
+    if isinstance(rule, AllOf):
+        return "(" + " AND ".join(_rule(child, out, now) for child in rule.all) + ")"
+    if isinstance(rule, AnyOf):
+        return "(" + " OR ".join(_rule(child, out, now) for child in rule.any) + ")"
+    if isinstance(rule, NotRule):
+        return f"(NOT {_rule(rule.not_, out, now)})"
+    if isinstance(rule, TagCondition):
+        if rule.tag.startswith(ENTRY_PREFIX):  # a segment has no entry event: always absent
+            return _absent(rule.op, rule.value)
+        test = _test(rule.op, _VALUE, rule.value, out, now)
+        if _VALUE in test:  # bound only when used: PostgreSQL cannot type an unused parameter
+            value = f"(u.attrs -> {out.bind(rule.tag, 'text')})"
+            if rule.tag in _PROFILE_COLUMNS:  # attrs first, as the page's facts read them
+                value = f"COALESCE({value}, to_jsonb(u.{rule.tag}))"
+            test = test.replace(_VALUE, value)
+        return f"({test}) IS TRUE"
+    return _behaviour(rule, out, now)
+
+
+def _absent(op: str, operand: object) -> str:
+    if op == "exists":
+        return _FALSE if operand in (None, True) else _TRUE
+    return _FALSE
+
+
+def _behaviour(rule: EventCondition, out: Compiled, now: datetime) -> str:
+    where = [f"e.user_id = u.user_id AND e.name = {out.bind(rule.event, 'text')}"]
+    if rule.within is not None:
+        since = out.bind(now - rule.within, "timestamptz")
+        where.append(f"e.ts BETWEEN {since} AND {out.bind(now, 'timestamptz')}")
+    where.append(_props(rule.where, out, now))
+    count = f"(SELECT count(*) FROM events e WHERE {' AND '.join(where)})"
+    bounds = []
+    if rule.count.gte is not None:
+        bounds.append(f"{count} >= {rule.count.gte:d}")
+    if rule.count.lte is not None:
+        bounds.append(f"{count} <= {rule.count.lte:d}")
+    return "(" + " AND ".join(bounds) + ")"
+
+
+def _props(where: PropertyFilter | None, out: Compiled, now: datetime) -> str:
+    if not where:
+        return _TRUE
+    tests = []
+    for name, test in where.items():
+        for op, operand in test.root.items():
+            sql = _test(op, _VALUE, operand, out, now)
+            if _VALUE in sql:
+                sql = sql.replace(_VALUE, f"(e.props -> {out.bind(name, 'text')})")
+            tests.append(f"({sql}) IS TRUE")
+    return " AND ".join(tests)
+
+
+def _test(op: str, value: str, operand: object, out: Compiled, now: datetime) -> str:
+    """One operator on the jsonb expression ``value`` (SQL NULL or JSON null: absent)."""
+    present = f"({value} IS NOT NULL AND jsonb_typeof({value}) <> 'null')"
+    if op == "exists":
+        return present if operand in (None, True) else f"NOT {present}"
+    assert operand is not None
+    if op == "in":
+        assert isinstance(operand, list)
+        return "(" + " OR ".join(_compare("eq", value, item, out, now) for item in operand) + ")"
+    if op == "not_in":
+        assert isinstance(operand, list)
+        return "(" + " AND ".join(_compare("ne", value, item, out, now) for item in operand) + ")"
+    if op == "between":
+        assert isinstance(operand, list)
+        low, high = operand
+        at_least = _compare("gte", value, low, out, now)
+        return f"({at_least} AND {_compare('lte', value, high, out, now)})"
+    if op == "contains":
+        return _contains(value, operand, out, now)
+    return _compare(op, value, operand, out, now)
+
+
+def _contains(value: str, operand: object, out: Compiled, now: datetime) -> str:
+    element = _compare("eq", "x.item", operand, out, now)
+    in_list = (
+        f"(jsonb_typeof({value}) = 'array' AND EXISTS "
+        f"(SELECT 1 FROM jsonb_array_elements({value}) AS x(item) WHERE {element}))"
+    )
+    if not isinstance(operand, str):
+        return in_list
+    if "\x00" in operand:  # no stored text holds NUL, and PostgreSQL cannot take it as text
+        return in_list
+    text = f"({value} #>> '{{}}')"
+    needle = out.bind(operand, "text")
+    substring = _when(f"jsonb_typeof({value}) = 'string'", f"strpos({text}, {needle}) > 0")
+    return f"({in_list} OR {substring})"
+
+
+def _compare(op: str, value: str, operand: object, out: Compiled, now: datetime) -> str:
+    """``value <op> operand`` by the operand's kind; NULL or false on a mismatch of kinds.
+
+    The kind is tested in a CASE: PostgreSQL may evaluate the two sides of an AND in either
+    order, and a cast of the wrong kind (a JSON string to numeric) raises."""
+    kind = f"jsonb_typeof({value})"
+    text = f"({value} #>> '{{}}')"
+    if isinstance(operand, bool):
+        if op not in ("eq", "ne"):
+            return _FALSE
+        return _when(f"{kind} = 'boolean'", f"({value})::boolean {_sql_op(op)} {operand}")
+    if isinstance(operand, int | float):
+        number = out.bind(repr(operand) if isinstance(operand, float) else str(operand), "numeric")
+        return _when(f"{kind} = 'number'", f"({value})::numeric {_sql_op(op)} {number}")
+    if isinstance(operand, str):
+        if op not in ("eq", "ne"):
+            return _FALSE  # strings have no order in the rule language
+        if "\x00" in operand:  # equal to no stored text, different from every one
+            return _FALSE if op == "eq" else f"({kind} = 'string')"
+        return _when(f"{kind} = 'string'", f"{text} {_sql_op(op)} {out.bind(operand, 'text')}")
+    if isinstance(operand, RelativeDate):
+        operand = now + operand.offset
+    if isinstance(operand, datetime):
+        moment = operand.astimezone(UTC)
+        as_ts = f"journeys_ts({text}) {_sql_op(op)} {out.bind(moment, 'timestamptz')}"
+        as_date = f"journeys_date({text}) {_sql_op(op)} {out.bind(moment.date(), 'date')}"
+        # an instant against an instant; against a plain date, as UTC calendar dates
+        either = f"CASE WHEN journeys_ts({text}) IS NOT NULL THEN {as_ts} ELSE {as_date} END"
+        return _when(f"{kind} = 'string'", either)
+    if isinstance(operand, date):
+        day = out.bind(operand, "date")
+        value_day = (
+            f"COALESCE((journeys_ts({text}) AT TIME ZONE 'UTC')::date, journeys_date({text}))"
+        )
+        return _when(f"{kind} = 'string'", f"{value_day} {_sql_op(op)} {day}")
+    return _FALSE
+
+
+def _when(condition: str, test: str) -> str:
+    return f"(CASE WHEN {condition} THEN {test} END)"
+
+
+def _sql_op(op: str) -> str:
+    return {"eq": "=", "ne": "<>", **_ORDER}[op]
