@@ -1,9 +1,9 @@
 """The rule language: ``all`` / ``any`` / ``not`` trees over tag and behaviour conditions.
 
 Only the model and its static checks live here; evaluation is in :mod:`journeys.rule_eval`
-(in memory, for pages) and :mod:`journeys.rule_sql` (compiled, for segments), which agree. A tag whose name
-starts with :data:`ENTRY_PREFIX` (``entry.reason``) reads a property of the event that brought
-the user into an event-triggered journey.
+(in memory, for pages) and :mod:`journeys.rule_sql` (compiled, for segments), which agree.
+A tag whose name starts with :data:`ENTRY_PREFIX` (``entry.reason``) reads a property of the
+event that brought the user into an event-triggered journey.
 """
 
 from __future__ import annotations

@@ -2,16 +2,18 @@
 (real worker, Temporal, Redis, PostgreSQL, the channels of ``examples/channels.yaml`` posting
 to a real HTTP receiver), with each user's path and messages asserted.
 
-Plans whose audience is a rule run on an uploaded list instead (``journeys launch --audience
-FILE``): rule audiences wait for the rule-to-SQL compiler. Plans on a schedule cannot be
-launched yet; the last test pins that, so it fails once schedules land and they must be run
-here. ``cancelled-order-recall`` has its own file (test_example_recall.py)."""
+instalments-ab selects its users with its own segment, compiled to SQL; the others run on an
+uploaded list (``journeys launch --audience FILE``) so their counts see only the test's users.
+Plans on a schedule cannot be launched yet; the last test pins that, so it fails once
+schedules land and they must be run here. ``cancelled-order-recall`` has its own file
+(test_example_recall.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,30 +123,38 @@ def _caught(progress: RunProgress) -> int:
 
 
 async def test_instalments_ab(journey: JourneyKit) -> None:
+    """The plan's own segment picks the audience (compiled to SQL); those it leaves out get
+    nothing, the others their arm's offer and the reminder."""
     journey.use_example_channels()
     plan_file = EXAMPLES / "instalments-ab.yaml"
     tag = uuid.uuid4().hex[:6]
     users = [f"ins-{tag}-{n:03d}" for n in range(40)]
-    risky = users[0]
-    profiles = {u: {"timezone": "Europe/Berlin", "attrs": {"risk_level": "low"}} for u in users}
-    profiles[risky] = {"attrs": {"risk_level": "high"}}  # the exit rule takes them at once
+    eligible: dict[str, Any] = {"risk_level": "low", "credit_limit": 2000, "loan_active": False}
+    profiles = {u: {"timezone": "Europe/Berlin", "attrs": dict(eligible)} for u in users}
+    left_out: dict[str, dict[str, Any]] = {
+        f"ins-{tag}-risky": {"attrs": eligible | {"risk_level": "high"}},
+        f"ins-{tag}-poor": {"attrs": eligible | {"credit_limit": 999}},
+        f"ins-{tag}-loan": {"attrs": eligible | {"loan_active": True}},
+        f"ins-{tag}-unknown": {"attrs": {"credit_limit": 5000}},
+    }
     arm = arm_of(plan_file, "offer", users)
-    outcome = await journey.run(plan_file, users=users, profiles=profiles)
+    outcome = await journey.run(plan_file, users=None, profiles=profiles | left_out)
 
-    for user in users[1:]:
+    assert set(left_out).isdisjoint(outcome.users)
+    assert set(users) <= set(outcome.users)
+    for user in users:
         n = 3 if arm[user] == "three_instalments" else 6
         got = outcome.users[user]
         offer = [f"set_offer_{n}", f"tell_{n}"]
         assert got.path == ["morning", "offer", *offer, "give_it_time", "remind"]
         assert got.messages == [f"tell_{n}", "remind"]
         assert got.arms == {"offer": arm[user]}
-    assert outcome.users[risky].exited and outcome.users[risky].messages == []
     rows = await journey.pool.fetch(
-        "SELECT user_id, attrs FROM users WHERE user_id = ANY($1)", users
+        "SELECT user_id, attrs FROM users WHERE user_id = ANY($1)", [*users, *left_out]
     )
     offers = {r["user_id"]: r["attrs"].get("instalment_offer") for r in rows}
-    assert offers == {u: (3 if arm[u] == "three_instalments" else 6) for u in users[1:]} | {
-        risky: None
+    assert offers == {u: (3 if arm[u] == "three_instalments" else 6) for u in users} | {
+        u: None for u in left_out
     }
     reminders = {
         m["user_id"]: m["content"]["body"]

@@ -15,6 +15,7 @@ from journeys.plan.limits import Limits
 from journeys.plan.models import Plan
 from journeys.plan.unenforced import (
     CANNOT_LAUNCH,
+    EVALUATED_EVERY_RUN,
     NOT_ENFORCED,
     UNENFORCED_CHANNEL_OPTIONS,
     UNENFORCED_LIMITS,
@@ -29,9 +30,11 @@ EXAMPLES = ROOT / "examples"
 CHANNELS_FILE = EXAMPLES / "channels.yaml"
 
 # What warns today. Enforcing a field (issue 16: caps, quiet hours, budgets, priority, channel
-# rates; the reports: cost) means removing it from journeys/plan/unenforced.py and from here.
+# rates; the reports: cost; issue 15: audience snapshots) means removing it from
+# journeys/plan/unenforced.py and from here.
 EXPECTED: dict[str, list[str]] = {
     "cancelled-order-recall": [
+        "audience.mode",
         "limits.caps",
         "limits.plan_cap",
         "limits.quiet_hours",
@@ -46,6 +49,7 @@ EXPECTED: dict[str, list[str]] = {
         "channels.sms.cost",
     ],
     "instalments-ab": [
+        "audience.mode",
         "limits.plan_cap",
         "limits.quiet_hours",
         "limits.budget",
@@ -66,6 +70,7 @@ EXPECTED: dict[str, list[str]] = {
         "channels.sms.cost",
     ],
     "push-click-sms": [
+        "audience.mode",
         "limits.caps",
         "limits.quiet_hours",
         "limits.budget",
@@ -147,7 +152,9 @@ def test_exactly_these_fields_warn_in_the_examples() -> None:
 
 def test_every_warning_says_the_same_thing() -> None:
     plan = load_plan(EXAMPLES / "push-click-sms.yaml", channels=channels())
-    warnings = unenforced_fields(plan, channels=channels())
+    warnings = [
+        w for w in unenforced_fields(plan, channels=channels()) if w.path != "audience.mode"
+    ]
     assert {w.text for w in warnings} == {NOT_ENFORCED} == {"accepted, not enforced yet"}
     assert str(warnings[0]) == "limits.caps: accepted, not enforced yet"
 
@@ -170,7 +177,8 @@ def test_only_values_other_than_the_default_warn() -> None:
 def test_without_a_channels_file_only_the_plan_is_looked_at() -> None:
     plan = load_plan(EXAMPLES / "push-click-sms.yaml", channels=channels())
     paths = [w.path for w in unenforced_fields(plan, channels=None)]
-    assert paths == [path for path in EXPECTED["push-click-sms"] if path.startswith("limits.")]
+    in_plan = [p for p in EXPECTED["push-click-sms"] if p.startswith(("limits.", "audience."))]
+    assert paths == in_plan
 
 
 def test_the_lists_name_real_fields() -> None:
@@ -201,13 +209,14 @@ async def journeys(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+def warning_text(path: str) -> str:
+    if path == "entry.type":
+        return f"schedule: {CANNOT_LAUNCH}"
+    return EVALUATED_EVERY_RUN if path == "audience.mode" else "accepted, not enforced yet"
+
+
 def warning_lines(stem: str) -> list[str]:
-    return [
-        f"  ! {path}: schedule: {CANNOT_LAUNCH}"
-        if path == "entry.type"
-        else f"  ! {path}: accepted, not enforced yet"
-        for path in EXPECTED[stem]
-    ]
+    return [f"  ! {path}: {warning_text(path)}" for path in EXPECTED[stem]]
 
 
 async def test_validate_prints_one_warning_line_per_field(tmp_path: Path) -> None:
@@ -233,7 +242,7 @@ async def test_validate_json_lists_the_warnings(tmp_path: Path, stem: str) -> No
     result = json.loads(out)
     assert result["valid"] is True and result["problems"] == []
     assert result["warnings"] == [
-        {"path": path, "text": "accepted, not enforced yet"} for path in EXPECTED[stem]
+        {"path": path, "text": warning_text(path)} for path in EXPECTED[stem]
     ]
 
 

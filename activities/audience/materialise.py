@@ -6,8 +6,10 @@ k carries the same hash tag, so ZUNIONSTORE and friends work even on Redis Clust
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from activities.audience.shard_sets import (
@@ -16,7 +18,9 @@ from activities.audience.shard_sets import (
     copy_into_run,
     write_shards,
 )
+from activities.db import queries
 from activities.db.pool import DbPool
+from journeys.durations import format_duration
 from journeys.errors import InvalidInput, Problem
 from journeys.names import audience_shard_key, cohort_key
 from journeys.plan.audience import (
@@ -28,6 +32,8 @@ from journeys.plan.audience import (
     SetAudience,
     SqlAudience,
 )
+from journeys.plan.sql_check import statement_text
+from journeys.rule_sql import SqlParam, segment_query
 
 _CHUNK = 50_000
 _COMBINE = {"union": "ZUNIONSTORE", "intersect": "ZINTERSTORE", "difference": "ZDIFFSTORE"}
@@ -54,16 +60,17 @@ async def materialise(
         query = "SELECT user_id FROM users"
         return await _from_query(redis, pool, query, shards=shards, target=target)
     if isinstance(audience, SqlAudience):
-        return await _from_query(redis, pool, audience.query, shards=shards, target=target)
+        return await _from_sql(redis, pool, audience.query, shards=shards, target=target)
+    if isinstance(audience, SegmentAudience):
+        # relative dates (T-7d) count from when the segment is evaluated
+        query, params = segment_query(audience.rule, now=datetime.now(UTC))
+        return await _from_query(redis, pool, query, params, shards=shards, target=target)
     if isinstance(audience, SetAudience):
         return await _combine(
             redis, pool, audience, run_id=run_id, shards=shards, target=target, scratch=scratch
         )
-    if isinstance(audience, FileAudience):
-        problem = Problem("audience.path", "file audiences are loaded by `journeys launch`")
-        raise AudienceUnavailable("audience", [problem])
-    assert isinstance(audience, SegmentAudience)
-    problem = Problem("audience.rule", "segment audiences need the rule-to-SQL compiler")
+    assert isinstance(audience, FileAudience)
+    problem = Problem("audience.path", "file audiences are loaded by `journeys launch`")
     raise AudienceUnavailable("audience", [problem])
 
 
@@ -93,15 +100,68 @@ async def saved_into(
 
 
 async def _from_query(
-    redis: aioredis.Redis, pool: DbPool, query: str, *, shards: int, target: Callable[[int], str]
+    redis: aioredis.Redis,
+    pool: DbPool,
+    query: str,
+    params: Sequence[SqlParam] = (),
+    *,
+    shards: int,
+    target: Callable[[int], str],
 ) -> list[int]:
+    """Stream the ids ``query`` selects into the shard keys, a chunk at a time."""
     await redis.delete(*(target(k) for k in range(shards)))
     counts = [0] * shards
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        cursor = await conn.cursor(query)
+        cursor = await conn.cursor(query, *params)
         while rows := await cursor.fetch(_CHUNK):
             counts = await write_shards(redis, [str(r[0]) for r in rows], shards=shards, key=target)
     return counts
+
+
+async def _from_sql(
+    redis: aioredis.Redis, pool: DbPool, query: str, *, shards: int, target: Callable[[int], str]
+) -> list[int]:
+    """An operator's query: checked by its grammar when the plan was read, and run here as
+    ``journeys_reader`` in a read-only transaction under a statement timeout, so the database
+    itself refuses a write or a call with side effects, whatever got past the check."""
+    await redis.delete(*(target(k) for k in range(shards)))
+    counts = [0] * shards
+    wrapped = f"SELECT q.user_id::text FROM (\n{statement_text(query)}\n) AS q"
+    timeout_ms = int(SQL_AUDIENCE_TIMEOUT.total_seconds() * 1000)
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        if not await conn.fetchval(queries.CAN_BE_READER):
+            raise AudienceUnavailable("audience", [Problem("audience.query", NO_READER)])
+        await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+        await conn.execute("SET LOCAL ROLE journeys_reader")
+        try:
+            cursor = await conn.cursor(wrapped)
+            while rows := await cursor.fetch(_CHUNK):
+                ids = [r[0] for r in rows if r[0] is not None]
+                counts = await write_shards(redis, ids, shards=shards, key=target)
+        except asyncpg.PostgresError as exc:
+            reason = _sql_failure(exc)
+            raise AudienceUnavailable("audience", [Problem("audience.query", reason)]) from None
+    return counts
+
+
+SQL_AUDIENCE_TIMEOUT = timedelta(minutes=2)
+"""How long an SQL audience's query may run before the database stops it."""
+NO_READER = (
+    "SQL audiences run as the journeys_reader role, which this database lacks or this user "
+    "cannot use (see docs/deployment.md)"
+)
+
+
+def _sql_failure(exc: asyncpg.PostgresError) -> str:
+    if isinstance(exc, asyncpg.exceptions.UndefinedColumnError) and "q.user_id" in str(exc):
+        return "the query returns no user_id column"
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+        return f"the query ran longer than {format_duration(SQL_AUDIENCE_TIMEOUT)} and was stopped"
+    if isinstance(exc, asyncpg.exceptions.InsufficientPrivilegeError):
+        return f"the query may only read users and events: {exc}"
+    if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+        return f"the query tried to write: {exc}"
+    return f"the query failed: {type(exc).__name__}: {exc}"
 
 
 async def _combine(

@@ -295,3 +295,9 @@ FROM journey_entries e JOIN unnest($2::text[], $3::timestamptz[]) AS t(user_id, 
 WHERE e.run_id = $1
 ORDER BY e.user_id, e.entry DESC
 """
+
+# Whether this session may act as journeys_reader, the role SQL audiences run as.
+CAN_BE_READER = """
+SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'journeys_reader')
+       AND pg_has_role(current_user, 'journeys_reader', 'MEMBER')
+"""

@@ -31,8 +31,8 @@ class ListAudience(_Source):
 
 
 class SegmentAudience(_Source):
-    """The users a rule selects. Validated, but not resolved yet: it needs a rule-to-SQL
-    compiler, so a run with this audience fails when it materialises it."""
+    """The users (with a profile row) a rule selects, compiled to SQL by
+    :mod:`journeys.rule_sql` when the run materialises its audience."""
 
     source: Literal["segment"] = "segment"
     rule: Rule

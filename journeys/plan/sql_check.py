@@ -109,6 +109,14 @@ def check_sql(query: str) -> str:
     return query
 
 
+def statement_text(query: str) -> str:
+    """The one statement of a checked ``query``, without its ``;`` and trailing comments, so
+    it can be wrapped as a subquery."""
+    raw = parse_sql(query)[0]
+    start = raw.stmt_location or 0
+    return query[start : start + raw.stmt_len] if raw.stmt_len else query[start:]
+
+
 def statement_name(statement: ast.Node | None) -> str:
     """A readable name for a parsed statement: ``DROP TABLE``, ``CREATE TABLE AS``, ``BEGIN``."""
     if isinstance(statement, ast.DropStmt) and statement.removeType is not None:
