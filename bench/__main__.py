@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from activities.db.migrate import migrate
-from bench import blast, blast_http, events, per_user, scale_out, targets, upload
+from bench import blast, blast_http, events, per_user, profiles, scale_out, targets, upload
 from journeys.settings import Settings, get_settings
 from starter.stack.devstack import DevStack
 from starter.stack.probes import free_port, host_port, is_listening
@@ -35,6 +35,7 @@ Scenario = Callable[[Settings, list[int]], Awaitable[Any]]
 
 SCENARIOS: dict[str, Scenario] = {
     "upload": upload.run,
+    "profiles": profiles.run,
     "blast": blast.run,
     "blast_http": blast_http.run,
     "events": events.run,

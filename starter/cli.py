@@ -15,6 +15,7 @@ from . import (
     dev_commands,
     event_commands,
     plan_commands,
+    profile_commands,
     run_commands,
     version_commands,
 )
@@ -33,6 +34,7 @@ dev_commands.register(app)
 audience_commands.register(app)
 run_commands.register(app)
 event_commands.register(app)
+profile_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

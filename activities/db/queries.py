@@ -35,6 +35,121 @@ ON CONFLICT (user_id) DO UPDATE SET
 
 USERS_COUNT = "SELECT count(*) FROM users"
 
+# journeys profiles load: rows are COPYed into this table, then upserted in one statement, so
+# a refused file leaves nothing behind (the transaction drops the table). attrs travel as JSON
+# text: binary COPY has no encoder for jsonb.
+PROFILES_STAGE = """
+CREATE TEMP TABLE profile_stage (
+    line integer NOT NULL, user_id text NOT NULL, email text, phone text, timezone text,
+    attrs text NOT NULL
+) ON COMMIT DROP
+"""
+PROFILES_STAGE_COLUMNS = ("line", "user_id", "email", "phone", "timezone", "attrs")
+
+# The last line of a user wins; a column left empty keeps what was stored, and attributes are
+# merged into the stored ones. Returns how many users were new and how many were updated.
+PROFILES_UPSERT = """
+WITH upserted AS (
+    INSERT INTO users (user_id, email, phone, timezone, attrs)
+    SELECT DISTINCT ON (user_id) user_id, email, phone, timezone, attrs::jsonb
+    FROM profile_stage ORDER BY user_id, line DESC
+    ON CONFLICT (user_id) DO UPDATE SET
+        email = COALESCE(EXCLUDED.email, users.email),
+        phone = COALESCE(EXCLUDED.phone, users.phone),
+        timezone = COALESCE(EXCLUDED.timezone, users.timezone),
+        attrs = users.attrs || EXCLUDED.attrs,
+        updated_at = now()
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS new, count(*) FILTER (WHERE NOT inserted) AS updated
+FROM upserted
+"""
+
+
+def profile_csv_stage(columns: int) -> str:
+    """The staging table a CSV profiles file is COPYed into as it is: ``line`` (in file order)
+    and one text column ``c<n>`` per column of its header."""
+    cells = ", ".join(f"c{n} text" for n in range(columns))
+    return f"CREATE TEMP TABLE profile_raw (line bigserial, {cells}) ON COMMIT DROP"
+
+
+def _cell(column: str) -> str:
+    # a cell as the rules read it (journeys.profile_file.cell_value): bool, number, or text
+    return (
+        f"CASE WHEN {column} IS NULL OR {column} = '' THEN NULL"
+        f" WHEN {column} IN ('true', 'false') THEN to_jsonb({column} = 'true')"
+        f" WHEN {column} ~ '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]{{1,2}})?$'"
+        f" THEN to_jsonb({column}::numeric)"
+        f" ELSE to_jsonb({column}) END"
+    )
+
+
+def profile_csv_reason(*, user_id: str, timezone: str | None) -> str:
+    """Why a staged row is bad (NULL when it is good); ``z.name`` is its zone, looked up."""
+    uid = f"btrim({user_id})"
+    zone = (
+        f" WHEN NULLIF(btrim({timezone}), '') IS NOT NULL AND z.name IS NULL THEN"
+        f" format('timezone \"%s\" is not an IANA time zone', left(btrim({timezone}), 60))"
+        if timezone
+        else ""
+    )
+    return (
+        f"CASE WHEN NULLIF({uid}, '') IS NULL THEN 'user_id is missing'"
+        f" WHEN {uid} ~ '[[:cntrl:]]' THEN 'user_id must not contain control characters'"
+        f" WHEN length({uid}) > 200 THEN 'user_id is longer than 200 characters'{zone} END"
+    )
+
+
+def profile_csv_rows(
+    *, user_id: str, contact: dict[str, str], attrs: list[str], first_param: int = 1
+) -> str:
+    """Make the temporary table ``staged``: each raw row typed, with why it is bad (NULL when
+    good): ``(line, reason, user_id, email, phone, timezone, attrs)``. Attribute names are
+    parameters ``$first_param...``, in ``attrs`` order."""
+    zone = contact.get("timezone")
+    pairs = ", ".join(f"${first_param + i}::text, {_cell(c)}" for i, c in enumerate(attrs))
+    built = f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if attrs else "'{}'::jsonb"
+    columns = ", ".join(
+        (f"NULLIF(btrim({contact[name]}), '')" if name in contact else "NULL::text") + f" AS {name}"
+        for name in ("email", "phone", "timezone")
+    )
+    join = f" LEFT JOIN zones z ON z.name = btrim({zone})" if zone else ""
+    return (
+        "CREATE TEMP TABLE staged ON COMMIT DROP AS"
+        " WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names)"
+        f" SELECT line, {profile_csv_reason(user_id=user_id, timezone=zone)} AS reason,"
+        f" btrim({user_id}) AS user_id, {columns}, {built} AS attrs"
+        f" FROM profile_raw r{join}"
+    )
+
+
+PROFILE_CSV_BAD = "SELECT line, reason FROM staged WHERE reason IS NOT NULL ORDER BY line LIMIT 100"
+PROFILE_CSV_COUNTS = (
+    "SELECT count(*) AS lines, count(*) FILTER (WHERE reason IS NOT NULL) AS bad FROM staged"
+)
+# the last good row of a user wins, as for JSON Lines (PROFILES_UPSERT)
+PROFILE_CSV_UPSERT = """
+WITH upserted AS (
+    INSERT INTO users (user_id, email, phone, timezone, attrs)
+    SELECT DISTINCT ON (user_id) user_id, email, phone, timezone, attrs
+    FROM staged WHERE reason IS NULL ORDER BY user_id, line DESC
+    ON CONFLICT (user_id) DO UPDATE SET
+        email = COALESCE(EXCLUDED.email, users.email),
+        phone = COALESCE(EXCLUDED.phone, users.phone),
+        timezone = COALESCE(EXCLUDED.timezone, users.timezone),
+        attrs = users.attrs || EXCLUDED.attrs,
+        updated_at = now()
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS new, count(*) FILTER (WHERE NOT inserted) AS updated
+FROM upserted
+"""
+
+PROFILE_BY_ID = """
+SELECT user_id, email, phone, timezone, attrs, created_at, updated_at FROM users
+WHERE user_id = $1
+"""
+
 USERS_BY_IDS = """
 SELECT user_id, email, phone, timezone, attrs FROM users
 WHERE user_id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))
