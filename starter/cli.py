@@ -17,6 +17,7 @@ from . import (
     plan_commands,
     profile_commands,
     run_commands,
+    segment_commands,
     version_commands,
 )
 from .console import error_line
@@ -35,6 +36,7 @@ audience_commands.register(app)
 run_commands.register(app)
 event_commands.register(app)
 profile_commands.register(app)
+segment_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:
