@@ -54,6 +54,7 @@ class RunActivities:
                     run_id=data.run_id,
                     shards=shards,
                     target=target,
+                    zone=plan.timezone,
                 )
             else:
                 reason = "the plan has no audience and none was given at launch"

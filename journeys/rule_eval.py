@@ -38,6 +38,10 @@ Operators
     ``in [a, b]``: ``value eq a OR value eq b``; ``not_in [a, b]``: ``value ne a AND value ne
     b`` (as SQL expands them). ``contains x``: a list value has an element that is ``eq x``;
     a string value has ``x`` (a string) as a substring; anything else is false.
+    ``anniversary day|week|month``: the value is a date or date-time (its UTC date) whose
+    month and day fall on ``now``'s date, in ``now``'s Monday-to-Sunday week, or in
+    ``now``'s month, all in ``now``'s own zone (callers pass ``now`` in the plan's zone); a
+    29 February counts on 28 February in a year without one.
 
 Behaviours
     An event condition counts ``facts.events`` with its name whose properties match ``where``
@@ -48,6 +52,7 @@ Behaviours
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +197,14 @@ def _test(op: str, value: Any, operand: Any, now: datetime) -> bool:
         return present if operand in (None, True) else not present
     if value is None:
         return False
+    if op == "anniversary":
+        moment = _as_moment(value)
+        if moment is None:
+            return False
+        day = _utc_date(moment)
+        if operand == "month":
+            return day.month == now.month
+        return f"{day.month:02d}-{day.day:02d}" in anniversary_days(operand, now.date())
     if op == "in":
         return any(_equals(value, item, now) for item in operand)
     if op == "not_in":
@@ -206,6 +219,18 @@ def _test(op: str, value: Any, operand: Any, now: datetime) -> bool:
     if op == "ne":
         return _differs(value, operand, now)
     return _ordered(value, operand, now, _ORDER_OPS[op])
+
+
+def anniversary_days(unit: str, today: date) -> frozenset[str]:
+    """The ``MM-DD`` of every date whose anniversary falls ``today`` (``unit`` day) or in
+    today's Monday-to-Sunday week (``week``). A 29 February is kept on 28 February in a
+    year without one, so it is never skipped."""
+    start = today if unit == "day" else today - timedelta(days=today.weekday())
+    days = [start + timedelta(days=n) for n in range(1 if unit == "day" else 7)]
+    keys = {f"{d.month:02d}-{d.day:02d}" for d in days}
+    if any(d.month == 2 and d.day == 28 and not calendar.isleap(d.year) for d in days):
+        keys.add("02-29")
+    return frozenset(keys)
 
 
 def _at_least(left: Any, right: Any) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from journeys.rule_eval import anniversary_days
 from journeys.rules import (
     ENTRY_PREFIX,
     AllOf,
@@ -131,7 +132,20 @@ def _test(op: str, value: str, operand: object, out: Compiled, now: datetime) ->
         return f"({at_least} AND {_compare('lte', value, high, out, now)})"
     if op == "contains":
         return _contains(value, operand, out, now)
+    if op == "anniversary":
+        return _anniversary(value, str(operand), out, now)
     return _compare(op, value, operand, out, now)
+
+
+def _anniversary(value: str, unit: str, out: Compiled, now: datetime) -> str:
+    text = f"({value} #>> '{{}}')"
+    day = f"COALESCE((journeys_ts({text}) AT TIME ZONE 'UTC')::date, journeys_date({text}))"
+    if unit == "month":
+        test = f"extract(month FROM {day}) = {out.bind(now.month, 'integer')}"
+    else:
+        keys = sorted(anniversary_days(unit, now.date()))
+        test = f"to_char({day}, 'MM-DD') = ANY({out.bind(keys, 'text[]')})"
+    return _when(f"jsonb_typeof({value}) = 'string'", test)
 
 
 def _contains(value: str, operand: object, out: Compiled, now: datetime) -> str:

@@ -36,10 +36,24 @@ ENTRY_PREFIX = "entry."
 """Tag names with this prefix read the entry event's properties (pass-through fields)."""
 
 TagOp = Literal[
-    "eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "exists", "between"
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "not_in",
+    "contains",
+    "exists",
+    "between",
+    "anniversary",
 ]
 TAG_OPS: tuple[str, ...] = get_args(TagOp)
 RULE_FORMS = ("all", "any", "not", "tag", "event")
+ANNIVERSARY_UNITS = ("day", "week", "month")
+"""``{tag: birthday, op: anniversary, value: week}``: the date's month and day fall today, this
+week (Monday to Sunday) or this month, in the zone of the moment the rule is evaluated at."""
 
 
 @dataclass(frozen=True, order=True)
@@ -150,7 +164,10 @@ def _order_kind(value: object) -> str | None:
 
 def check_operand(op: str, value: object) -> None:
     """Raise ``ValueError`` if ``value`` cannot be the operand of ``op``."""
-    if op == "exists":
+    if op == "anniversary":
+        if value not in ANNIVERSARY_UNITS:
+            raise ValueError(f"op anniversary takes day, week or month, got {_show(value)}")
+    elif op == "exists":
         if value is not None and not isinstance(value, bool):
             raise ValueError(f"op exists takes true, false or nothing, got {_show(value)}")
     elif op in ("in", "not_in"):

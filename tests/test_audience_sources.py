@@ -5,7 +5,8 @@ transaction, a statement timeout), and set operations over them, end to end in a
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio as aioredis
@@ -121,3 +122,33 @@ async def test_a_segment_plan_runs_end_to_end(journey: JourneyKit) -> None:
     outcome = await journey.run(body, users=None, profiles=profiles)
     assert sorted(outcome.users) == [f"sg-{tag}-a"]
     assert outcome.users[f"sg-{tag}-a"].messages == ["hello"]
+
+
+async def test_a_birthday_segment_counts_today_in_the_plans_zone(
+    redis: aioredis.Redis, pool: DbPool
+) -> None:
+    # UTC+14 and UTC-11 are a day apart at every moment: today differs between them
+    ahead = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    user = f"bd-{uuid.uuid4().hex[:8]}"
+    await pool.execute(
+        "INSERT INTO users (user_id, attrs) VALUES ($1, $2)",
+        user,
+        {"birthday": f"1990-{ahead.month:02d}-{ahead.day:02d}", "batch": user},
+    )
+    rule = {
+        "all": [
+            {"tag": "birthday", "op": "anniversary", "value": "day"},
+            {"tag": "batch", "op": "eq", "value": user},
+        ]
+    }
+    audience = AUDIENCE.validate_python({"source": "segment", "rule": rule})
+    for zone, expected in (("Pacific/Kiritimati", {user}), ("Pacific/Pago_Pago", set())):
+        run_id = f"test/{uuid.uuid4().hex[:8]}"
+
+        def target(k: int, run_id: str = run_id) -> str:
+            return run_audience_key(run_id, k)
+
+        await materialise(
+            redis, pool, audience=audience, run_id=run_id, shards=2, target=target, zone=zone
+        )
+        assert await members(redis, run_id, 2) == expected, zone

@@ -508,7 +508,8 @@ BAD_PLANS: list[tuple[str, dict[str, Any], list[str]]] = [
         variant(steps__check__where={"campaign": {"equals": "x"}}),
         [
             'steps.check.wait_for_event.where.campaign: unknown operator "equals" '
-            "(use one of: eq, ne, gt, gte, lt, lte, in, not_in, contains, exists, between)"
+            "(use one of: eq, ne, gt, gte, lt, lte, in, not_in, contains, exists, between, "
+            "anniversary)"
         ],
     ),
 ]

@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ DATE_TEXTS = [
     "2026-11-30", "2026-12-01", "2026-12-02", "2026-02-30", "2026-13-01",
     "2026-12-01T10:00:00+08:00", "2026-12-01 09:00", "2026-11-28T23:59:59.5Z",
     "2026-12-01T12:00", "2026-12-01T25:00", "2026-12-01T10:00+15:00", "12/01/2026",
+    "1990-12-06", "1990-12-07", "2024-02-29", "1999-02-28", "2000-03-01",
 ]  # fmt: skip
 text = st.text(max_size=3).filter(lambda s: "\x00" not in s)
 data_scalar = st.one_of(
@@ -62,6 +64,8 @@ def leaf_tests(draw: st.DrawFn) -> dict[str, Any]:
         return {"op": op, "value": draw(st.lists(operand, min_size=1, max_size=3))}
     if op == "exists":
         return {"op": op, "value": draw(st.sampled_from([None, True, False]))}
+    if op == "anniversary":
+        return {"op": op, "value": draw(st.sampled_from(["day", "week", "month"]))}
     if op == "between":
         # each pool is in ascending order, so two draws sorted by position are [low, high]
         pools: list[list[Any]] = [[-2, 0, 0.5, 3], ["2026-11-29", "2026-12-01", "T+2d"]]
@@ -128,8 +132,18 @@ def valid_rule(raw: dict[str, Any]) -> Rule | None:
         return None
 
 
+NOWS = [
+    NOW,  # a Tuesday: its week runs from 30 November to 6 December
+    datetime(2027, 2, 28, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")),  # no 29 February in 2027
+    datetime(2028, 2, 29, 23, 30, tzinfo=ZoneInfo("America/New_York")),  # 1 March in UTC
+]
+
+
 async def compare(
-    pool: DbPool, users: list[dict[str, Any]], raw_rules: list[dict[str, Any]]
+    pool: DbPool,
+    users: list[dict[str, Any]],
+    raw_rules: list[dict[str, Any]],
+    now: datetime = NOW,
 ) -> None:
     tag = uuid.uuid4().hex[:10]
     ids = [f"rs-{tag}-{n}" for n in range(len(users))]
@@ -138,7 +152,7 @@ async def compare(
         [(uid, u["email"], u["attrs"]) for uid, u in zip(ids, users, strict=True)],
     )
     rows = [
-        (uid, e["name"], NOW + timedelta(hours=e["hours"]), e["props"])
+        (uid, e["name"], now + timedelta(hours=e["hours"]), e["props"])
         for uid, u in zip(ids, users, strict=True)
         for e in u["events"]
     ]
@@ -152,7 +166,7 @@ async def compare(
         if u["email"] is not None:
             attrs.setdefault("email", u["email"])
         happened = [
-            EventFact(e["name"], NOW + timedelta(hours=e["hours"]), e["props"]) for e in u["events"]
+            EventFact(e["name"], now + timedelta(hours=e["hours"]), e["props"]) for e in u["events"]
         ]
         facts[uid] = UserFacts(attrs=attrs, events=happened)
     async with pool.acquire() as conn:
@@ -163,12 +177,12 @@ async def compare(
                 rule = valid_rule(raw)
                 if rule is None:
                     continue
-                query, params = segment_query(rule, now=NOW)
+                query, params = segment_query(rule, now=now)
                 found = await conn.fetch(
                     f"{query} AND u.user_id = ANY(${len(params) + 1}::text[])", *params, ids
                 )
                 from_sql = {r["user_id"] for r in found}
-                in_memory = {uid for uid in ids if evaluate(rule, facts[uid], now=NOW)}
+                in_memory = {uid for uid in ids if evaluate(rule, facts[uid], now=now)}
                 assert from_sql == in_memory, (raw, query)
         finally:
             await conn.execute("RESET TIME ZONE")
@@ -184,9 +198,13 @@ async def test_compiled_rules_select_what_the_evaluator_selects(pool: DbPool) ->
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-    @given(st.lists(user, min_size=1, max_size=8), st.lists(rules, min_size=1, max_size=8))
-    def check(users: list[dict[str, Any]], raw_rules: list[dict[str, Any]]) -> None:
-        asyncio.run_coroutine_threadsafe(compare(pool, users, raw_rules), loop).result()
+    @given(
+        st.lists(user, min_size=1, max_size=8),
+        st.lists(rules, min_size=1, max_size=8),
+        st.sampled_from(NOWS),
+    )
+    def check(users: list[dict[str, Any]], raw_rules: list[dict[str, Any]], now: datetime) -> None:
+        asyncio.run_coroutine_threadsafe(compare(pool, users, raw_rules, now), loop).result()
 
     await asyncio.to_thread(check)
 
@@ -212,6 +230,10 @@ async def test_hostile_values_are_data_never_sql(pool: DbPool, value: str) -> No
 
 
 KNOWN = [
+    ({"tag": "a", "op": "anniversary", "value": "day"}, {"a": "1990-12-01"}, True),
+    ({"tag": "a", "op": "anniversary", "value": "week"}, {"a": "1990-12-06"}, True),
+    ({"tag": "a", "op": "anniversary", "value": "week"}, {"a": "1990-12-07"}, False),
+    ({"tag": "a", "op": "anniversary", "value": "month"}, {"a": "2000-12-31T23:00-05:00"}, False),
     # (rule, attrs, holds): the cases the semantics were decided on, each in both evaluators
     ({"tag": "a", "op": "eq", "value": "2026-12-01"}, {"a": "2026-12-01T12:00"}, True),
     ({"tag": "a", "op": "eq", "value": "2026-12-01"}, {"a": "2026-12-01T23:30-05:00"}, False),
@@ -245,3 +267,15 @@ async def test_decided_cases_hold_in_both_whatever_the_session_zone(
             rows = await conn.fetch(f"{query} AND u.user_id = ${len(params) + 1}", *params, uid)
             assert bool(rows) is holds, (raw, zone)
         await conn.execute("RESET TIME ZONE")
+
+
+def test_a_29_february_is_kept_on_28_february_in_a_year_without_one() -> None:
+    from datetime import date
+
+    from journeys.rule_eval import anniversary_days
+
+    assert anniversary_days("day", date(2027, 2, 28)) == {"02-28", "02-29"}
+    assert anniversary_days("day", date(2028, 2, 28)) == {"02-28"}
+    assert anniversary_days("day", date(2028, 2, 29)) == {"02-29"}
+    week = anniversary_days("week", date(2026, 12, 31))  # Monday 28 December to Sunday 3 January
+    assert week == {"12-28", "12-29", "12-30", "12-31", "01-01", "01-02", "01-03"}

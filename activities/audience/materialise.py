@@ -7,7 +7,8 @@ k carries the same hash tag, so ZUNIONSTORE and friends work even on Redis Clust
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -52,8 +53,10 @@ async def materialise(
     shards: int,
     target: Callable[[int], str],
     scratch: str = "aud",
+    zone: str = "UTC",
 ) -> list[int]:
-    """Write ``audience`` into the keys ``target(k)``; return users per shard."""
+    """Write ``audience`` into the keys ``target(k)``; return users per shard. Rules are
+    evaluated now in ``zone`` (the plan's): it decides what "today" is for anniversaries."""
     if isinstance(audience, ListAudience):
         return await saved_into(redis, pool, name=audience.name, shards=shards, target=target)
     if isinstance(audience, AllAudience):
@@ -63,11 +66,18 @@ async def materialise(
         return await _from_sql(redis, pool, audience.query, shards=shards, target=target)
     if isinstance(audience, SegmentAudience):
         # relative dates (T-7d) count from when the segment is evaluated
-        query, params = segment_query(audience.rule, now=datetime.now(UTC))
+        query, params = segment_query(audience.rule, now=datetime.now(ZoneInfo(zone)))
         return await _from_query(redis, pool, query, params, shards=shards, target=target)
     if isinstance(audience, SetAudience):
         return await _combine(
-            redis, pool, audience, run_id=run_id, shards=shards, target=target, scratch=scratch
+            redis,
+            pool,
+            audience,
+            run_id=run_id,
+            shards=shards,
+            target=target,
+            scratch=scratch,
+            zone=zone,
         )
     assert isinstance(audience, FileAudience)
     problem = Problem("audience.path", "file audiences are loaded by `journeys launch`")
@@ -173,6 +183,7 @@ async def _combine(
     shards: int,
     target: Callable[[int], str],
     scratch: str,
+    zone: str,
 ) -> list[int]:
     parts: list[Callable[[int], str]] = []
     for index, member in enumerate(audience.of):
@@ -182,7 +193,14 @@ async def _combine(
             return cohort_key(run_id, k, name)
 
         await materialise(
-            redis, pool, audience=member, run_id=run_id, shards=shards, target=part, scratch=name
+            redis,
+            pool,
+            audience=member,
+            run_id=run_id,
+            shards=shards,
+            target=part,
+            scratch=name,
+            zone=zone,
         )
         parts.append(part)
     command = _COMBINE[audience.source]
