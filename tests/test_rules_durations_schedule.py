@@ -405,7 +405,7 @@ def test_relative_date_text() -> None:
         (
             {"tag": "city", "op": "equals", "value": "a"},
             "tag.op: must be one of: eq, ne, gt, gte, lt, lte, in, not_in, contains, exists, "
-            'between; got "equals"',
+            'between, anniversary; got "equals"',
         ),
         (
             {"tag": "joined", "op": "gt", "value": "2025-01-01T00:00:00"},

@@ -48,11 +48,7 @@ PROFILES_STAGE_COLUMNS = ("line", "user_id", "email", "phone", "timezone", "attr
 
 # The last line of a user wins; a column left empty keeps what was stored, and attributes are
 # merged into the stored ones. Returns how many users were new and how many were updated.
-PROFILES_UPSERT = """
-WITH upserted AS (
-    INSERT INTO users (user_id, email, phone, timezone, attrs)
-    SELECT DISTINCT ON (user_id) user_id, email, phone, timezone, attrs::jsonb
-    FROM profile_stage ORDER BY user_id, line DESC
+_PROFILES_MERGE = """
     ON CONFLICT (user_id) DO UPDATE SET
         email = COALESCE(EXCLUDED.email, users.email),
         phone = COALESCE(EXCLUDED.phone, users.phone),
@@ -64,6 +60,14 @@ WITH upserted AS (
 SELECT count(*) FILTER (WHERE inserted) AS new, count(*) FILTER (WHERE NOT inserted) AS updated
 FROM upserted
 """
+PROFILES_UPSERT = (
+    """
+WITH upserted AS (
+    INSERT INTO users (user_id, email, phone, timezone, attrs)
+    SELECT DISTINCT ON (user_id) user_id, email, phone, timezone, attrs::jsonb
+    FROM profile_stage ORDER BY user_id, line DESC"""
+    + _PROFILES_MERGE
+)
 
 
 def profile_csv_stage(columns: int) -> str:
@@ -128,22 +132,14 @@ PROFILE_CSV_COUNTS = (
     "SELECT count(*) AS lines, count(*) FILTER (WHERE reason IS NOT NULL) AS bad FROM staged"
 )
 # the last good row of a user wins, as for JSON Lines (PROFILES_UPSERT)
-PROFILE_CSV_UPSERT = """
+PROFILE_CSV_UPSERT = (
+    """
 WITH upserted AS (
     INSERT INTO users (user_id, email, phone, timezone, attrs)
     SELECT DISTINCT ON (user_id) user_id, email, phone, timezone, attrs
-    FROM staged WHERE reason IS NULL ORDER BY user_id, line DESC
-    ON CONFLICT (user_id) DO UPDATE SET
-        email = COALESCE(EXCLUDED.email, users.email),
-        phone = COALESCE(EXCLUDED.phone, users.phone),
-        timezone = COALESCE(EXCLUDED.timezone, users.timezone),
-        attrs = users.attrs || EXCLUDED.attrs,
-        updated_at = now()
-    RETURNING (xmax = 0) AS inserted
+    FROM staged WHERE reason IS NULL ORDER BY user_id, line DESC"""
+    + _PROFILES_MERGE
 )
-SELECT count(*) FILTER (WHERE inserted) AS new, count(*) FILTER (WHERE NOT inserted) AS updated
-FROM upserted
-"""
 
 PROFILE_BY_ID = """
 SELECT user_id, email, phone, timezone, attrs, created_at, updated_at FROM users
