@@ -9,15 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from activities.channels.message import Recipient
-from activities.channels.render import RenderError, user_fields
+from activities.channels.render import Rendered, user_fields
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
 from activities.db.params import json_list
 from activities.db.pool import DbPool
 from activities.journey.facts import entry_props
 from journeys.contracts.pages import DeliverPageInput
-
-Rendered = dict[str, str] | RenderError
 
 
 class PageContent:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +39,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from journeys.template_guards import (
-    MAX_INT_BITS,
     TemplateTooCostly,
     check_binop,
     check_method_call,
@@ -68,7 +67,6 @@ class _Budget:
     deadline: float
     steps: int
     output: int
-    started: float = field(default_factory=time.monotonic)
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
@@ -269,4 +267,4 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return numbers
 
 
-__all__ = ["MAX_INT_BITS", "BoundedSandbox", "TemplateLimits", "TemplateTooCostly", "tick"]
+__all__ = ["BoundedSandbox", "TemplateLimits", "TemplateTooCostly", "tick"]

@@ -161,8 +161,7 @@ async def serving_ingest(settings: Settings) -> AsyncIterator[str]:
     server = build_server(settings, port=free_port())
     task = asyncio.create_task(server.serve())
 
-    async def started() -> bool:
-        await asyncio.sleep(0.01)
+    async def started() -> bool:  # eventually() polls; the server starts meanwhile
         return bool(server.started)
 
     await eventually(started, until=bool)

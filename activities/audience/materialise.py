@@ -117,14 +117,23 @@ async def _from_query(
     *,
     shards: int,
     target: Callable[[int], str],
+    as_reader: bool = False,
 ) -> list[int]:
-    """Stream the ids ``query`` selects into the shard keys, a chunk at a time."""
+    """Stream the ids ``query`` selects into the shard keys, a chunk at a time, in a read-only
+    transaction (``as_reader``: as ``journeys_reader``, under the statement timeout)."""
     await redis.delete(*(target(k) for k in range(shards)))
     counts = [0] * shards
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        if as_reader:
+            if not await conn.fetchval(queries.CAN_BE_READER):
+                raise AudienceUnavailable("audience", [Problem("audience.query", NO_READER)])
+            timeout_ms = int(SQL_AUDIENCE_TIMEOUT.total_seconds() * 1000)
+            await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+            await conn.execute("SET LOCAL ROLE journeys_reader")
         cursor = await conn.cursor(query, *params)
         while rows := await cursor.fetch(_CHUNK):
-            counts = await write_shards(redis, [str(r[0]) for r in rows], shards=shards, key=target)
+            ids = [str(r[0]) for r in rows if r[0] is not None]
+            counts = await write_shards(redis, ids, shards=shards, key=target)
     return counts
 
 
@@ -134,24 +143,12 @@ async def _from_sql(
     """An operator's query: checked by its grammar when the plan was read, and run here as
     ``journeys_reader`` in a read-only transaction under a statement timeout, so the database
     itself refuses a write or a call with side effects, whatever got past the check."""
-    await redis.delete(*(target(k) for k in range(shards)))
-    counts = [0] * shards
     wrapped = f"SELECT q.user_id::text FROM (\n{statement_text(query)}\n) AS q"
-    timeout_ms = int(SQL_AUDIENCE_TIMEOUT.total_seconds() * 1000)
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        if not await conn.fetchval(queries.CAN_BE_READER):
-            raise AudienceUnavailable("audience", [Problem("audience.query", NO_READER)])
-        await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
-        await conn.execute("SET LOCAL ROLE journeys_reader")
-        try:
-            cursor = await conn.cursor(wrapped)
-            while rows := await cursor.fetch(_CHUNK):
-                ids = [r[0] for r in rows if r[0] is not None]
-                counts = await write_shards(redis, ids, shards=shards, key=target)
-        except asyncpg.PostgresError as exc:
-            reason = _sql_failure(exc)
-            raise AudienceUnavailable("audience", [Problem("audience.query", reason)]) from None
-    return counts
+    try:
+        return await _from_query(redis, pool, wrapped, shards=shards, target=target, as_reader=True)
+    except asyncpg.PostgresError as exc:
+        reason = _sql_failure(exc)
+        raise AudienceUnavailable("audience", [Problem("audience.query", reason)]) from None
 
 
 SQL_AUDIENCE_TIMEOUT = timedelta(minutes=2)

@@ -28,11 +28,7 @@ from journeys.channels_config import ChannelsFile
 from journeys.contracts import failures
 from journeys.template_sandbox import TemplateLimits
 
-from .render import RenderError
-
-Rendered = dict[str, str] | RenderError
-PageUser = tuple[dict[str, Any], Mapping[str, Any] | None]
-"""What one user's message renders from: the ``user`` a template sees and the entry event."""
+from .render import PageUser, Rendered, RenderError
 
 CHILD = [sys.executable, "-m", "activities.channels.render_child"]
 STARTUP = 60.0

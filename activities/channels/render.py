@@ -10,7 +10,7 @@ any other exception while rendering, fails that user's message with a reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -87,6 +87,12 @@ def user_fields(
     if timezone is not None:
         user["timezone"] = timezone
     return user
+
+
+Rendered = dict[str, str] | RenderError
+"""A user's rendered fields, or why they could not be rendered."""
+PageUser = tuple[dict[str, Any], Mapping[str, Any] | None]
+"""What one user's message renders from: the ``user`` a template sees and the entry event."""
 
 
 class PreparedTemplate:
@@ -216,11 +222,29 @@ class Renderer:
         self._html = template_environment(autoescape=True, limits=self.limits)
         self._compiled: dict[tuple[str, str, str], Compiled] = {}
         self._reads: dict[tuple[str, str, str], bool] = {}
+        self._runs_jinja: dict[tuple[str, str], bool] = {}
 
     def prepare(self, channel: str, template: str, *, vars: Mapping[str, Any]) -> PreparedTemplate:
         """``channel``'s ``template`` with ``vars`` bound, for rendering many recipients;
         raises :class:`RenderError` for an unknown channel or template."""
         return PreparedTemplate(self, channel=channel, template=template, vars=vars)
+
+    def render_page(
+        self, channel: str, template: str, *, vars: Mapping[str, Any], users: Sequence[PageUser]
+    ) -> list[Rendered]:
+        """Each user's fields, or why they could not be rendered, in order, in this process
+        (for templates that only substitute names; :mod:`.isolated` renders the others)."""
+        try:
+            prepared = self.prepare(channel, template, vars=vars)
+        except RenderError as exc:
+            return [exc for _ in users]
+        results: list[Rendered] = []
+        for user, event in users:
+            try:
+                results.append(prepared.render_user(user, event=event))
+            except RenderError as exc:
+                results.append(exc)
+        return results
 
     def render(
         self,
@@ -263,6 +287,12 @@ class Renderer:
         """Whether rendering ``template`` runs Jinja code at all (loops, filters, calls),
         rather than only substituting names into text: only such templates can make work
         and render in the child process (:mod:`activities.channels.isolated`)."""
+        known = self._runs_jinja.get((channel, template))
+        if known is None:  # asked once a page: parsed once a worker
+            known = self._runs_jinja[(channel, template)] = self._finds_jinja(channel, template)
+        return known
+
+    def _finds_jinja(self, channel: str, template: str) -> bool:
         config = self.channels.channels.get(channel)
         source = config.templates.get(template) if config is not None else None
         if source is None:

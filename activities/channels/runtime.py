@@ -33,10 +33,10 @@ from journeys.template_sandbox import TemplateLimits
 
 from .http_provider import MAX_CONNECTIONS, HttpSender, make_client
 from .inbox_provider import InboxSender
-from .isolated import PageUser, Rendered, RenderPool
+from .isolated import RenderPool
 from .log_provider import LogSender
 from .message import Message, Outcome, Recipient, Sender, SendResult, failed
-from .render import PreparedTemplate, Renderer, RenderError
+from .render import PageUser, PreparedTemplate, Rendered, Renderer
 from .smtp_provider import SmtpSender
 
 
@@ -94,17 +94,7 @@ class ChannelRuntime:
             if self._render_pool is None:
                 self._render_pool = RenderPool(self._channels, limits=self._limits)
             return await self._render_pool.render_page_async(channel, template, vars, users)
-        try:
-            prepared = self.prepare(channel, template, vars=vars)
-        except RenderError as exc:
-            return [exc for _ in users]
-        results: list[Rendered] = []
-        for user, event in users:
-            try:
-                results.append(prepared.render_user(user, event=event))
-            except RenderError as exc:
-                results.append(exc)
-        return results
+        return self._renderer.render_page(channel, template, vars=vars, users=users)
 
     def render(
         self,

@@ -16,7 +16,7 @@ from journeys.plan.steps import SendStep
 from journeys.template_sandbox import TemplateLimits
 
 from .isolated import RenderPool
-from .render import Renderer, RenderError, user_fields
+from .render import PageUser, Renderer, RenderError, user_fields
 
 _REPORTED = frozenset(
     {failures.TEMPLATE_LIMITS, failures.TEMPLATE_FORBIDDEN, failures.MESSAGE_TOO_LONG}
@@ -51,27 +51,20 @@ def template_problems(
                 path = f"channels.{channel_name}.templates.{template_name}"
                 where = f"{channel_name}.{template_name}."
                 for step_vars in uses.get((channel_name, template_name), [{}]):
+                    page: list[PageUser] = [(dict(SAMPLE_USER), None)]
                     if renderer.runs_jinja(channel_name, template_name):
                         pool = pool or RenderPool(channels, limits=limits, size=1)
-                        page = [(dict(SAMPLE_USER), None)]
                         [result] = pool.render_page(channel_name, template_name, step_vars, page)
                     else:
-                        result = _render_here(renderer, channel_name, template_name, step_vars)
+                        [result] = renderer.render_page(
+                            channel_name, template_name, vars=step_vars, users=page
+                        )
                     if isinstance(result, RenderError) and result.category in _REPORTED:
                         yield _problem(path, where, result)
                         break
     finally:
         if pool is not None:
             pool.close()
-
-
-def _render_here(
-    renderer: Renderer, channel: str, template: str, step_vars: dict[str, JsonValue]
-) -> dict[str, str] | RenderError:
-    try:
-        return renderer.prepare(channel, template, vars=step_vars).render_user(dict(SAMPLE_USER))
-    except RenderError as exc:
-        return exc
 
 
 def _problem(path: str, where: str, failure: RenderError) -> Problem:
