@@ -27,6 +27,10 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         "JOURNEYS_INGEST_LINGER": "250ms",
         "JOURNEYS_EVENT_PROPS_MAX_DEPTH": "4",
         "JOURNEYS_INGEST_MAX_BODY_BYTES": "1048576",
+        "JOURNEYS_TEMPLATE_MAX_CHARS": "4096",
+        "JOURNEYS_TEMPLATE_TIME_LIMIT": "50ms",
+        "JOURNEYS_TEMPLATE_MAX_STEPS": "500",
+        "JOURNEYS_TEMPLATE_MAX_MEMORY": "134217728",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -41,6 +45,9 @@ def test_reads_every_documented_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.event_props_max_bytes == 4096
     assert s.ingest_linger == timedelta(milliseconds=250)
     assert s.event_props_max_depth == 4 and s.ingest_max_body_bytes == 1024 * 1024
+    limits = s.template_limits()  # what the worker and validate render within
+    assert (limits.max_chars, limits.max_steps, limits.max_memory) == (4096, 500, 128 * 1024**2)
+    assert limits.time_limit == timedelta(milliseconds=50)
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
