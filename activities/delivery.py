@@ -35,6 +35,7 @@ from journeys.contracts import activities as contracts
 from journeys.contracts import failures
 from journeys.contracts.counters import Counters
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
+from journeys.rule_eval import in_zone
 
 _FINAL = {"sent", "skipped", "failed", "dead"}
 
@@ -70,7 +71,7 @@ class DeliveryActivities:
             users=list(entries),
             exited_key=data.exited_key,
             exit_rules=data.exit_rules,
-            now=data.now or datetime.now(UTC),
+            now=in_zone(data.now or datetime.now(UTC), data.timezone),
             entries=entries,
             run_id=data.run_id,
         )

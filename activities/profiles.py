@@ -15,10 +15,12 @@ from pathlib import Path
 
 import asyncpg
 
-from activities.db import queries
+from activities.db import queries, tag_store
 from activities.db.pool import DbPool
 from journeys.errors import InvalidInput, Problem
 from journeys.profile_file import CHUNK, COLUMNS, BadRow, ProfileRow, read_rows
+from journeys.tags.fit import value_problem
+from journeys.tags.model import TagDefinition
 
 MAX_LISTED_BAD = 20
 
@@ -50,10 +52,20 @@ async def _load_csv(pool: DbPool, path: Path, *, max_bad_share: float) -> Profil
     columns = [f"c{n}" for n in range(len(header))]
     at = {name: columns[n] for n, name in enumerate(header)}
     attrs = [name for name in header if name not in ("user_id", *COLUMNS)]
+    declared = await tag_store.attribute_types(pool, attrs)
+    params: list[object] = list(attrs)
+    types: dict[str, tuple[str, int | None]] = {}
+    for name, definition in declared.items():
+        values = None
+        if definition.values is not None:
+            params.append(definition.values)
+            values = len(params)
+        types[at[name]] = (definition.type, values)
     rows = queries.profile_csv_rows(
         user_id=at["user_id"],
         contact={name: at[name] for name in COLUMNS if name in at},
         attrs=[at[name] for name in attrs],
+        types=types,
     )
     report = ProfilesLoaded()
     async with pool.acquire() as conn, conn.transaction():
@@ -65,7 +77,7 @@ async def _load_csv(pool: DbPool, path: Path, *, max_bad_share: float) -> Profil
         except asyncpg.PostgresError as exc:  # a ragged row, NUL, bytes that are not UTF-8
             problem = Problem("", f"cannot be read as CSV with this header: {exc}")
             raise InvalidInput(str(path), [problem]) from None
-        await conn.execute(rows, *attrs)
+        await conn.execute(rows, *params)
         counts = await conn.fetchrow(queries.PROFILE_CSV_COUNTS)
         assert counts is not None
         report.lines, report.bad_count = int(counts["lines"]), int(counts["bad"])
@@ -91,7 +103,8 @@ def _header(path: Path) -> list[str]:
 
 async def _load_jsonl(pool: DbPool, path: Path, *, max_bad_share: float) -> ProfilesLoaded:
     report = ProfilesLoaded()
-    rows = read_rows(path)
+    declared = await tag_store.attribute_types(pool, await _attribute_names(pool))
+    rows = (_typed(row, declared) for row in read_rows(path))
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(queries.PROFILES_STAGE)
         while chunk := list(islice(rows, CHUNK)):
@@ -113,6 +126,28 @@ async def _load_jsonl(pool: DbPool, path: Path, *, max_bad_share: float) -> Prof
         assert counts is not None  # an aggregate always has its row
         report.new, report.updated = int(counts["new"]), int(counts["updated"])
     return report
+
+
+async def _attribute_names(pool: DbPool) -> list[str]:
+    # JSON Lines rows name their attributes row by row: every attribute a tag reads may come
+    return [
+        attribute
+        for rec in await tag_store.records(pool)
+        if rec.tag.live is not None and (attribute := rec.tag.live.attribute(rec.tag.name))
+    ]
+
+
+def _typed(row: ProfileRow | BadRow, declared: dict[str, TagDefinition]) -> ProfileRow | BadRow:
+    """``row``, or a bad row when an attribute does not fit the tag that declares its type."""
+    if isinstance(row, BadRow):
+        return row
+    for name, value in row.attrs.items():
+        definition = declared.get(name)
+        if definition is not None and value is not None:
+            problem = value_problem(definition, value)
+            if problem is not None:
+                return BadRow(row.line, f"{name}: {problem}")
+    return row
 
 
 def _record(row: ProfileRow) -> tuple[object, ...]:

@@ -97,3 +97,10 @@ def listeners_key(event: str) -> str:
 def rate_key(scope: str) -> str:
     """Token-bucket state (hash: tokens, stamp, rate, burst) for a run or a channel."""
     return f"{KEY_PREFIX}:rate:{{{scope}}}"
+
+
+def tag_value_key(tag: str, version: int, user_id: str) -> str:
+    """A computed tag's cached value for one user (JSON text; expires after the tag's cache
+    TTL). The live version is in the key, so publishing a tag retires its cached values.
+    Single-key reads and writes only, so any slot will do on a cluster."""
+    return f"{KEY_PREFIX}:tagv:{tag}:v{version}:{user_id}"

@@ -58,6 +58,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from journeys.rules import (
     ENTRY_PREFIX,
@@ -143,6 +144,12 @@ def lookback(rule: Rule) -> timedelta | None:
     return max(ALL_HISTORY if window is None else window for window in windows)
 
 
+def in_zone(moment: datetime, zone: str) -> datetime:
+    """``moment`` seen from ``zone`` (the plan's): the same instant, whose date is the day
+    "today" means to an anniversary rule."""
+    return moment.astimezone(ZoneInfo(zone))
+
+
 def _check_aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be an aware datetime, got {now.isoformat()}")
@@ -198,7 +205,7 @@ def _test(op: str, value: Any, operand: Any, now: datetime) -> bool:
     if value is None:
         return False
     if op == "anniversary":
-        moment = _as_moment(value)
+        moment = as_moment(value)
         if moment is None:
             return False
         day = _utc_date(moment)
@@ -283,7 +290,7 @@ def _same_kind(value: Any, operand: Any, now: datetime) -> tuple[Any, Any] | Non
     if isinstance(operand, RelativeDate):
         operand = now + operand.offset
     if isinstance(operand, date):  # datetime too
-        moment = _as_moment(value)
+        moment = as_moment(value)
         if moment is None:
             return None
         if isinstance(operand, datetime) and isinstance(moment, datetime):
@@ -307,7 +314,7 @@ _DATETIME = re.compile(
 )
 
 
-def _as_moment(value: Any) -> date | None:
+def as_moment(value: Any) -> date | None:
     """A date or date-time read from a data value, or ``None`` if it is neither."""
     if isinstance(value, date):  # datetime too
         return value

@@ -11,6 +11,7 @@ ever written into the SQL text: every operand, tag, event and property name is a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -34,6 +35,10 @@ _VALUE = "\x01value\x01"
 """Where the tested value goes in a leaf's SQL, filled in once the leaf is known to read it."""
 
 SqlParam = str | int | datetime | date | list[str]
+TagReader = Callable[[str, "Compiled", datetime], "str | None"]
+"""The jsonb expression over ``users u`` that a tag's value is (binding into the compiled
+query), or None when no SQL can know it (a pass-through value: absent). Registry tags get
+theirs from :mod:`journeys.tag_sql`."""
 
 
 @dataclass
@@ -47,33 +52,43 @@ class Compiled:
         return f"${len(self.params)}::{cast}"
 
 
-def segment_query(rule: Rule, *, now: datetime) -> tuple[str, list[SqlParam]]:
+def attribute_value(attribute: str, out: Compiled) -> str:
+    """The jsonb value of profile attribute ``attribute`` of ``users u``."""
+    value = f"(u.attrs -> {out.bind(attribute, 'text')})"
+    if attribute in _PROFILE_COLUMNS:  # attrs first, as the page's facts read them
+        value = f"COALESCE({value}, to_jsonb(u.{attribute}))"
+    return value
+
+
+def read_attribute(tag: str, out: Compiled, now: datetime) -> str | None:
+    """The reader of tags outside the registry: the profile attribute of the tag's name."""
+    return attribute_value(tag, out)
+
+
+def segment_query(
+    rule: Rule, *, now: datetime, read_tag: TagReader = read_attribute
+) -> tuple[str, list[SqlParam]]:
     """``SELECT user_id FROM users`` of the users ``rule`` holds for at ``now``."""
     compiled = Compiled()
-    predicate = _rule(rule, compiled, now)
+    predicate = _rule(rule, compiled, now, read_tag)
     return f"SELECT u.user_id FROM users u WHERE {predicate}", compiled.params
 
 
-def rule_predicate(rule: Rule, compiled: Compiled, *, now: datetime) -> str:
-    """A boolean (never NULL) over ``users u`` for ``rule``, binding into ``compiled``."""
-    return _rule(rule, compiled, now)
-
-
-def _rule(rule: Rule, out: Compiled, now: datetime) -> str:
+def _rule(rule: Rule, out: Compiled, now: datetime, read: TagReader) -> str:
     if isinstance(rule, AllOf):
-        return "(" + " AND ".join(_rule(child, out, now) for child in rule.all) + ")"
+        return "(" + " AND ".join(_rule(child, out, now, read) for child in rule.all) + ")"
     if isinstance(rule, AnyOf):
-        return "(" + " OR ".join(_rule(child, out, now) for child in rule.any) + ")"
+        return "(" + " OR ".join(_rule(child, out, now, read) for child in rule.any) + ")"
     if isinstance(rule, NotRule):
-        return f"(NOT {_rule(rule.not_, out, now)})"
+        return f"(NOT {_rule(rule.not_, out, now, read)})"
     if isinstance(rule, TagCondition):
         if rule.tag.startswith(ENTRY_PREFIX):  # a segment has no entry event: always absent
             return _absent(rule.op, rule.value)
         test = _test(rule.op, _VALUE, rule.value, out, now)
         if _VALUE in test:  # bound only when used: PostgreSQL cannot type an unused parameter
-            value = f"(u.attrs -> {out.bind(rule.tag, 'text')})"
-            if rule.tag in _PROFILE_COLUMNS:  # attrs first, as the page's facts read them
-                value = f"COALESCE({value}, to_jsonb(u.{rule.tag}))"
+            value = read(rule.tag, out, now)
+            if value is None:
+                return _absent(rule.op, rule.value)
             test = test.replace(_VALUE, value)
         return f"({test}) IS TRUE"
     return _behaviour(rule, out, now)
@@ -90,7 +105,7 @@ def _behaviour(rule: EventCondition, out: Compiled, now: datetime) -> str:
     if rule.within is not None:
         since = out.bind(now - rule.within, "timestamptz")
         where.append(f"e.ts BETWEEN {since} AND {out.bind(now, 'timestamptz')}")
-    where.append(_props(rule.where, out, now))
+    where.append(props_predicate(rule.where, out, now))
     count = f"(SELECT count(*) FROM events e WHERE {' AND '.join(where)})"
     bounds = []
     if rule.count.gte is not None:
@@ -100,7 +115,8 @@ def _behaviour(rule: EventCondition, out: Compiled, now: datetime) -> str:
     return "(" + " AND ".join(bounds) + ")"
 
 
-def _props(where: PropertyFilter | None, out: Compiled, now: datetime) -> str:
+def props_predicate(where: PropertyFilter | None, out: Compiled, now: datetime) -> str:
+    """The filters ``where`` on the properties of ``events e``."""
     if not where:
         return _TRUE
     tests = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,17 @@ from rich.table import Table
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.audience.shard_sets import save_audience
-from activities.db import plan_store, queries
+from activities.db import plan_store, queries, tag_store
 from activities.db.pool import DbPool
+from activities.tags.values import computed_values
 from journeys.contracts.runs import PlanRunResult
 from journeys.settings import Settings
+from journeys.tags.model import load_tags_file
 
 from .connect import database, redis_client, temporal_client
 from .console import out
 from .launching import launch
-from .plan_files import read_plan
+from .plan_files import NOT_PLANS, read_plan
 from .progress_view import progress_table, result_table
 from .run_state import live_progress
 
@@ -77,6 +80,25 @@ def demo_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"channels_file": examples_dir() / "channels.yaml"})
 
 
+async def publish_example_tags(pool: DbPool, *, user: str) -> list[str]:
+    """Define examples/tags.yaml, try each pending draft on ``user`` (the test a tag needs
+    before it is published) and publish it; return the tags published."""
+    tags = load_tags_file(examples_dir() / "tags.yaml")
+    await tag_store.define(pool, tags)
+    published = []
+    now = datetime.now(UTC)
+    for rec in await tag_store.records(pool, sorted(tags.tags)):
+        draft = rec.tag.draft
+        if draft is None:
+            continue
+        if not draft.passed_through:  # a pass-through value is whatever the caller gives
+            await computed_values(pool, rec.tag.name, draft, [user], now=now)
+        await tag_store.mark_tested(pool, rec.tag.name)
+        await tag_store.publish(pool, rec.tag.name)
+        published.append(rec.tag.name)
+    return published
+
+
 async def run_demo(settings: Settings) -> PlanRunResult:
     """The demo scenario, against services (and a worker) the caller has started."""
     channels = examples_dir() / "channels.yaml"
@@ -90,8 +112,10 @@ async def run_demo(settings: Settings) -> PlanRunResult:
         )
         out.print(f"audience new-signups: {audience.total} users in {audience.shards} shard sets")
         table = Table("plan", "version", "entry", "steps", "file", title="published plans")
+        published = await publish_example_tags(pool, user=ids[0])
+        out.print(f"tags: {len(published)} published from examples/tags.yaml")
         for path in sorted(examples_dir().glob("*.yaml")):
-            if path.name == "channels.yaml":
+            if path.name in NOT_PLANS:
                 continue
             plan = read_plan(path, channels=channels)
             info = await plan_store.publish(pool, plan, source=str(path.name))

@@ -1,7 +1,9 @@
-"""``journeys validate`` and ``journeys schema``: check plan files without any service running."""
+"""``journeys validate`` and ``journeys schema``: check plan files (the tags their rules read
+against the registry in PostgreSQL; nothing else needs a service)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,8 +11,12 @@ import typer
 from rich.console import Console
 
 from journeys.plan.models import plan_json_schema
+from journeys.plan.problems import sorted_problems
+from journeys.plan.unenforced import Unenforced
 from journeys.redact import redact
+from journeys.settings import get_settings
 from starter.plan_files import check_plan_file, plan_warnings
+from starter.plan_tags import registry_problems
 
 
 def validate(
@@ -24,7 +30,14 @@ def validate(
 ) -> None:
     """Check a plan file and list every problem in it."""
     plan, problems = check_plan_file(plan_file, channels_file=channels)
+    note = None
+    if plan is not None:
+        tagged, note = asyncio.run(registry_problems(get_settings(), plan))
+        if tagged:
+            plan, problems = None, sorted_problems(tagged)
     warnings = plan_warnings(plan, plan_file, channels=channels) if plan is not None else []
+    if note is not None:
+        warnings.append(Unenforced("rules", note))
     if as_json:
         result = {
             "file": str(plan_file),

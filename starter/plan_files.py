@@ -13,6 +13,9 @@ from journeys.plan.unenforced import Unenforced, unenforced_fields
 from journeys.plan.validate import load_plan
 from journeys.settings import get_settings
 
+NOT_PLANS = frozenset({"channels.yaml", "tags.yaml"})
+"""Files that sit beside the example plans and are not plans: channels, the tag registry."""
+
 NO_CHANNELS = Problem(
     "channels", "no channels file found (pass --channels or set JOURNEYS_CHANNELS)"
 )

@@ -40,7 +40,7 @@ def preview(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Count the users FILE's rule selects now, per shard, with a sample of them."""
-    rule, plan_shards = _rule_of(file)
+    rule, plan_shards = read_rule_file(file)
     count_by = shards or plan_shards or DEFAULT_SHARDS
     if not is_valid_shard_count(count_by):
         reason = f"{count_by} is not a power of two from 1 to {MAX_SHARDS}"
@@ -72,7 +72,9 @@ def preview(
         out.print("params: " + escape(", ".join(repr(p) for p in found.params)), soft_wrap=True)
 
 
-def _rule_of(file: Path) -> tuple[Rule, int | None]:
+def read_rule_file(file: Path) -> tuple[Rule, int | None]:
+    """The rule of a rule file (YAML / JSON, optionally under ``rule:``), or of a plan file's
+    segment audience with the plan's shard count."""
     try:
         data = read_document(file)
     except DocumentError as exc:

@@ -37,6 +37,22 @@ from starter.stack.probes import free_port
 from starter.stack.process import PidFile, is_alive, terminate
 from tests.engine import ROOT, settings_env
 from tests.journey_kit import eventually
+from tests.tag_kit import publish_tags
+
+TAG_FILES = (ROOT / "examples" / "tags.yaml", ROOT / "tests" / "tags.yaml")
+"""The tags every test plan may read, published into the session's database."""
+
+
+async def prepare_database(url: str) -> None:
+    """Migrate the database at ``url`` and publish the test tags into it."""
+    await migrate(url)
+    pool = await create_pool(Settings(database_url=url))
+    try:
+        for path in TAG_FILES:
+            await publish_tags(pool, path)
+    finally:
+        await pool.close()
+
 
 __all__ = ["ROOT", "settings_env"]  # the tests import both from here
 _SERVICE_VARS = ("TEMPORAL_ADDRESS", "REDIS_URL", "DATABASE_URL")
@@ -89,7 +105,7 @@ def stack_settings() -> Iterator[Settings]:
             }
         )
         asyncio.run(ensure_database(settings.database_url))
-        asyncio.run(migrate(settings.database_url))
+        asyncio.run(prepare_database(settings.database_url))
         yield settings
         asyncio.run(_drop_database(base.database_url, db_name))
         return
@@ -99,7 +115,7 @@ def stack_settings() -> Iterator[Settings]:
     stack = DevStack(settings, home=home, ui=False)
     asyncio.run(stack.start())
     try:
-        asyncio.run(migrate(settings.database_url))
+        asyncio.run(prepare_database(settings.database_url))
         yield settings
     finally:
         stack.stop()

@@ -17,6 +17,7 @@ from journeys.errors import PlanInvalid
 from journeys.plan.common import PlanModel
 from journeys.plan.entry import AtEntry, EventEntry
 from journeys.plan.models import Plan
+from journeys.plan.rule_sites import plan_tags
 from journeys.plan.steps import (
     STEP_TYPES,
     AbSplitStep,
@@ -30,6 +31,9 @@ from journeys.plan.steps import (
 )
 from journeys.plan.validate import load_plan
 from journeys.rules import TagCondition, iter_conditions
+from journeys.tags.check import RegisteredTag, rule_tag_problems
+from journeys.tags.model import load_tags_file
+from starter.plan_files import NOT_PLANS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -47,7 +51,7 @@ SEED_PLANS = {
 
 
 def example_paths() -> list[Path]:
-    return sorted(path for path in EXAMPLES.glob("*.y*ml") if path.name != CHANNELS_FILE.name)
+    return sorted(path for path in EXAMPLES.glob("*.y*ml") if path.name not in NOT_PLANS)
 
 
 @cache
@@ -275,3 +279,19 @@ def test_push_then_sms_to_non_clickers_with_a_holdout() -> None:
     assert wait.within.total_seconds() == 86400
     sms = plan.steps[wait.on_timeout or ""]
     assert isinstance(sms, SendStep) and channels().channels[sms.channel].type == "sms"
+
+
+def test_every_tag_the_examples_read_is_in_the_example_registry() -> None:
+    tags = load_tags_file(EXAMPLES / "tags.yaml")
+    registry = {
+        name: RegisteredTag(name, "published", live=definition, live_version=1)
+        for name, definition in tags.tags.items()
+    }
+    for path in example_paths():
+        plan = load_plan(path, channels=channels())
+        assert rule_tag_problems(plan, registry, allow_disabled=False) == [], path.name
+    read = {
+        tag for path in example_paths() for tag in plan_tags(load_plan(path, channels=channels()))
+    }
+    assert read <= set(tags.tags)
+    assert read, "the examples read tags: this test must check something"

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from activities.db import tag_store
 from activities.db.pool import DbPool
 from activities.profiles import load_profiles
 from journeys.errors import InvalidInput
 from journeys.profile_file import cell_value
+from journeys.tags.model import check_tags_file
 from tests.conftest import spawn_journeys
 
 
@@ -118,3 +120,62 @@ async def test_cli_loads_and_shows(cli_env: dict[str, str], tmp_path: Path) -> N
     missing = await spawn_journeys("profiles", "show", f"{user}-nobody", env=cli_env)
     _, err = await missing.communicate()
     assert missing.returncode == 1 and b"has no profile" in err
+
+
+async def test_registry_tags_type_their_columns(pool: DbPool, tmp_path: Path) -> None:
+    s = uuid.uuid4().hex[:8]
+    score, code, level, flag, day, items = (
+        f"{k}_{s}" for k in ("score", "code", "lvl", "flag", "day", "items")
+    )
+    model, problems = check_tags_file(
+        {
+            "tags": {
+                score: {"type": "number"},
+                code: {"type": "string"},
+                level: {"type": "enum", "values": ["low", "high"]},
+                flag: {"type": "bool"},
+                day: {"type": "datetime"},
+                items: {"type": "list"},
+            }
+        }
+    )
+    assert model is not None, problems
+    await tag_store.define(pool, model)
+    for name in model.tags:
+        await tag_store.mark_tested(pool, name)
+        await tag_store.publish(pool, name)
+    header = f"user_id,{score},{code},{level},{flag},{day},{items},free_{s}"
+    good = [f"rt-{s}-{n},{n},00{n},low,true,2026-01-0{n + 1},a|b,{n}" for n in range(4)]
+    bad = [
+        f"rt-{s}-x1,many,1,low,true,2026-01-01,a,1",
+        f"rt-{s}-x2,1,1,medium,true,2026-01-01,a,1",
+        f"rt-{s}-x3,1,1,low,yes,2026-01-01,a,1",
+        f"rt-{s}-x4,1,1,low,true,tomorrow,a,1",
+    ]
+    path = tmp_path / "typed.csv"
+    path.write_text("\n".join([header, *good, *bad]) + "\n")
+    loaded = await load_profiles(pool, path, max_bad_share=0.5)
+    assert [(b.line, b.reason) for b in loaded.bad] == [
+        (6, f'{score}: "many" is not a number'),
+        (7, f'{level}: "medium" is not one of its declared values'),
+        (8, f'{flag}: "yes" is not true or false'),
+        (9, f'{day}: "tomorrow" is not a date or a date-time'),
+    ]
+    row = await pool.fetchrow("SELECT attrs FROM users WHERE user_id = $1", f"rt-{s}-2")
+    assert row is not None
+    # the registry decides: a string tag keeps "002" as text, an untyped column reads a number
+    assert row["attrs"] == {
+        score: 2, code: "002", level: "low", flag: True, day: "2026-01-03", items: ["a", "b"],
+        f"free_{s}": 2,
+    }  # fmt: skip
+    with pytest.raises(InvalidInput, match="bad"):
+        await load_profiles(pool, path, max_bad_share=0.1)
+
+    jsonl = tmp_path / "typed.jsonl"
+    jsonl.write_text(
+        json.dumps({"user_id": f"rt-{s}-j1", score: 1, code: "x", level: "high"}) + "\n"
+        + json.dumps({"user_id": f"rt-{s}-j2", score: "1"}) + "\n"
+        + json.dumps({"user_id": f"rt-{s}-j3", level: "medium"}) + "\n"
+    )  # fmt: skip
+    loaded = await load_profiles(pool, jsonl, max_bad_share=0.7)
+    assert [(b.line, b.reason.split(":")[0]) for b in loaded.bad] == [(2, score), (3, level)]

@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from activities.db import tag_store
 from activities.db.pool import DbPool
+from journeys.plan.rule_sites import rule_tags
 from journeys.rule_sql import SqlParam, segment_query
 from journeys.rules import Rule
 from journeys.sharding import shard_of
+from journeys.tag_sql import registry_reader
 
 _CHUNK = 50_000
 
@@ -32,7 +35,8 @@ async def preview_segment(
     pool: DbPool, rule: Rule, *, now: datetime, shards: int, sample: int = 10
 ) -> SegmentPreview:
     """Evaluate ``rule`` at ``now`` in one read-only transaction."""
-    query, params = segment_query(rule, now=now)
+    definitions = await tag_store.live_definitions(pool, rule_tags([rule]))
+    query, params = segment_query(rule, now=now, read_tag=registry_reader(definitions))
     found = SegmentPreview(query=query, params=params, per_shard=[0] * shards)
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         cursor = await conn.cursor(f"{query} ORDER BY u.user_id", *params)

@@ -9,10 +9,12 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from activities.db.pool import DbPool
-from journeys.errors import NotFound
+from journeys.errors import NotFound, PlanInvalid
 from journeys.plan.models import Plan
+from journeys.plan.rule_sites import plan_tags
+from journeys.tags.check import rule_tag_problems
 
-from . import queries
+from . import queries, tag_store
 
 
 class VersionInfo(BaseModel):
@@ -41,8 +43,13 @@ async def publish(
     source: str | None = None,
     note: str | None = None,
     force: bool = False,
+    allow_disabled: bool = False,
 ) -> VersionInfo:
-    """Store ``plan`` as its next version, unless it equals the newest one (then return that)."""
+    """Store ``plan`` as its next version, unless it equals the newest one (then return that).
+
+    A new version's rules are checked against the tag registry first (PlanInvalid names each
+    problem); ``allow_disabled`` lets a rollback restore a version that reads a tag disabled
+    since, which is still a version that already used it."""
     checksum = plan_checksum(plan)
     async with pool.acquire() as conn, conn.transaction():
         # Serialise publishers of one plan; the lock ends with the transaction.
@@ -56,6 +63,12 @@ async def publish(
                 published_at=latest["published_at"],
                 created=False,
             )
+        names = plan_tags(plan)
+        if names:
+            found = await tag_store.registry(conn, names)
+            problems = rule_tag_problems(plan, found, allow_disabled=allow_disabled)
+            if problems:
+                raise PlanInvalid(plan.id, problems)
         body = plan.model_dump(mode="json", by_alias=True)
         row = await conn.fetchrow(
             queries.PLAN_INSERT_VERSION, plan.id, body, checksum, source, note
@@ -90,7 +103,7 @@ async def load(pool: DbPool, plan_id: str, version: int) -> Plan:
 async def rollback(pool: DbPool, plan_id: str, *, to: int) -> VersionInfo:
     """Publish version ``to`` again as the newest version (history is never rewritten)."""
     plan = await load(pool, plan_id, to)
-    return await publish(pool, plan, note=f"rollback to v{to}", force=True)
+    return await publish(pool, plan, note=f"rollback to v{to}", force=True, allow_disabled=True)
 
 
 __all__ = ["VersionInfo", "load", "plan_checksum", "publish", "rollback", "versions"]

@@ -104,15 +104,70 @@ def profile_csv_reason(*, user_id: str, timezone: str | None) -> str:
     )
 
 
+_NUMBER_RE = "'^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]{1,2})?$'"
+
+
+def _typed_cell(column: str, kind: str, name: str, values: str | None) -> tuple[str, str]:
+    """A cell read as a registry tag of type ``kind`` declares it, and why it does not fit
+    (NULL when it does); ``name`` is the attribute's parameter, ``values`` an enum's."""
+    given = f"NULLIF({column}, '')"
+    if kind == "number":
+        fits = f"{column} ~ {_NUMBER_RE}"
+        value = f"CASE WHEN {fits} THEN to_jsonb({column}::numeric) END"
+        noun = "a number"
+    elif kind == "bool":
+        fits = f"{column} IN ('true', 'false')"
+        value = f"CASE WHEN {fits} THEN to_jsonb({column} = 'true') END"
+        noun = "true or false"
+    elif kind == "datetime":
+        fits = f"COALESCE(journeys_ts({column}), journeys_date({column})::timestamptz) IS NOT NULL"
+        value = f"CASE WHEN {fits} THEN to_jsonb({column}) END"
+        noun = "a date or a date-time"
+    elif kind == "list":
+        return f"to_jsonb(string_to_array({given}, '|'))", "NULL"
+    elif kind == "enum" and values is not None:
+        fits = f"{column} = ANY({values})"
+        value = f"to_jsonb({given})"
+        noun = "one of its declared values"
+    else:
+        return f"to_jsonb({given})", "NULL"
+    reason = (
+        f"CASE WHEN {given} IS NOT NULL AND NOT ({fits}) THEN"
+        f" format('%s: \"%s\" is not {noun}', {name}, left({column}, 60)) END"
+    )
+    return f"CASE WHEN {given} IS NOT NULL THEN {value} END", reason
+
+
 def profile_csv_rows(
-    *, user_id: str, contact: dict[str, str], attrs: list[str], first_param: int = 1
+    *,
+    user_id: str,
+    contact: dict[str, str],
+    attrs: list[str],
+    types: dict[str, tuple[str, int | None]] | None = None,
+    first_param: int = 1,
 ) -> str:
     """Make the temporary table ``staged``: each raw row typed, with why it is bad (NULL when
     good): ``(line, reason, user_id, email, phone, timezone, attrs)``. Attribute names are
-    parameters ``$first_param...``, in ``attrs`` order."""
+    parameters ``$first_param...``, in ``attrs`` order. ``types`` maps an attribute column to
+    the type a registry tag declares for it and, for an enum, the parameter number of its
+    values; other columns are typed by their text."""
     zone = contact.get("timezone")
-    pairs = ", ".join(f"${first_param + i}::text, {_cell(c)}" for i, c in enumerate(attrs))
+    types = types or {}
+    cells, reasons = [], []
+    for i, column in enumerate(attrs):
+        name = f"${first_param + i}::text"
+        if column in types:
+            kind, values = types[column]
+            declared = None if values is None else f"${values}::text[]"
+            cell, reason = _typed_cell(column, kind, name, declared)
+            reasons.append(reason)
+        else:
+            cell = _cell(column)
+        cells.append(f"{name}, {cell}")
+    pairs = ", ".join(cells)
     built = f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if attrs else "'{}'::jsonb"
+    row_reason = profile_csv_reason(user_id=user_id, timezone=zone)
+    reason = f"COALESCE({', '.join([row_reason, *reasons])})" if reasons else row_reason
     columns = ", ".join(
         (f"NULLIF(btrim({contact[name]}), '')" if name in contact else "NULL::text") + f" AS {name}"
         for name in ("email", "phone", "timezone")
@@ -121,7 +176,7 @@ def profile_csv_rows(
     return (
         "CREATE TEMP TABLE staged ON COMMIT DROP AS"
         " WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names)"
-        f" SELECT line, {profile_csv_reason(user_id=user_id, timezone=zone)} AS reason,"
+        f" SELECT line, {reason} AS reason,"
         f" btrim({user_id}) AS user_id, {columns}, {built} AS attrs"
         f" FROM profile_raw r{join}"
     )
@@ -277,18 +332,29 @@ WHERE user_id = $1 AND read_at IS NULL ORDER BY created_at, message_id
 AUDIENCE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('audience:' || $1))"
 
 # clock_timestamp(), not now(): the transaction began before the ids were written.
+# $6: the plan-model source of an evaluated audience (NULL for an upload, whose ids are in
+# audience_members); evaluated_at is when its source was last evaluated.
 AUDIENCE_UPSERT = """
-INSERT INTO audiences (name, shards, total, per_shard, source, updated_at)
-VALUES ($1, $2, $3, $4::bigint[], $5, clock_timestamp())
+INSERT INTO audiences (name, shards, total, per_shard, source, definition, evaluated_at, updated_at)
+VALUES ($1, $2, $3, $4::bigint[], $5, $6, CASE WHEN $6::jsonb IS NULL THEN NULL
+    ELSE clock_timestamp() END, clock_timestamp())
 ON CONFLICT (name) DO UPDATE SET
     shards = EXCLUDED.shards, total = EXCLUDED.total, per_shard = EXCLUDED.per_shard,
-    source = EXCLUDED.source, updated_at = EXCLUDED.updated_at
-RETURNING name, shards, total, per_shard, source, updated_at
+    source = EXCLUDED.source, definition = EXCLUDED.definition,
+    evaluated_at = EXCLUDED.evaluated_at, updated_at = EXCLUDED.updated_at
+RETURNING name, shards, total, per_shard, source, definition, evaluated_at, updated_at
 """
 
 AUDIENCE_SELECT = """
-SELECT name, shards, total, per_shard, source, updated_at FROM audiences WHERE name = $1
+SELECT name, shards, total, per_shard, source, definition, evaluated_at, updated_at
+FROM audiences WHERE name = $1
 """
+
+AUDIENCE_MEMBERS_CLEAR = "DELETE FROM audience_members WHERE audience = $1"
+
+AUDIENCE_MEMBERS_COUNT = "SELECT count(*) FROM audience_members WHERE audience = $1"
+
+AUDIENCE_MEMBERS = "SELECT user_id FROM audience_members WHERE audience = $1"
 
 # --- journeys: profiles, events, assignments, conversions --------------------------------
 
@@ -412,3 +478,48 @@ CAN_BE_READER = """
 SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'journeys_reader')
        AND pg_has_role(current_user, 'journeys_reader', 'MEMBER')
 """
+
+# --- the tag registry (activities/db/tag_store.py) ----------------------------------------
+
+TAGS_BY_NAMES = """
+SELECT name, state, draft, draft_tested_at, live, live_version, created_at, updated_at
+FROM tags WHERE name = ANY($1::text[]) ORDER BY name
+"""
+
+TAGS_ALL = """
+SELECT name, state, draft, draft_tested_at, live, live_version, created_at, updated_at
+FROM tags ORDER BY name
+"""
+
+TAG_LOCK = """
+SELECT name, state, draft, draft_tested_at, live, live_version FROM tags WHERE name = $1
+FOR UPDATE
+"""
+
+TAG_INSERT_DRAFT = "INSERT INTO tags (name, state, draft) VALUES ($1, 'draft', $2)"
+
+TAG_SET_DRAFT = """
+UPDATE tags SET draft = $2, draft_tested_at = NULL, updated_at = now() WHERE name = $1
+"""
+
+TAG_MARK_TESTED = "UPDATE tags SET draft_tested_at = now() WHERE name = $1 AND draft IS NOT NULL"
+
+TAG_PUBLISH = """
+WITH bumped AS (
+    UPDATE tags SET live = draft, draft = NULL, draft_tested_at = NULL,
+        live_version = live_version + 1,
+        state = CASE WHEN state = 'draft' THEN 'published' ELSE state END, updated_at = now()
+    WHERE name = $1 RETURNING name, live, live_version
+)
+INSERT INTO tag_versions (name, version, definition)
+SELECT name, live_version, live FROM bumped RETURNING version
+"""
+
+TAG_SET_STATE = "UPDATE tags SET state = $2, updated_at = now() WHERE name = $1"
+
+TAG_VERSIONS = """
+SELECT version, definition, published_at FROM tag_versions WHERE name = $1 ORDER BY version
+"""
+
+# Every stored plan version, newest first per plan: `tags usage` reads their rules.
+PLAN_BODIES = "SELECT plan_id, version, body FROM plan_versions ORDER BY plan_id, version DESC"

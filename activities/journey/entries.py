@@ -26,7 +26,7 @@ from journeys.contracts import activities as contracts
 from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
 from journeys.events import JourneyEvent
 from journeys.names import daily_entries_key, entry_marks_key
-from journeys.rule_eval import UserFacts, evaluate
+from journeys.rule_eval import UserFacts, evaluate, in_zone
 
 # KEYS: day counter, batch mark. ARGV: wanted, limit, ttl seconds. Returns how many it took.
 _TAKE_DAILY = """
@@ -78,6 +78,7 @@ class EntryActivities:
         return out
 
     async def _decide(self, data: AdmitEntriesInput) -> tuple[dict[str, int], AdmitEntriesOutput]:
+        data = data.model_copy(update={"now": in_zone(data.now, data.timezone)})
         refused: Counter[str] = Counter()
         first: dict[str, JourneyEvent] = {}
         for event in data.events:
@@ -92,7 +93,14 @@ class EntryActivities:
             refused["not in audience"] += len(outside)
             users = [u for u in users if u not in outside]
         if data.entry.rule is not None and users:
-            facts = await load_facts(self._pool, users, rules=[data.entry.rule], now=data.now)
+            facts = await load_facts(
+                self._pool,
+                users,
+                rules=[data.entry.rule],
+                now=data.now,
+                redis=self._redis,
+                entry_given={u: first[u].props for u in users},
+            )
             passing = [
                 u
                 for u in users

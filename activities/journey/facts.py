@@ -14,9 +14,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from activities.db import queries
+from activities.db import queries, tag_store
 from activities.db.params import json_list
 from activities.db.pool import DbPool
+from activities.tags.values import page_tag_values, passes_through
+from journeys.plan.rule_sites import rule_tags
 from journeys.rule_eval import (
     EventFact,
     UserFacts,
@@ -50,12 +52,16 @@ async def load_facts(
     now: datetime,
     entries: Mapping[str, int] | None = None,
     run_id: str | None = None,
+    redis: aioredis.Redis | None = None,
+    entry_given: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, UserFacts]:
     """Profiles of ``users`` (an unknown user has empty attributes); when ``rules`` read
     behaviours, their events of those names inside the longest window; when they read
-    ``entry.*`` tags, the props of each user's entry event. ``entries`` maps users to their
-    entry number in run ``run_id`` (a cohort member's score, see :func:`page_users`); without
-    both, or for users with no event entry, ``entry.*`` reads nothing."""
+    ``entry.*`` tags or pass-through tags, the props of each user's entry event; the values
+    of the registry tags they read (computed ones cached in ``redis``). ``entries`` maps
+    users to their entry number in run ``run_id`` (a cohort member's score, see
+    :func:`page_users`); without both, or for users with no event entry, ``entry.*`` reads
+    nothing. ``entry_given`` is the entry event itself, for a rule checked as it arrives."""
     rules = list(rules)
     rows = await pool.fetch(queries.USERS_BY_IDS, json_list(users))
     attrs: dict[str, dict[str, Any]] = {u: {} for u in users}
@@ -74,9 +80,18 @@ async def load_facts(
             events[row["user_id"]].append(
                 EventFact(name=row["name"], ts=row["ts"], props=row["props"] or {})
             )
-    entry: dict[str, Mapping[str, Any]] = {}
-    if run_id is not None and entries and any(reads_entry(rule) for rule in rules):
+    tags = rule_tags(rules)
+    found = await tag_store.registry(pool, tags) if tags else {}
+    entry: Mapping[str, Mapping[str, Any]] = entry_given or {}
+    wants_entry = passes_through(found) or any(reads_entry(rule) for rule in rules)
+    if entry_given is None and run_id is not None and entries and wants_entry:
         entry = await entry_props(pool, run_id, {u: entries[u] for u in users if u in entries})
+    if found:
+        values = await page_tag_values(
+            pool, redis, found=found, users=users, attrs=attrs, entry=entry, now=now
+        )
+        for user, tagged in values.items():
+            attrs[user].update(tagged)
     return {
         u: UserFacts(attrs=attrs[u], events=tuple(events[u]), entry=entry.get(u, {})) for u in users
     }
@@ -125,7 +140,7 @@ async def admit(
     dropped = len(users) - len(kept)
     if exit_rules and kept:
         facts = await load_facts(
-            pool, kept, rules=exit_rules, now=now, entries=entries, run_id=run_id
+            pool, kept, rules=exit_rules, now=now, entries=entries, run_id=run_id, redis=redis
         )
         leaving = [u for u in kept if any(evaluate(r, facts[u], now=now) for r in exit_rules)]
         if leaving:

@@ -23,6 +23,7 @@ from journeys.contracts.pages import RoutePageInput, RoutePageOutput
 from journeys.names import cohort_key, pages_done_key
 from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
 from journeys.route_names import OK
+from journeys.rule_eval import in_zone
 
 
 class RoutingActivities:
@@ -39,6 +40,7 @@ class RoutingActivities:
             return await self._route(data)
 
     async def _route(self, data: RoutePageInput) -> RoutePageOutput:
+        data = data.model_copy(update={"now": in_zone(data.now, data.fallback_zone)})
         done_key = pages_done_key(data.run_id, data.shard, data.out_prefix)
         earlier = await self._redis.hget(done_key, str(data.page))
         if earlier is not None:
@@ -83,6 +85,7 @@ class RoutingActivities:
                 now=data.now,
                 entries=entries,
                 run_id=data.run_id,
+                redis=self._redis,
             )
             return routes.branch(step, users, facts, now=data.now)
         if isinstance(step, AbSplitStep):

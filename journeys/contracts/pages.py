@@ -37,6 +37,8 @@ class DeliverPageInput(BaseModel):
     """Plan-level exit rules, checked on the page's users before sending."""
     now: datetime | None = None
     """The workflow's clock, for rules with relative dates and windows."""
+    timezone: str = "UTC"
+    """The plan's zone: the day "today" is for anniversary rules."""
 
 
 class DeliverPageOutput(BaseModel):
@@ -66,6 +68,8 @@ class RoutePageInput(BaseModel):
     exit_rules: list[Rule] = Field(default_factory=list)
     now: datetime
     fallback_zone: str = "UTC"
+    """The plan's zone: user-local times fall back to it, and it is the day "today" is for
+    anniversary rules."""
 
 
 class RoutePageOutput(BaseModel):

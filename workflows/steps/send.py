@@ -60,6 +60,7 @@ async def _page(
             vars=dict(step.vars),
             cohort_key=cohort.key,
             page=page,
+            timezone=state.plan.timezone,
             page_size=limits.page_size,
             attempt=cohort.attempt,
             max_attempts=limits.retry.attempts,

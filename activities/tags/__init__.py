@@ -1,0 +1,1 @@
+"""Tag values for pages of users, and the `journeys tags test` lookup."""

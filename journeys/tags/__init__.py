@@ -1,0 +1,1 @@
+"""The tag registry: typed user attributes that rules read (seed 004)."""
