@@ -6,7 +6,8 @@ import redis.asyncio as aioredis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.audience.materialise import materialise, saved_into
+from activities.audience.materialise import materialise
+from activities.audience.saved import is_evaluated, save_evaluated, saved_into, snapshot_name
 from activities.db.pool import DbPool
 from activities.rate_limit import RateLimiter
 from journeys.contracts import activities as contracts
@@ -45,6 +46,23 @@ class RunActivities:
             elif data.audience.saved is not None:
                 counts = await saved_into(
                     self._redis, self._pool, name=data.audience.saved, shards=shards, target=target
+                )
+            elif plan.audience is not None and (
+                plan.audience.mode == "snapshot" and is_evaluated(plan.audience)
+            ):
+                # evaluated by the plan's first run, reused by every later one
+                name = snapshot_name(plan.id, plan.audience)
+                await save_evaluated(
+                    self._redis,
+                    self._pool,
+                    name=name,
+                    audience=plan.audience,
+                    shards=shards,
+                    zone=plan.timezone,
+                    only_if_absent=True,
+                )
+                counts = await saved_into(
+                    self._redis, self._pool, name=name, shards=shards, target=target
                 )
             elif plan.audience is not None:
                 counts = await materialise(

@@ -31,7 +31,7 @@ JSON_BAD = 100
 
 audience_app = typer.Typer(
     name="audience",
-    help="Saved audiences: upload a file of user ids, show what is stored.",
+    help="Saved audiences: upload ids, save a rule, a query or a set, show what is stored.",
     no_args_is_help=True,
 )
 
@@ -99,7 +99,8 @@ def show(
     out.print(f"  updated          {updated}")
     if damaged:
         listed = ", ".join(str(k) for k in damaged)
-        out.print(f"  [red]damaged[/]          shards {listed} lost from Redis: upload it again")
+        hint = "a run rebuilds it, or `journeys audience rebuild`"
+        out.print(f"  [red]damaged[/]          shards {listed} lost from Redis: {hint}")
     out.print(shard_table(info.per_shard))
 
 

@@ -17,7 +17,9 @@ from . import (
     plan_commands,
     profile_commands,
     run_commands,
+    saved_audience_commands,
     segment_commands,
+    tag_commands,
     version_commands,
 )
 from .console import error_line
@@ -33,10 +35,12 @@ plan_commands.register(app)
 version_commands.register(app)
 dev_commands.register(app)
 audience_commands.register(app)
+saved_audience_commands.register(app)
 run_commands.register(app)
 event_commands.register(app)
 profile_commands.register(app)
 segment_commands.register(app)
+tag_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

@@ -14,16 +14,13 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from activities.audience.shard_sets import (
-    audience_info,
-    check_audience,
-    copy_into_run,
     write_shards,
 )
-from activities.db import queries
+from activities.db import queries, tag_store
 from activities.db.pool import DbPool
 from journeys.durations import format_duration
 from journeys.errors import InvalidInput, Problem
-from journeys.names import audience_shard_key, cohort_key
+from journeys.names import cohort_key
 from journeys.plan.audience import (
     AllAudience,
     Audience,
@@ -33,8 +30,10 @@ from journeys.plan.audience import (
     SetAudience,
     SqlAudience,
 )
+from journeys.plan.rule_sites import rule_tags
 from journeys.plan.sql_check import statement_text
 from journeys.rule_sql import SqlParam, segment_query
+from journeys.tag_sql import registry_reader
 
 _CHUNK = 50_000
 _COMBINE = {"union": "ZUNIONSTORE", "intersect": "ZINTERSTORE", "difference": "ZDIFFSTORE"}
@@ -58,6 +57,9 @@ async def materialise(
     """Write ``audience`` into the keys ``target(k)``; return users per shard. Rules are
     evaluated now in ``zone`` (the plan's): it decides what "today" is for anniversaries."""
     if isinstance(audience, ListAudience):
+        # a saved audience may need rebuilding from its source, which this module evaluates
+        from activities.audience.saved import saved_into
+
         return await saved_into(redis, pool, name=audience.name, shards=shards, target=target)
     if isinstance(audience, AllAudience):
         query = "SELECT user_id FROM users"
@@ -66,7 +68,9 @@ async def materialise(
         return await _from_sql(redis, pool, audience.query, shards=shards, target=target)
     if isinstance(audience, SegmentAudience):
         # relative dates (T-7d) count from when the segment is evaluated
-        query, params = segment_query(audience.rule, now=datetime.now(ZoneInfo(zone)))
+        definitions = await tag_store.live_definitions(pool, rule_tags([audience.rule]))
+        now = datetime.now(ZoneInfo(zone))
+        query, params = segment_query(audience.rule, now=now, read_tag=registry_reader(definitions))
         return await _from_query(redis, pool, query, params, shards=shards, target=target)
     if isinstance(audience, SetAudience):
         return await _combine(
@@ -82,31 +86,6 @@ async def materialise(
     assert isinstance(audience, FileAudience)
     problem = Problem("audience.path", "file audiences are loaded by `journeys launch`")
     raise AudienceUnavailable("audience", [problem])
-
-
-async def saved_into(
-    redis: aioredis.Redis,
-    pool: DbPool,
-    *,
-    name: str,
-    shards: int,
-    target: Callable[[int], str],
-) -> list[int]:
-    """Copy a saved audience into ``target`` keys, refusing one whose shards were lost."""
-    info = await audience_info(pool, name)
-    damaged = await check_audience(redis, info)
-    if damaged:
-        raise AudienceUnavailable(
-            f"audience {name}",
-            [Problem(f"shard {k}", "lost from Redis; upload the audience again") for k in damaged],
-        )
-    return await copy_into_run(
-        redis,
-        source_key=lambda k: audience_shard_key(name, k),
-        source_shards=info.shards,
-        shards=shards,
-        target=target,
-    )
 
 
 async def _from_query(

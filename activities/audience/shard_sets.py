@@ -44,6 +44,9 @@ class AudienceInfo(BaseModel):
     total: int
     per_shard: list[int]
     source: str | None = None
+    definition: dict[str, object] | None = None
+    """The plan-model source of an evaluated audience; None for an upload."""
+    evaluated_at: datetime | None = None
     updated_at: datetime | None = None
 
 
@@ -127,32 +130,49 @@ async def save_audience(
 
     The ids go to staging keys first; each saved shard is then replaced by one RENAME, so a
     reader sees a shard either before or after the upload, never half of it. Uploads of one
-    name are serialised by an advisory lock held until the row is written.
+    name are serialised by an advisory lock held until the row is written. The ids are also
+    kept in ``audience_members``, the copy a shard lost from Redis is rebuilt from.
     """
     check_name(name)
     _require_shards(shards)
     staging = partial(audience_staging_key, name)
-    saved = partial(audience_shard_key, name)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(queries.AUDIENCE_LOCK, name)
-        await _delete(redis, [staging(k) for k in range(shards)])  # a crashed upload's
+        await clear_staging(redis, name, shards)  # a crashed upload's
         counts = await write_shards(redis, ids, shards=shards, key=staging)
-        pipe = redis.pipeline(transaction=False)
-        for shard, count in enumerate(counts):
-            if count:
-                pipe.rename(staging(shard), saved(shard))
-            else:  # nothing staged (RENAME would fail): the shard is empty now
-                pipe.delete(saved(shard))
-        # An earlier upload may have used more shards; any count up to the maximum, so no
-        # key survives even when its row was lost.
-        for shard in range(shards, MAX_SHARDS):
-            pipe.delete(saved(shard))
-        await pipe.execute()
+        await conn.execute(queries.AUDIENCE_MEMBERS_CLEAR, name)
+        await conn.copy_records_to_table(
+            "audience_members", records=((name, u) for u in ids), columns=("audience", "user_id")
+        )
+        await swap_staged(redis, name, counts)
         row = await conn.fetchrow(
-            queries.AUDIENCE_UPSERT, name, shards, sum(counts), counts, source
+            queries.AUDIENCE_UPSERT, name, shards, sum(counts), counts, source, None
         )
     assert row is not None  # an upsert ... RETURNING returns its row
     return AudienceInfo(**dict(row))
+
+
+async def clear_staging(redis: aioredis.Redis, name: str, shards: int) -> None:
+    """Drop what a crashed save left in the staging keys of ``name``."""
+    await _delete(redis, [audience_staging_key(name, k) for k in range(shards)])
+
+
+async def swap_staged(redis: aioredis.Redis, name: str, counts: Sequence[int]) -> None:
+    """Make the staged shards of ``name`` (``counts`` users each) its saved shards: one
+    RENAME per shard, so a reader sees a shard before or after, never half of it."""
+    staging = partial(audience_staging_key, name)
+    saved = partial(audience_shard_key, name)
+    pipe = redis.pipeline(transaction=False)
+    for shard, count in enumerate(counts):
+        if count:
+            pipe.rename(staging(shard), saved(shard))
+        else:  # nothing staged (RENAME would fail): the shard is empty now
+            pipe.delete(saved(shard))
+    # An earlier save may have used more shards; any count up to the maximum, so no key
+    # survives even when its row was lost.
+    for shard in range(len(counts), MAX_SHARDS):
+        pipe.delete(saved(shard))
+    await pipe.execute()
 
 
 async def audience_info(pool: DbPool, name: str) -> AudienceInfo:

@@ -35,9 +35,6 @@ UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ("schedule",)
 """Entry kinds that validate but that ``journeys launch`` refuses: recurring runs wait for
 schedules (issue 17)."""
 CANNOT_LAUNCH = "accepted, cannot be launched yet (schedules are not built)"
-EVALUATED_EVERY_RUN = "snapshot: accepted, not enforced yet (evaluated again for every run)"
-"""An audience that is evaluated (a rule, a query, everyone, a set of them) is evaluated again
-for every run until saved snapshots land (issue 15)."""
 
 
 @dataclass(frozen=True)
@@ -58,18 +55,13 @@ class Unenforced:
 def unenforced_fields(plan: Plan, *, channels: ChannelsFile | None) -> list[Unenforced]:
     """Every unenforced field ``plan`` sets to something other than its default.
 
-    An entry that cannot be launched comes first, then an audience's snapshot mode, then the
-    limits, in the order of
+    An entry that cannot be launched comes first, then the limits, in the order of
     :data:`UNENFORCED_LIMITS`, then the channels the plan's
     send and webhook steps use, by name. Without ``channels`` only the plan is looked at.
     """
     found = []
     if plan.entry.type in UNLAUNCHABLE_ENTRIES:
         found.append(Unenforced("entry.type", f"{plan.entry.type}: {CANNOT_LAUNCH}"))
-    audience = plan.audience
-    evaluated = audience is not None and audience.source not in ("file", "list")
-    if evaluated and audience is not None and audience.mode == "snapshot":
-        found.append(Unenforced("audience.mode", EVALUATED_EVERY_RUN))
     found += [
         Unenforced(f"limits.{name}") for name in UNENFORCED_LIMITS if _is_set(plan.limits, name)
     ]
