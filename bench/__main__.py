@@ -26,7 +26,17 @@ from typing import Any
 from rich.console import Console
 
 from activities.db.migrate import migrate
-from bench import blast, blast_http, events, per_user, profiles, scale_out, targets, upload
+from bench import (
+    blast,
+    blast_http,
+    events,
+    per_user,
+    profiles,
+    scale_out,
+    segments,
+    targets,
+    upload,
+)
 from journeys.settings import Settings, get_settings
 from starter.stack.devstack import DevStack
 from starter.stack.probes import free_port, host_port, is_listening
@@ -41,6 +51,7 @@ SCENARIOS: dict[str, Scenario] = {
     "events": events.run,
     "per_user": per_user.run,
     "scale_out": scale_out.run,
+    "segments": segments.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 

@@ -43,13 +43,33 @@ theirs from :mod:`journeys.tag_sql`."""
 
 @dataclass
 class Compiled:
-    """SQL text with ``$n`` placeholders and the values for them, in order."""
+    """SQL text with ``$n`` placeholders and the values for them, in order.
+
+    ``grouped`` (segments): a count of events per user is one grouped scan of the events,
+    LEFT JOINed to the users (``joins``), so a million users cost one pass over the events
+    of that name and window, not a million index probes. Pages (a few hundred known users)
+    use one correlated subquery per user instead. The two read the same values.
+    """
 
     params: list[SqlParam] = field(default_factory=list)
+    grouped: bool = True
+    joins: list[str] = field(default_factory=list)
 
     def bind(self, value: SqlParam, cast: str) -> str:
         self.params.append(value)
         return f"${len(self.params)}::{cast}"
+
+    def per_user(self, aggregate: str, where: str) -> str:
+        """``aggregate`` (over ``events e``) of each user's events matching ``where``: SQL NULL
+        for a user with none."""
+        if not self.grouped:
+            return f"(SELECT {aggregate} FROM events e WHERE e.user_id = u.user_id AND {where})"
+        alias = f"j{len(self.joins)}"
+        self.joins.append(
+            f"LEFT JOIN (SELECT e.user_id, {aggregate} AS v FROM events e WHERE {where}"
+            f" GROUP BY e.user_id) {alias} ON {alias}.user_id = u.user_id"
+        )
+        return f"{alias}.v"
 
 
 def attribute_value(attribute: str, out: Compiled) -> str:
@@ -71,7 +91,8 @@ def segment_query(
     """``SELECT user_id FROM users`` of the users ``rule`` holds for at ``now``."""
     compiled = Compiled()
     predicate = _rule(rule, compiled, now, read_tag)
-    return f"SELECT u.user_id FROM users u WHERE {predicate}", compiled.params
+    joins = "".join(f" {join}" for join in compiled.joins)
+    return f"SELECT u.user_id FROM users u{joins} WHERE {predicate}", compiled.params
 
 
 def _rule(rule: Rule, out: Compiled, now: datetime, read: TagReader) -> str:
@@ -101,12 +122,12 @@ def _absent(op: str, operand: object) -> str:
 
 
 def _behaviour(rule: EventCondition, out: Compiled, now: datetime) -> str:
-    where = [f"e.user_id = u.user_id AND e.name = {out.bind(rule.event, 'text')}"]
+    where = [f"e.name = {out.bind(rule.event, 'text')}"]
     if rule.within is not None:
         since = out.bind(now - rule.within, "timestamptz")
         where.append(f"e.ts BETWEEN {since} AND {out.bind(now, 'timestamptz')}")
     where.append(props_predicate(rule.where, out, now))
-    count = f"(SELECT count(*) FROM events e WHERE {' AND '.join(where)})"
+    count = f"COALESCE({out.per_user('count(*)', ' AND '.join(where))}, 0)"
     bounds = []
     if rule.count.gte is not None:
         bounds.append(f"{count} >= {rule.count.gte:d}")
@@ -135,6 +156,12 @@ def _test(op: str, value: str, operand: object, out: Compiled, now: datetime) ->
     if op == "exists":
         return present if operand in (None, True) else f"NOT {present}"
     assert operand is not None
+    if op in ("in", "not_in") and _plain_texts(operand):
+        # one read of the value against the whole list, where an OR of equalities reads it
+        # once per item: what `_compare` gives item by item, for text items
+        assert isinstance(operand, list)
+        found = f"({value} #>> '{{}}') = ANY({out.bind(list(operand), 'text[]')})"
+        return _when(f"jsonb_typeof({value}) = 'string'", found if op == "in" else f"NOT {found}")
     if op == "in":
         assert isinstance(operand, list)
         return "(" + " OR ".join(_compare("eq", value, item, out, now) for item in operand) + ")"
@@ -153,15 +180,28 @@ def _test(op: str, value: str, operand: object, out: Compiled, now: datetime) ->
     return _compare(op, value, operand, out, now)
 
 
+def _plain_texts(operand: object) -> bool:
+    """A list of texts none of which holds NUL (which no stored text can equal)."""
+    return isinstance(operand, list) and all(
+        isinstance(item, str) and "\x00" not in item for item in operand
+    )
+
+
 def _anniversary(value: str, unit: str, out: Compiled, now: datetime) -> str:
     text = f"({value} #>> '{{}}')"
     day = f"COALESCE((journeys_ts({text}) AT TIME ZONE 'UTC')::date, journeys_date({text}))"
     if unit == "month":
-        test = f"extract(month FROM {day}) = {out.bind(now.month, 'integer')}"
+        month = out.bind(now.month, "integer")
+        test = f"extract(month FROM {day}) = {month}"
+        # a plain date (most birthdays): its month is in its text, no date arithmetic needed
+        quick = f"substr({text}, 6, 2)::integer = {month}"
     else:
-        keys = sorted(anniversary_days(unit, now.date()))
-        test = f"to_char({day}, 'MM-DD') = ANY({out.bind(keys, 'text[]')})"
-    return _when(f"jsonb_typeof({value}) = 'string'", test)
+        keys = out.bind(sorted(anniversary_days(unit, now.date())), "text[]")
+        test = f"to_char({day}, 'MM-DD') = ANY({keys})"
+        quick = f"substr({text}, 6, 5) = ANY({keys})"
+    plain = f"length({text}) = 10 AND {text} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}$'"
+    either = f"CASE WHEN {plain} THEN {quick} AND journeys_date({text}) IS NOT NULL ELSE {test} END"
+    return _when(f"jsonb_typeof({value}) = 'string'", either)
 
 
 def _contains(value: str, operand: object, out: Compiled, now: datetime) -> str:

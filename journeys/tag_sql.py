@@ -32,20 +32,19 @@ def tag_value(name: str, definition: TagDefinition, out: Compiled, now: datetime
 
 def _aggregate(source: AggregateSource, out: Compiled, now: datetime) -> str:
     where = [
-        f"e.user_id = u.user_id AND e.name = {out.bind(source.event, 'text')}",
+        f"e.name = {out.bind(source.event, 'text')}",
         f"e.ts BETWEEN {out.bind(now - source.within, 'timestamptz')}"
         f" AND {out.bind(now, 'timestamptz')}",
         props_predicate(source.where, out, now),
     ]
     if source.aggregate == "count":
-        return f"to_jsonb((SELECT count(*) FROM events e WHERE {' AND '.join(where)}))"
+        return f"to_jsonb(COALESCE({out.per_user('count(*)', ' AND '.join(where))}, 0))"
     assert source.property is not None  # the model requires it for every other aggregate
     prop = f"(e.props -> {out.bind(source.property, 'text')})"
     where.append(f"jsonb_typeof({prop}) = 'number'")
     # CASE, not a bare cast: PostgreSQL may test the type after casting otherwise
     number = f"(CASE WHEN jsonb_typeof({prop}) = 'number' THEN ({prop})::numeric END)"
-    aggregate = f"to_jsonb({source.aggregate}({number}))"
-    return f"(SELECT {aggregate} FROM events e WHERE {' AND '.join(where)})"
+    return f"to_jsonb({out.per_user(f'{source.aggregate}({number})', ' AND '.join(where))})"
 
 
 def registry_reader(definitions: Mapping[str, TagDefinition]) -> TagReader:

@@ -60,5 +60,6 @@ async def test_anniversary_branch_uses_the_plan_zone(
         RoutingActivities(pool=pool, redis=redis).route_page, data
     )
     assert out.routes == {branch_route(0): 1, ELSE: 1}
-    matched = await redis.zrange(cohort_key(run, 0, f"bday.{branch_route(0)}"), 0, -1)
+    chosen_key = cohort_key(run, 0, f"bday.{branch_route(0)}")
+    matched: list[bytes] = await redis.zrange(chosen_key, 0, -1)  # type: ignore[assignment]
     assert [m.decode() for m in matched] == [users[chosen]]

@@ -106,7 +106,7 @@ async def computed_values(
     """Tag ``name``'s value for each of ``users`` now, by its SQL expression (None: none;
     also for a pass-through tag, which only a caller knows). A user without a profile row
     reads no attribute but still has events and list memberships."""
-    out = Compiled()
+    out = Compiled(grouped=False)  # a page's users: one indexed lookup each
     ids = out.bind(list(users), "text[]")
     expression = tag_value(name, definition, out, now) or "NULL::jsonb"
     query = (
