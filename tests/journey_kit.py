@@ -69,9 +69,12 @@ def write_journey_channels(directory: Path, *, receiver_url: str) -> Path:
 EXAMPLE_CHANNELS = Path(__file__).resolve().parents[1] / "examples" / "channels.yaml"
 
 
-def write_example_channels(directory: Path, *, receiver_url: str) -> Path:
+def write_example_channels(
+    directory: Path, *, receiver_url: str, smtp_port: int | None = None
+) -> Path:
     """``examples/channels.yaml`` with its templates as they are; HTTP providers post to the
-    receiver (``/{channel}``, batches kept), the inbox and log providers stay."""
+    receiver (``/{channel}``, batches kept), SMTP ones to ``smtp_port`` on this machine when
+    given (a :class:`tests.receiver.SmtpSink`), the inbox and log providers stay."""
     example = yaml.safe_load(EXAMPLE_CHANNELS.read_text())["channels"]
     channels: dict[str, Any] = {}
     for name, declared in example.items():
@@ -81,6 +84,8 @@ def write_example_channels(directory: Path, *, receiver_url: str) -> Path:
             if "batch_size" in channel["provider"]:
                 provider["batch_size"] = channel["provider"]["batch_size"]
             channel["provider"] = provider
+        elif channel["provider"]["kind"] == "smtp" and smtp_port is not None:
+            channel["provider"] = channel["provider"] | {"host": "127.0.0.1", "port": smtp_port}
         channels[name] = channel
     path = directory / "example-channels.yaml"
     path.write_text(yaml.safe_dump({"channels": channels}))

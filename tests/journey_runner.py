@@ -117,9 +117,12 @@ class JourneyKit:
         """Let ``Post`` steps reach the ingest API at ``url`` (the ``ingest_url`` fixture)."""
         self.ingest_url = url
 
-    def use_example_channels(self) -> None:
-        """Send through the channels of ``examples/channels.yaml`` (to the receiver)."""
-        channels = write_example_channels(self.directory, receiver_url=self.receiver.url)
+    def use_example_channels(self, *, smtp_port: int | None = None) -> None:
+        """Send through the channels of ``examples/channels.yaml`` (to the receiver; email to
+        an SMTP sink on ``smtp_port``)."""
+        channels = write_example_channels(
+            self.directory, receiver_url=self.receiver.url, smtp_port=smtp_port
+        )
         self.settings = self.settings.model_copy(update={"channels_file": channels})
 
     def plan_file(self, body: dict[str, Any]) -> Path:

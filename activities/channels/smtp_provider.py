@@ -11,12 +11,18 @@ import asyncio
 import hashlib
 import smtplib
 import ssl
+from email import policy
 from email.message import EmailMessage
 
 from journeys.channels_config import SmtpProvider
 from journeys.contracts import failures
 
 from .message import Message, SendResult, failed, sent
+
+# RFC 5322 allows 998 characters a line: with the default 78 a long idempotency key (a run id,
+# a node, a user) is folded onto a continuation line, and a receiver that unfolds without
+# stripping reads it with a leading space, a different key.
+_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 class SmtpSender:
@@ -95,7 +101,7 @@ class SmtpSender:
 
     def _mail(self, message: Message) -> EmailMessage:
         content = message.content
-        mail = EmailMessage()
+        mail = EmailMessage(policy=_POLICY)
         mail["From"] = self._config.sender
         mail["To"] = message.to.email or ""
         mail["Subject"] = content.get("subject", "")
