@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import TypeAdapter
 
+from activities.audience import preview as preview_module
+from activities.audience.preview import preview_segment
 from activities.db.pool import DbPool
+from journeys.rules import Rule
 from journeys.sharding import shard_of
 from tests.conftest import spawn_journeys
 
@@ -63,3 +69,27 @@ async def test_preview_counts_per_shard_and_samples(
     )
     by_plan = await preview(cli_env, str(plan))
     assert by_plan["total"] == 30 and len(by_plan["per_shard"]) == 2  # type: ignore[arg-type]
+
+
+async def test_streamed_and_parallel_reads_agree(
+    pool: DbPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the planner's estimate threshold the preview streams through a cursor instead of
+    reading in one (parallel) query; both give the same count, shards and sample."""
+    tag = uuid.uuid4().hex[:8]
+    users = [f"ps-{tag}-{n:04d}" for n in range(700)]
+    await pool.executemany(
+        "INSERT INTO users (user_id, attrs) VALUES ($1, $2)", [(u, {"batch": tag}) for u in users]
+    )
+    rule = TypeAdapter(Rule).validate_python({"tag": "batch", "op": "eq", "value": tag})
+    now = datetime.now(UTC)
+    at_once = await preview_segment(pool, rule, now=now, shards=8, sample=7)
+    monkeypatch.setattr(preview_module, "PARALLEL_UP_TO", 0)
+    streamed = await preview_segment(pool, rule, now=now, shards=8, sample=7)
+    assert (at_once.total, at_once.per_shard, at_once.sample) == (
+        streamed.total,
+        streamed.per_shard,
+        streamed.sample,
+    )
+    assert at_once.total == 700 and at_once.sample == sorted(users)[:7]
+    assert at_once.per_shard == [sum(1 for u in users if shard_of(u, 8) == k) for k in range(8)]
