@@ -53,20 +53,16 @@ async def _load_csv(pool: DbPool, path: Path, *, max_bad_share: float) -> Profil
     at = {name: columns[n] for n, name in enumerate(header)}
     attrs = [name for name in header if name not in ("user_id", *COLUMNS)]
     declared = await tag_store.attribute_types(pool, attrs)
-    params: list[object] = list(attrs)
-    types: dict[str, tuple[str, int | None]] = {}
-    for name, definition in declared.items():
-        values = None
-        if definition.values is not None:
-            params.append(definition.values)
-            values = len(params)
-        types[at[name]] = (definition.type, values)
-    rows = queries.profile_csv_rows(
+    sql = queries.profile_csv_sql(
         user_id=at["user_id"],
         contact={name: at[name] for name in COLUMNS if name in at},
         attrs=[at[name] for name in attrs],
-        types=types,
+        types={at[n]: (d.type, d.values) for n, d in declared.items()},
     )
+    check_params = [
+        attrs[key] if isinstance(key, int) else declared[attrs[key[1]]].values
+        for key in sql.check_params
+    ]
     report = ProfilesLoaded()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(queries.profile_csv_stage(len(header)))
@@ -77,7 +73,7 @@ async def _load_csv(pool: DbPool, path: Path, *, max_bad_share: float) -> Profil
         except asyncpg.PostgresError as exc:  # a ragged row, NUL, bytes that are not UTF-8
             problem = Problem("", f"cannot be read as CSV with this header: {exc}")
             raise InvalidInput(str(path), [problem]) from None
-        await conn.execute(rows, *params)
+        await conn.execute(sql.check, *check_params)
         counts = await conn.fetchrow(queries.PROFILE_CSV_COUNTS)
         assert counts is not None
         report.lines, report.bad_count = int(counts["lines"]), int(counts["bad"])
@@ -85,7 +81,7 @@ async def _load_csv(pool: DbPool, path: Path, *, max_bad_share: float) -> Profil
             bad = await conn.fetch(queries.PROFILE_CSV_BAD)
             report.bad = [BadRow(int(r["line"]) + 1, str(r["reason"])) for r in bad]
         _check(str(path), report, share=max_bad_share)
-        done = await conn.fetchrow(queries.PROFILE_CSV_UPSERT)
+        done = await conn.fetchrow(sql.upsert, *attrs)
         assert done is not None
         report.new, report.updated = int(done["new"]), int(done["updated"])
     return report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PLAN_LATEST = """
 SELECT version, checksum, published_at FROM plan_versions
 WHERE plan_id = $1 ORDER BY version DESC LIMIT 1
@@ -138,62 +140,83 @@ def _typed_cell(column: str, kind: str, name: str, values: str | None) -> tuple[
     return f"CASE WHEN {given} IS NOT NULL THEN {value} END", reason
 
 
-def profile_csv_rows(
+@dataclass(frozen=True)
+class ProfileCsvSql:
+    """The statements of a CSV profiles load after its COPY into ``profile_raw``.
+
+    ``check`` writes the bad lines (with why) into ``bad_lines``; its parameters are the
+    names of the registry-typed columns, then the declared values of each enum among them
+    (``check_params``: indexes into the attribute names, or ``("values", k)``). ``upsert``
+    types the other lines and merges them into ``users``; its parameters are the attribute
+    names. A bad line is found once, by its reason, and the upsert skips it by line number:
+    no typed copy of the file is ever written, which was half the load's time.
+    """
+
+    check: str
+    check_params: list[int | tuple[str, int]]
+    upsert: str
+
+
+def profile_csv_sql(
     *,
     user_id: str,
     contact: dict[str, str],
     attrs: list[str],
-    types: dict[str, tuple[str, int | None]] | None = None,
-    first_param: int = 1,
-) -> str:
-    """Make the temporary table ``staged``: each raw row typed, with why it is bad (NULL when
-    good): ``(line, reason, user_id, email, phone, timezone, attrs)``. Attribute names are
-    parameters ``$first_param...``, in ``attrs`` order. ``types`` maps an attribute column to
-    the type a registry tag declares for it and, for an enum, the parameter number of its
-    values; other columns are typed by their text."""
-    zone = contact.get("timezone")
+    types: dict[str, tuple[str, list[str] | None]] | None = None,
+) -> ProfileCsvSql:
+    """The check and the upsert of a CSV load: ``attrs`` are the staging columns of the
+    attributes, in header order; ``types`` maps some of them to the type a registry tag
+    declares (and an enum's values); the others are typed by their text."""
     types = types or {}
+    zone = contact.get("timezone")
+    check_params: list[int | tuple[str, int]] = []
     cells, reasons = [], []
     for i, column in enumerate(attrs):
-        name = f"${first_param + i}::text"
-        if column in types:
-            kind, values = types[column]
-            declared = None if values is None else f"${values}::text[]"
-            cell, reason = _typed_cell(column, kind, name, declared)
-            reasons.append(reason)
-        else:
-            cell = _cell(column)
+        name = f"${i + 1}::text"
+        if column not in types:
+            cells.append(f"{name}, {_cell(column)}")
+            continue
+        kind, declared = types[column]
+        if kind in ("string", "list"):  # any text fits: nothing to check, no parameter
+            cells.append(f"{name}, {_typed_cell(column, kind, name, None)[0]}")
+            continue
+        check_params.append(i)
+        checked_name = f"${len(check_params)}::text"
+        values = None
+        if declared is not None:
+            check_params.append(("values", i))
+            values = f"${len(check_params)}::text[]"
+        cell, reason = _typed_cell(column, kind, checked_name, values)
         cells.append(f"{name}, {cell}")
-    pairs = ", ".join(cells)
-    built = f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if attrs else "'{}'::jsonb"
+        reasons.append(reason)
     row_reason = profile_csv_reason(user_id=user_id, timezone=zone)
     reason = f"COALESCE({', '.join([row_reason, *reasons])})" if reasons else row_reason
+    join = f" LEFT JOIN zones z ON z.name = btrim({zone})" if zone else ""
+    check = (
+        "CREATE TEMP TABLE bad_lines ON COMMIT DROP AS"
+        " WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names)"
+        f" SELECT line, reason FROM (SELECT line, {reason} AS reason FROM profile_raw r{join}) x"
+        " WHERE reason IS NOT NULL"
+    )
+    built = f"jsonb_strip_nulls(jsonb_build_object({', '.join(cells)}))" if attrs else "'{}'::jsonb"
     columns = ", ".join(
         (f"NULLIF(btrim({contact[name]}), '')" if name in contact else "NULL::text") + f" AS {name}"
         for name in ("email", "phone", "timezone")
     )
-    join = f" LEFT JOIN zones z ON z.name = btrim({zone})" if zone else ""
-    return (
-        "CREATE TEMP TABLE staged ON COMMIT DROP AS"
-        " WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names)"
-        f" SELECT line, {reason} AS reason,"
-        f" btrim({user_id}) AS user_id, {columns}, {built} AS attrs"
-        f" FROM profile_raw r{join}"
+    upsert = (
+        "WITH upserted AS ("
+        " INSERT INTO users (user_id, email, phone, timezone, attrs)"
+        f" SELECT DISTINCT ON (btrim({user_id})) btrim({user_id}), {columns}, {built}"
+        " FROM profile_raw r"
+        " WHERE NOT EXISTS (SELECT 1 FROM bad_lines b WHERE b.line = r.line)"
+        f" ORDER BY btrim({user_id}), line DESC" + _PROFILES_MERGE
     )
+    return ProfileCsvSql(check=check, check_params=check_params, upsert=upsert)
 
 
-PROFILE_CSV_BAD = "SELECT line, reason FROM staged WHERE reason IS NOT NULL ORDER BY line LIMIT 100"
+PROFILE_CSV_BAD = "SELECT line, reason FROM bad_lines ORDER BY line LIMIT 100"
 PROFILE_CSV_COUNTS = (
-    "SELECT count(*) AS lines, count(*) FILTER (WHERE reason IS NOT NULL) AS bad FROM staged"
-)
-# the last good row of a user wins, as for JSON Lines (PROFILES_UPSERT)
-PROFILE_CSV_UPSERT = (
-    """
-WITH upserted AS (
-    INSERT INTO users (user_id, email, phone, timezone, attrs)
-    SELECT DISTINCT ON (user_id) user_id, email, phone, timezone, attrs
-    FROM staged WHERE reason IS NULL ORDER BY user_id, line DESC"""
-    + _PROFILES_MERGE
+    "SELECT (SELECT count(*) FROM profile_raw) AS lines, (SELECT count(*) FROM bad_lines) AS bad"
 )
 
 PROFILE_BY_ID = """
