@@ -52,7 +52,7 @@ from rich.table import Table
 
 from activities.audience.materialise import materialise
 from activities.audience.preview import SegmentPreview, preview_segment
-from activities.audience.shard_sets import FLUSH_MEMBERS, group_by_shard
+from activities.audience.shard_sets import group_by_shard
 from activities.db import tag_store
 from activities.db.pool import DbPool
 from journeys.names import run_audience_key
@@ -65,6 +65,7 @@ from journeys.tag_sql import registry_reader
 from starter.connect import redis_client
 
 from .results import save
+from .upload import raw_write
 
 SCHEMA = "bench_segments"
 EVENTS_PER_USER = 10
@@ -451,25 +452,6 @@ async def floor(
     ids = b"".join(chunks).split(b"\n")[:-1]  # one id a line (none needs COPY's escapes)
     await raw_write(redis, group_by_shard(ids, SHARDS), key=key)
     return len(ids)
-
-
-async def raw_write(
-    redis: aioredis.Redis, groups: list[list[str | bytes]], *, key: Callable[[int], str]
-) -> None:
-    """Pipelined ZADDs (score 0) of ready-made groups, batched like ``write_shards``."""
-    pipe = redis.pipeline(transaction=False)
-    queued = 0
-    for shard, members in enumerate(groups):
-        for low in range(0, len(members), BATCH):
-            chunk = members[low : low + BATCH]
-            args: list[str | bytes] = [b"0"] * (2 * len(chunk))
-            args[1::2] = chunk
-            pipe.execute_command("ZADD", key(shard), *args)
-            queued += len(chunk)
-            if queued >= FLUSH_MEMBERS:
-                await pipe.execute()
-                queued = 0
-    await pipe.execute()
 
 
 async def _delete(redis: aioredis.Redis, *keys: Callable[[int], str]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ async def measure(redis: aioredis.Redis, size: int) -> dict[str, Any]:
 
 
 async def raw_write(
-    redis: aioredis.Redis, groups: list[list[str]], *, key: Callable[[int], str]
+    redis: aioredis.Redis, groups: Sequence[Sequence[str | bytes]], *, key: Callable[[int], str]
 ) -> None:
     """The floor: pipelined ZADDs of ready-made groups, batched like ``write_shards``."""
     pipe = redis.pipeline(transaction=False)

@@ -48,9 +48,7 @@ def upload(
 ) -> None:
     """Load the user ids of FILE into the shard sets of audience NAME."""
     check_name(name)
-    if not is_valid_shard_count(shards):
-        reason = f"{shards} is not a power of two from 1 to {MAX_SHARDS}"
-        raise InvalidInput("--shards", [Problem("", reason)])
+    check_shards(shards)
     started = time.perf_counter()
     parsed = read_audience_file(file, max_bad_share=max_bad_share)
     settings = get_settings()
@@ -102,6 +100,14 @@ def show(
         hint = "a run rebuilds it, or `journeys audience rebuild`"
         out.print(f"  [red]damaged[/]          shards {listed} lost from Redis: {hint}")
     out.print(shard_table(info.per_shard))
+
+
+def check_shards(shards: int) -> int:
+    """``--shards`` if it is a power of two the engine takes, else InvalidInput."""
+    if not is_valid_shard_count(shards):
+        reason = f"{shards} is not a power of two from 1 to {MAX_SHARDS}"
+        raise InvalidInput("--shards", [Problem("", reason)])
+    return shards
 
 
 def shard_table(per_shard: list[int]) -> Table:

@@ -28,10 +28,10 @@ from journeys.plan.audience import (
 from journeys.plan.problems import problems_from_error
 from journeys.plan.rule_sites import RuleSite, rule_tags
 from journeys.settings import get_settings
-from journeys.sharding import DEFAULT_SHARDS, MAX_SHARDS, is_valid_shard_count
+from journeys.sharding import DEFAULT_SHARDS, MAX_SHARDS
 from journeys.tags.check import site_tag_problems
 
-from .audience_commands import audience_app, shard_table
+from .audience_commands import audience_app, check_shards, shard_table
 from .connect import database, redis_client
 from .console import out, print_json
 from .segment_commands import read_rule_file
@@ -54,9 +54,7 @@ def save(
 ) -> None:
     """Evaluate a source now and save the users it selects as audience NAME."""
     check_name(name)
-    if not is_valid_shard_count(shards):
-        reason = f"{shards} is not a power of two from 1 to {MAX_SHARDS}"
-        raise InvalidInput("--shards", [Problem("", reason)])
+    check_shards(shards)
     audience = _source(rule=rule, sql=sql, everyone=everyone, of=of)
     started = time.perf_counter()
     settings = get_settings()
