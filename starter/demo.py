@@ -93,7 +93,7 @@ async def publish_example_tags(pool: DbPool, *, user: str) -> list[str]:
             continue
         if not draft.passed_through:  # a pass-through value is whatever the caller gives
             await computed_values(pool, rec.tag.name, draft, [user], now=now)
-        await tag_store.mark_tested(pool, rec.tag.name)
+        await tag_store.mark_tested(pool, rec.tag.name, draft=draft)
         await tag_store.publish(pool, rec.tag.name)
         published.append(rec.tag.name)
     return published

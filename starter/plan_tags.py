@@ -15,8 +15,8 @@ from .connect import database
 async def registry_problems(settings: Settings, plan: Plan) -> tuple[list[Problem], str | None]:
     """What publishing ``plan`` would refuse about its tags, and a note when the registry
     could not be read (validate still checks the file offline; publish and launch always
-    check the tags). A plan equal to its newest version publishes nothing, so tags disabled
-    since are fine there; a plan whose rules read no tag needs no database."""
+    check the tags). A plan equal to its newest version publishes nothing, so there is
+    nothing to refuse; a plan whose rules read no tag needs no database."""
     names = plan_tags(plan)
     if not names:
         return [], None
@@ -26,8 +26,9 @@ async def registry_problems(settings: Settings, plan: Plan) -> tuple[list[Proble
             latest = await pool.fetchrow(queries.PLAN_LATEST, plan.id)
     except ServiceUnavailable as exc:
         return [], f"{NOT_CHECKED}: {exc}; publish and launch check them"
-    same = latest is not None and latest["checksum"] == plan_store.plan_checksum(plan)
-    return rule_tag_problems(plan, found, allow_disabled=same), None
+    if latest is not None and latest["checksum"] == plan_store.plan_checksum(plan):
+        return [], None  # the newest version as it is: launching it publishes nothing
+    return rule_tag_problems(plan, found, allow_disabled=False), None
 
 
 NOT_CHECKED = "tags not checked against the registry"

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from pydantic import ValidationError
@@ -55,6 +56,11 @@ def save(
     """Evaluate a source now and save the users it selects as audience NAME."""
     check_name(name)
     check_shards(shards)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        reason = f'"{timezone}" is not an IANA time zone'
+        raise InvalidInput("--timezone", [Problem("", reason)]) from None
     audience = _source(rule=rule, sql=sql, everyone=everyone, of=of)
     started = time.perf_counter()
     settings = get_settings()

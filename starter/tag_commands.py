@@ -110,9 +110,9 @@ def test(
         else:
             now = datetime.now(UTC)
             value = (await computed_values(pool, tag, definition, [user], now=now)).get(user)
-        if which == "draft":
-            await tag_store.mark_tested(pool, tag)
         problem = None if value is None else value_problem(definition, value)
+        if which == "draft" and problem is None:  # a value that does not fit fails the test
+            await tag_store.mark_tested(pool, tag, draft=definition)
         return which, value, problem
 
     which, value, problem = _run(work)

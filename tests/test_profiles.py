@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from activities.db import tag_store
 from activities.db.pool import DbPool
 from activities.profiles import load_profiles
 from journeys.errors import InvalidInput
 from journeys.profile_file import cell_value
 from journeys.tags.model import check_tags_file
 from tests.conftest import spawn_journeys
+from tests.tag_kit import publish_model
 
 
 def test_cells_are_typed_as_rules_read_them() -> None:
@@ -140,10 +140,7 @@ async def test_registry_tags_type_their_columns(pool: DbPool, tmp_path: Path) ->
         }
     )
     assert model is not None, problems
-    await tag_store.define(pool, model)
-    for name in model.tags:
-        await tag_store.mark_tested(pool, name)
-        await tag_store.publish(pool, name)
+    await publish_model(pool, model)
     header = f"user_id,{score},{code},{level},{flag},{day},{items},free_{s}"
     good = [f"rt-{s}-{n},{n},00{n},low,true,2026-01-0{n + 1},a|b,{n}" for n in range(4)]
     bad = [

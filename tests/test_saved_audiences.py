@@ -26,7 +26,7 @@ from activities.runs import RunActivities
 from journeys.contracts.run_setup import MaterialiseInput
 from journeys.contracts.runs import AudienceRef
 from journeys.names import audience_shard_key, run_audience_key
-from journeys.plan.audience import SegmentAudience
+from journeys.plan.audience import SegmentAudience, SetAudience
 from journeys.plan.models import Plan
 from starter.stack.probes import free_port
 from tests.conftest import ROOT, spawn_journeys
@@ -82,6 +82,20 @@ async def test_audience_save_rule_sql_and_sets(
     assert await keys_members(redis, key, 16) == set(ids[1:])
     shown = await journeys("show", diff_name)
     assert shown["damaged_shards"] == [] and shown["source"].startswith("difference")
+    # its members are kept in PostgreSQL too: a list tag over it reads them
+    kept = await pool.fetch("SELECT user_id FROM audience_members WHERE audience = $1", diff_name)
+    assert {r["user_id"] for r in kept} == set(ids[1:])
+    # made of itself through another saved audience: refused, a rebuild would wait for ever
+    with pytest.raises(AudienceUnavailable, match="made of itself"):
+        await save_evaluated(
+            redis,
+            pool,
+            name=rule_name,
+            audience=SetAudience.model_validate(
+                {"source": "union", "of": [{"source": "list", "name": diff_name}] * 2}
+            ),
+            shards=4,
+        )
 
     proc = await spawn_journeys("audience", "save", "x", "--sql", "DELETE FROM users", env=cli_env)
     _, err = await proc.communicate()

@@ -24,6 +24,7 @@ from journeys.tag_sql import registry_reader
 from journeys.tags.model import check_tags_file
 from tests.conftest import ROOT, spawn_journeys
 from tests.journey_kit import seed_profiles
+from tests.tag_kit import publish_model
 
 RULE = TypeAdapter(Rule)
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -32,10 +33,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 async def publish(pool: DbPool, tags: dict[str, Any]) -> None:
     model, problems = check_tags_file({"tags": tags})
     assert model is not None, problems
-    await tag_store.define(pool, model)
-    for name in tags:
-        await tag_store.mark_tested(pool, name)
-        await tag_store.publish(pool, name)
+    await publish_model(pool, model)
 
 
 async def selected_by_sql(pool: DbPool, rule: Rule) -> set[str]:
@@ -59,7 +57,7 @@ async def test_segments_and_pages_agree_on_computed_tags(
     await seed_profiles(
         pool,
         {
-            u: {"attrs": {"batch": s, "level": ("gold", "silver")[n % 2]}}
+            u: {"attrs": {"batch": s, f"rank_{s}": ("gold", "silver")[n % 2]}}
             for n, u in enumerate(users)
         },
     )
@@ -93,7 +91,11 @@ async def test_segments_and_pages_agree_on_computed_tags(
                 "cache_ttl": "0s",
             },
             vip: {"type": "bool", "source": {"list": f"vips-{s}"}},
-            level: {"type": "enum", "values": ["gold", "silver"], "source": {"attribute": "level"}},
+            level: {
+                "type": "enum",
+                "values": ["gold", "silver"],
+                "source": {"attribute": f"rank_{s}"},
+            },
         },
     )
     batch = {"tag": "batch", "op": "eq", "value": s}
@@ -125,6 +127,32 @@ async def test_segments_and_pages_agree_on_computed_tags(
     assert seen[5] == {
         u for n, u in enumerate(users) if n % 2 == 0 or n % 3 != 0
     }  # gold, or not a member
+
+
+async def test_a_tag_reads_its_source_not_the_attribute_of_its_name(
+    pool: DbPool, redis: aioredis.Redis
+) -> None:
+    """A tag reading another attribute has no value where that attribute is absent, even when
+    the profile holds an attribute named like the tag: segments and pages alike."""
+    s = uuid.uuid4().hex[:8]
+    level, source = f"lvl_{s}", f"tier_{s}"
+    own, reads = f"al-{s}-own", f"al-{s}-reads"
+    await seed_profiles(
+        pool,
+        {
+            own: {"attrs": {"batch": s, level: "gold"}},  # the tag's name, not its source
+            reads: {"attrs": {"batch": s, source: "gold"}},
+        },
+    )
+    await publish(pool, {level: {"type": "string", "source": {"attribute": source}}})
+    for body in (
+        {"tag": level, "op": "eq", "value": "gold"},
+        {"not": {"tag": level, "op": "exists"}},
+    ):
+        rule = RULE.validate_python({"all": [{"tag": "batch", "op": "eq", "value": s}, body]})
+        by_sql = await selected_by_sql(pool, rule)
+        assert by_sql == await selected_on_pages(pool, redis, rule, [own, reads]), body
+    assert await selected_by_sql(pool, rule) == {own}  # the last rule: no value for `own`
 
 
 async def test_computed_values_are_cached_for_their_ttl(

@@ -15,6 +15,7 @@ from journeys.errors import NotFound, PlanInvalid
 from journeys.plan.models import Plan
 from journeys.tags.model import TagsFile, check_tags_file
 from tests.conftest import ROOT
+from tests.tag_kit import publish_model
 
 EXAMPLE = ROOT / "examples" / "welcome-blast.yaml"
 
@@ -43,10 +44,7 @@ def plan_reading(
 
 
 async def published(pool: DbPool, tags: dict[str, Any]) -> None:
-    await tag_store.define(pool, tags_file(tags))
-    for name in tags:
-        await tag_store.mark_tested(pool, name)
-        await tag_store.publish(pool, name)
+    await publish_model(pool, tags_file(tags))
 
 
 def test_tags_file_lists_every_problem_with_its_path() -> None:
@@ -86,7 +84,7 @@ async def test_lifecycle_draft_test_publish_edit_disable(pool: DbPool) -> None:
 
     with pytest.raises(tag_store.TagRefused, match="test the draft first"):
         await tag_store.publish(pool, name)
-    await tag_store.mark_tested(pool, name)
+    await tag_store.mark_tested(pool, name, draft=tags_file(first).tags[name])
     assert await tag_store.publish(pool, name) == 1
     record = await tag_store.record(pool, name)
     assert record.tag.state == "published" and record.tag.draft is None
@@ -108,7 +106,10 @@ async def test_lifecycle_draft_test_publish_edit_disable(pool: DbPool) -> None:
     ]
     with pytest.raises(tag_store.TagRefused, match="test the draft first"):
         await tag_store.publish(pool, name)  # the edit needs its own test
-    await tag_store.mark_tested(pool, name)
+    await tag_store.mark_tested(pool, name, draft=tags_file(first).tags[name])
+    with pytest.raises(tag_store.TagRefused, match="test the draft first"):
+        await tag_store.publish(pool, name)  # a test of another draft does not count
+    await tag_store.mark_tested(pool, name, draft=tags_file(grown).tags[name])
     assert await tag_store.publish(pool, name) == 2
 
     await tag_store.set_state(pool, name, "disabled")

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
+import asyncpg
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 
@@ -81,7 +82,8 @@ async def save_evaluated(
     if isinstance(audience, FileAudience):
         problem = Problem("audience", "a file is saved with `journeys audience upload`")
         raise AudienceUnavailable(f"audience {name}", [problem])
-    if name in names_read(audience):
+    if name in await _all_read(pool, audience):
+        # a rebuild of one would wait on the lock the other's rebuild holds, for ever
         problem = Problem("audience", f"an audience cannot be made of itself ({name})")
         raise AudienceUnavailable(f"audience {name}", [problem])
     async with pool.acquire() as conn, conn.transaction():
@@ -99,7 +101,7 @@ async def save_evaluated(
             zone=zone,
         )
         await swap_staged(redis, name, counts)
-        await conn.execute(queries.AUDIENCE_MEMBERS_CLEAR, name)
+        await _keep_members(conn, redis, name, shards)
         definition = {"audience": audience.model_dump(mode="json", by_alias=True), "zone": zone}
         source = f"{audience.source}, evaluated in {zone}"
         row = await conn.fetchrow(
@@ -163,13 +165,15 @@ async def rebuild(redis: aioredis.Redis, pool: DbPool, *, name: str) -> Audience
                 target=staging,
                 zone=zone,
             )
+            await swap_staged(redis, name, counts)
+            await _keep_members(conn, redis, name, info.shards)
         else:
             counts = [0] * info.shards
             cursor = await conn.cursor(queries.AUDIENCE_MEMBERS, name)
             while rows := await cursor.fetch(_CHUNK):
                 ids = [row[0] for row in rows]
                 counts = await write_shards(redis, ids, shards=info.shards, key=staging)
-        await swap_staged(redis, name, counts)
+            await swap_staged(redis, name, counts)
         row = await conn.fetchrow(
             queries.AUDIENCE_UPSERT,
             name,
@@ -188,6 +192,40 @@ async def rebuild(redis: aioredis.Redis, pool: DbPool, *, name: str) -> Audience
     )
     assert row is not None  # an upsert ... RETURNING returns its row
     return AudienceInfo(**dict(row))
+
+
+async def _all_read(pool: DbPool, audience: Audience) -> set[str]:
+    """Every saved audience ``audience`` reads, directly or through the saved ones it reads."""
+    found: set[str] = set()
+    frontier = names_read(audience)
+    while frontier:
+        name = frontier.pop()
+        if name in found:
+            continue
+        found.add(name)
+        row = await pool.fetchrow(queries.AUDIENCE_SELECT, name)
+        if row is not None and row["definition"] is not None:
+            frontier |= names_read(_AUDIENCE.validate_python(row["definition"]["audience"]))
+    return found
+
+
+async def _keep_members(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    redis: aioredis.Redis,
+    name: str,
+    shards: int,
+) -> None:
+    """Copy the saved shards of ``name`` into ``audience_members``: list tags read them, and
+    they say who was in the audience when it was evaluated."""
+    await conn.execute(queries.AUDIENCE_MEMBERS_CLEAR, name)
+    for shard in range(shards):
+        low = 0
+        while chunk := await redis.zrange(audience_shard_key(name, shard), low, low + _CHUNK - 1):
+            records = [(name, m.decode() if isinstance(m, bytes) else str(m)) for m in chunk]
+            await conn.copy_records_to_table(
+                "audience_members", records=records, columns=("audience", "user_id")
+            )
+            low += len(chunk)
 
 
 LOST_WITHOUT_COPY = (

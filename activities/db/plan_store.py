@@ -43,13 +43,13 @@ async def publish(
     source: str | None = None,
     note: str | None = None,
     force: bool = False,
-    allow_disabled: bool = False,
+    restoring: bool = False,
 ) -> VersionInfo:
     """Store ``plan`` as its next version, unless it equals the newest one (then return that).
 
     A new version's rules are checked against the tag registry first (PlanInvalid names each
-    problem); ``allow_disabled`` lets a rollback restore a version that reads a tag disabled
-    since, which is still a version that already used it."""
+    problem). ``restoring`` (a rollback) publishes a version that existed: it may read tags
+    disabled since, or, from before the registry, tags it never held."""
     checksum = plan_checksum(plan)
     async with pool.acquire() as conn, conn.transaction():
         # Serialise publishers of one plan; the lock ends with the transaction.
@@ -64,9 +64,9 @@ async def publish(
                 created=False,
             )
         names = plan_tags(plan)
-        if names:
-            found = await tag_store.registry(conn, names)
-            problems = rule_tag_problems(plan, found, allow_disabled=allow_disabled)
+        if names and not restoring:
+            found = await tag_store.registry(conn, names, for_share=True)
+            problems = rule_tag_problems(plan, found, allow_disabled=False)
             if problems:
                 raise PlanInvalid(plan.id, problems)
         body = plan.model_dump(mode="json", by_alias=True)
@@ -103,7 +103,7 @@ async def load(pool: DbPool, plan_id: str, version: int) -> Plan:
 async def rollback(pool: DbPool, plan_id: str, *, to: int) -> VersionInfo:
     """Publish version ``to`` again as the newest version (history is never rewritten)."""
     plan = await load(pool, plan_id, to)
-    return await publish(pool, plan, note=f"rollback to v{to}", force=True, allow_disabled=True)
+    return await publish(pool, plan, note=f"rollback to v{to}", force=True, restoring=True)
 
 
 __all__ = ["VersionInfo", "load", "plan_checksum", "publish", "rollback", "versions"]

@@ -509,6 +509,12 @@ SELECT name, state, draft, draft_tested_at, live, live_version, created_at, upda
 FROM tags WHERE name = ANY($1::text[]) ORDER BY name
 """
 
+# publish reads the tags a new version uses FOR SHARE: a disable cannot slip in before commit
+TAGS_BY_NAMES_FOR_SHARE = """
+SELECT name, state, draft, draft_tested_at, live, live_version, created_at, updated_at
+FROM tags WHERE name = ANY($1::text[]) ORDER BY name FOR SHARE
+"""
+
 TAGS_ALL = """
 SELECT name, state, draft, draft_tested_at, live, live_version, created_at, updated_at
 FROM tags ORDER BY name
@@ -519,13 +525,15 @@ SELECT name, state, draft, draft_tested_at, live, live_version FROM tags WHERE n
 FOR UPDATE
 """
 
-TAG_INSERT_DRAFT = "INSERT INTO tags (name, state, draft) VALUES ($1, 'draft', $2)"
+# a new name: inserted, then locked like any other (two defines of it take turns)
+TAG_ENSURE = "INSERT INTO tags (name, state, draft) VALUES ($1, 'draft', $2) ON CONFLICT DO NOTHING"
 
 TAG_SET_DRAFT = """
 UPDATE tags SET draft = $2, draft_tested_at = NULL, updated_at = now() WHERE name = $1
 """
 
-TAG_MARK_TESTED = "UPDATE tags SET draft_tested_at = now() WHERE name = $1 AND draft IS NOT NULL"
+# only the draft that was tried: a define that replaced it meanwhile leaves it untested
+TAG_MARK_TESTED = "UPDATE tags SET draft_tested_at = now() WHERE name = $1 AND draft = $2"
 
 TAG_PUBLISH = """
 WITH bumped AS (

@@ -10,11 +10,13 @@ already use it and refuses it to new ones.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from pydantic import ValidationError
 
 from activities.db import queries
 from activities.db.pool import DbPool
@@ -25,6 +27,7 @@ from journeys.tags.check import RegisteredTag, TagState
 from journeys.tags.model import TagDefinition, TagsFile, definition_of
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,13 @@ def _record(row: asyncpg.Record) -> TagRecord:
     return TagRecord(tag, row["draft_tested_at"], row["created_at"], row["updated_at"])
 
 
-async def registry(conn: Connection | DbPool, names: Iterable[str]) -> dict[str, RegisteredTag]:
-    """The registry's entries for ``names`` (absent names are not in the answer)."""
-    rows = await conn.fetch(queries.TAGS_BY_NAMES, sorted(set(names)))
+async def registry(
+    conn: Connection | DbPool, names: Iterable[str], *, for_share: bool = False
+) -> dict[str, RegisteredTag]:
+    """The registry's entries for ``names`` (absent names are not in the answer);
+    ``for_share`` locks them against a state change until the caller's transaction ends."""
+    query = queries.TAGS_BY_NAMES_FOR_SHARE if for_share else queries.TAGS_BY_NAMES
+    rows = await conn.fetch(query, sorted(set(names)))
     return {row["name"]: _record(row).tag for row in rows}
 
 
@@ -105,11 +112,11 @@ async def define(pool: DbPool, tags: TagsFile) -> list[Defined]:
     async with pool.acquire() as conn, conn.transaction():
         for name, definition in tags.tags.items():
             body = definition.model_dump(mode="json", exclude_none=True)
-            row = await conn.fetchrow(queries.TAG_LOCK, name)
-            if row is None:
-                await conn.execute(queries.TAG_INSERT_DRAFT, name, body)
+            if await conn.fetchval(queries.TAG_ENSURE + " RETURNING 1", name, body):
                 outcomes.append(Defined(name, "created"))
                 continue
+            row = await conn.fetchrow(queries.TAG_LOCK, name)
+            assert row is not None  # it exists: the insert above found it
             live = None if row["live"] is None else definition_of(row["live"])
             current = row["draft"] if row["draft"] is not None else row["live"]
             if current == body:
@@ -128,6 +135,10 @@ def _keeps_meaning(name: str, live: TagDefinition, new: TagDefinition) -> list[P
     if new.type != live.type:
         reason = f"a published tag keeps its type ({live.type}); define a new tag instead"
         return [Problem(f"tags.{name}.type", reason)]
+    if new.passed_through != live.passed_through:
+        # segments read no pass-through value: rules already published would change meaning
+        reason = "a published tag cannot become, or stop being, a pass-through field"
+        return [Problem(f"tags.{name}.source", reason)]
     dropped = sorted(set(live.values or ()) - set(new.values or ()))
     if dropped:
         reason = f"a published enum keeps its values; {', '.join(dropped)} would be dropped"
@@ -135,9 +146,12 @@ def _keeps_meaning(name: str, live: TagDefinition, new: TagDefinition) -> list[P
     return []
 
 
-async def mark_tested(pool: DbPool, name: str) -> None:
-    """Record that the draft of ``name`` was tried (publish requires it)."""
-    await pool.execute(queries.TAG_MARK_TESTED, name)
+async def mark_tested(pool: DbPool, name: str, *, draft: TagDefinition) -> None:
+    """Record that ``draft``, the draft of ``name``, was tried and its value fit (publish
+    requires it); a draft defined since stays untested."""
+    await pool.execute(
+        queries.TAG_MARK_TESTED, name, draft.model_dump(mode="json", exclude_none=True)
+    )
 
 
 async def publish(pool: DbPool, name: str) -> int:
@@ -184,6 +198,13 @@ async def usage(pool: DbPool, name: str) -> list[Usage]:
         plan_id = row["plan_id"]
         newest = plan_id not in newest_seen
         newest_seen.add(plan_id)
-        if name in plan_tags(Plan.model_validate(row["body"])):
+        try:
+            plan = Plan.model_validate(row["body"])
+        except ValidationError:  # a version today's model no longer reads: not ours to judge
+            log.warning(
+                "tags usage: plan %s v%s does not validate; skipped", plan_id, row["version"]
+            )
+            continue
+        if name in plan_tags(plan):
             found.append(Usage(plan_id, row["version"], newest))
     return found

@@ -91,7 +91,12 @@ async def load_facts(
             pool, redis, found=found, users=users, attrs=attrs, entry=entry, now=now
         )
         for user, tagged in values.items():
-            attrs[user].update(tagged)
+            for tag, value in tagged.items():
+                # a tag without a value is absent, whatever the profile holds under its name
+                if value is None:
+                    attrs[user].pop(tag, None)
+                else:
+                    attrs[user][tag] = value
     return {
         u: UserFacts(attrs=attrs[u], events=tuple(events[u]), entry=entry.get(u, {})) for u in users
     }

@@ -25,7 +25,8 @@ from journeys.tags.check import RegisteredTag
 from journeys.tags.model import FieldSource, TagDefinition
 
 TagValues = dict[str, dict[str, Any]]
-"""user -> tag -> value (a tag absent for a user has no value)."""
+"""user -> tag -> value; None: the tag has no value for the user (whatever the profile holds
+under the tag's name, which the tag does not read)."""
 
 
 def passes_through(found: Mapping[str, RegisteredTag]) -> bool:
@@ -43,9 +44,9 @@ async def page_tag_values(
     entry: Mapping[str, Mapping[str, Any]],
     now: datetime,
 ) -> TagValues:
-    """The values of the registry tags ``found`` for ``users`` that differ from reading the
-    profile attribute of the tag's name (tags outside the registry read that attribute).
-    Without ``redis``, computed values are not cached."""
+    """The value (or None) of each registry tag of ``found`` that does not simply read the
+    profile attribute of its own name, for each of ``users`` (tags outside the registry
+    read that attribute). Without ``redis``, computed values are not cached."""
     values: TagValues = {u: {} for u in users}
     computed: list[RegisteredTag] = []
     for name, tag in found.items():
@@ -57,17 +58,15 @@ async def page_tag_values(
         elif isinstance(definition.source, FieldSource):
             field = definition.source.field
             for user in users:
-                if field in entry.get(user, {}):
-                    values[user][name] = entry[user][field]
+                values[user][name] = entry.get(user, {}).get(field)
         elif (attribute := definition.attribute(name)) not in (None, name):
             assert attribute is not None
             for user in users:
-                if attribute in attrs.get(user, {}):
-                    values[user][name] = attrs[user][attribute]
+                values[user][name] = attrs.get(user, {}).get(attribute)
     for tag in computed:
-        for user, value in (await _cached(pool, redis, tag, users, now)).items():
-            if value is not None:
-                values[user][tag.name] = value
+        found_values = await _cached(pool, redis, tag, users, now)
+        for user in users:
+            values[user][tag.name] = found_values.get(user)
     return values
 
 
