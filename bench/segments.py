@@ -13,9 +13,9 @@ those of the originals (``DROP SCHEMA bench_segments CASCADE`` forgets it). Then
 rule of :data:`RULES`, in the same run and against the same services:
 
 - **preview**: :func:`activities.audience.preview.preview_segment` (16 shards), best of
-  :data:`PREVIEW_REPEAT`, and ``EXPLAIN (ANALYZE, BUFFERS)`` of the query it ran as it runs
-  it (in id order, without parallel workers: see :func:`explain`), whose execution time is
-  the server's part;
+  :data:`PREVIEW_REPEAT`, and ``EXPLAIN (ANALYZE, BUFFERS)`` of the statement it ran, as it
+  ran it (with parallel workers unless it streamed through a cursor: see :func:`explain`),
+  whose execution time is the server's part;
 - **floor**: ``COPY (<compiled SELECT>) TO STDOUT`` of the query ``materialise`` compiles
   (asyncpg inlines the parameters as quoted literals), the ids grouped by shard
   (``group_by_shard``) and ZADDed into 16 sorted sets, batched and pipelined like
@@ -348,7 +348,7 @@ async def measure_preview(pool: DbPool, rule: Rule, *, now: datetime) -> dict[st
         previews.append(await preview_segment(pool, rule, now=now, shards=SHARDS))
         samples.append(time.perf_counter() - started)
     found = previews[-1]
-    plan, server_ms = await explain(pool, found.query, found.params)
+    plan, server_ms = await explain(pool, found.statement, found.params, streamed=found.streamed)
     console.print("  EXPLAIN (ANALYZE, BUFFERS) of the compiled query:")
     console.print("\n".join(f"    {line}" for line in plan), markup=False)
     return {
@@ -412,15 +412,16 @@ _EXECUTION = re.compile(r"Execution Time: ([0-9.]+) ms")
 
 
 async def explain(
-    pool: DbPool, query: str, params: Sequence[SqlParam]
+    pool: DbPool, statement: str, params: Sequence[SqlParam], *, streamed: bool
 ) -> tuple[list[str], float | None]:
-    """``EXPLAIN (ANALYZE, BUFFERS)`` of the query as the preview runs it, and its execution
-    time in ms. A portal fetched a chunk at a time runs the plan the planner chose, parallel
-    or not, without workers: EXPLAIN runs it without workers too (``max_parallel_workers``
-    0), so a parallel plan is timed as the preview runs it, by the leader alone."""
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of the statement the preview ran, and its execution
+    time in ms. A statement it streamed through a cursor runs without workers (a portal
+    fetched a chunk at a time never gets them): EXPLAIN runs it without workers too
+    (``max_parallel_workers`` 0), so it is timed as the preview ran it."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_NO_WORKERS)
-        rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {query} ORDER BY u.user_id", *params)
+        if streamed:
+            await conn.execute(_NO_WORKERS)
+        rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *params)
     plan = [str(row[0]) for row in rows]
     timing = next((m for line in plan if (m := _EXECUTION.search(line))), None)
     return plan, float(timing.group(1)) if timing else None

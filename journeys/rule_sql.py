@@ -246,8 +246,10 @@ def _compare(op: str, value: str, operand: object, out: Compiled, now: datetime)
         moment = operand.astimezone(UTC)
         as_ts = f"journeys_ts({text}) {_sql_op(op)} {out.bind(moment, 'timestamptz')}"
         as_date = f"journeys_date({text}) {_sql_op(op)} {out.bind(moment.date(), 'date')}"
-        # an instant against an instant; against a plain date, as UTC calendar dates
-        either = f"CASE WHEN journeys_ts({text}) IS NOT NULL THEN {as_ts} ELSE {as_date} END"
+        # an instant against an instant; against a plain date, as UTC calendar dates. The
+        # instant's test is NULL exactly when the text is no instant, so COALESCE reads the
+        # text as an instant once (a CASE on "IS NOT NULL" read it twice)
+        either = f"COALESCE({as_ts}, {as_date})"
         return _when(f"{kind} = 'string'", either)
     if isinstance(operand, date):
         day = out.bind(operand, "date")

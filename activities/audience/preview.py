@@ -38,6 +38,10 @@ class SegmentPreview:
     total: int = 0
     per_shard: list[int] = field(default_factory=list)
     sample: list[str] = field(default_factory=list)
+    statement: str = ""
+    """The SQL the preview ran: ``query`` wrapped in the grouped read, or as it is."""
+    streamed: bool = False
+    """Read through a cursor (no parallel workers), the planner expecting many users."""
 
 
 async def preview_segment(
@@ -50,12 +54,13 @@ async def preview_segment(
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *params))
         if plan[0]["Plan"]["Plan Rows"] <= PARALLEL_UP_TO:
-            grouped = (
+            found.statement = (
                 f"SELECT array_agg(q.user_id) FROM ({query}) AS q GROUP BY hashtext(q.user_id) & 63"
             )
-            for (ids,) in await conn.fetch(grouped, *params):
+            for (ids,) in await conn.fetch(found.statement, *params):
                 _count(found, ids, sample=sample)
         else:
+            found.statement, found.streamed = query, True
             cursor = await conn.cursor(query, *params)
             while rows := await cursor.fetch(_CHUNK):
                 _count(found, [row[0] for row in rows], sample=sample)
