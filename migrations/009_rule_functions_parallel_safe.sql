@@ -27,4 +27,4 @@ $$;
 -- Segments count a behaviour over every user at once (journeys/rule_sql.py groups the
 -- events of one name inside a window by user): this index serves that scan from the index
 -- alone, where events_user_name_ts serves one user's events.
-CREATE INDEX events_name_ts_user ON events (name, ts) INCLUDE (user_id);
+CREATE INDEX IF NOT EXISTS events_name_ts_user ON events (name, ts) INCLUDE (user_id);
