@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from activities.db import tag_store
+from activities.db.pool import DbPool
 from activities.tags.values import computed_values
 from journeys.errors import InvalidInput, Problem
 from journeys.settings import get_settings
@@ -28,10 +30,13 @@ tags_app = typer.Typer(
     no_args_is_help=True,
 )
 _JSON = typer.Option(False, "--json", help="Print JSON.")
+T = TypeVar("T")
 
 
-def _run(work: Any) -> Any:
-    async def go() -> Any:
+def _run(work: Callable[[DbPool], Awaitable[T]]) -> T:
+    """``work`` on a pool to the configured database, from a synchronous command."""
+
+    async def go() -> T:
         async with database(get_settings()) as pool:
             return await work(pool)
 
