@@ -65,7 +65,7 @@ from journeys.tag_sql import registry_reader
 from starter.connect import redis_client
 
 from .results import save
-from .upload import raw_write
+from .upload import delete_shards, raw_write
 
 SCHEMA = "bench_segments"
 EVENTS_PER_USER = 10
@@ -374,7 +374,7 @@ async def measure_materialise(pool: DbPool, redis: aioredis.Redis, rule: Rule) -
         query, params = await compiled(pool, rule)
         await floor(pool, redis, query, params, key=floor_key)
         for _ in range(REPEAT):
-            await _delete(redis, floor_key, product_key)
+            await delete_shards(redis, floor_key, product_key)
             query, params = await compiled(pool, rule)
             started = time.perf_counter()
             written["floor"] = await floor(pool, redis, query, params, key=floor_key)
@@ -391,7 +391,7 @@ async def measure_materialise(pool: DbPool, redis: aioredis.Redis, rule: Rule) -
             samples["materialise"].append(time.perf_counter() - started)
             written["materialise"] = sum(counts)
     finally:
-        await _delete(redis, floor_key, product_key)
+        await delete_shards(redis, floor_key, product_key)
     best = {name: min(values) for name, values in samples.items()}
     console.print(
         f"  floor {best['floor']:.3f} s ({written['floor']:,} ids),"
@@ -453,14 +453,6 @@ async def floor(
     ids = b"".join(chunks).split(b"\n")[:-1]  # one id a line (none needs COPY's escapes)
     await raw_write(redis, group_by_shard(ids, SHARDS), key=key)
     return len(ids)
-
-
-async def _delete(redis: aioredis.Redis, *keys: Callable[[int], str]) -> None:
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        for shard in range(SHARDS):
-            pipe.delete(key(shard))
-    await pipe.execute()
 
 
 # --- tables ---------------------------------------------------------------------------------

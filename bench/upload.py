@@ -89,12 +89,12 @@ async def measure(redis: aioredis.Redis, size: int) -> dict[str, Any]:
         try:
             for _ in range(REPEAT):
                 for name, step in steps.items():
-                    await _delete(redis, floor_key, upload_key)
+                    await delete_shards(redis, floor_key, upload_key)
                     started = time.perf_counter()
                     await step()
                     samples[name].append(time.perf_counter() - started)
         finally:
-            await _delete(redis, floor_key, upload_key)
+            await delete_shards(redis, floor_key, upload_key)
     best = {name: min(values) for name, values in samples.items()}
     return {
         "size": size,
@@ -145,7 +145,8 @@ def _timing(seconds: float, size: int) -> tuple[str, str]:
     return f"{seconds:.3f}", f"{size / seconds:,.0f}"
 
 
-async def _delete(redis: aioredis.Redis, *keys: Callable[[int], str]) -> None:
+async def delete_shards(redis: aioredis.Redis, *keys: Callable[[int], str]) -> None:
+    """Delete shards 0..SHARDS-1 of each of ``keys``, pipelined."""
     pipe = redis.pipeline(transaction=False)
     for key in keys:
         for shard in range(SHARDS):

@@ -40,7 +40,7 @@ from journeys.plan.problems import (
     problems_from_error,
     sorted_problems,
 )
-from journeys.plan.source import DocumentError, read_document
+from journeys.plan.source import load_checked
 
 ChannelType = Literal["push", "sms", "email", "in_app", "call_task", "webhook"]
 SMS_MAX_CHARS = 500
@@ -248,11 +248,4 @@ def check_channels(data: object) -> tuple[ChannelsFile | None, list[Problem]]:
 
 def load_channels(path: Path) -> ChannelsFile:
     """Read and validate a channels file; raise :class:`ChannelsInvalid` listing every problem."""
-    try:
-        data = read_document(path)
-    except DocumentError as exc:
-        raise ChannelsInvalid(str(path), [exc.problem]) from None
-    model, problems = check_channels(data)
-    if model is None:
-        raise ChannelsInvalid(str(path), problems)
-    return model
+    return load_checked(path, check_channels, refused=ChannelsInvalid)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -110,3 +111,24 @@ def read_document(path: Path) -> object:
     if data is None:
         raise DocumentError(Problem("", "the file is empty"))
     return data
+
+
+Model = TypeVar("Model")
+
+
+def load_checked(
+    path: Path,
+    check: Callable[[object], tuple[Model | None, list[Problem]]],
+    *,
+    refused: Callable[[str, list[Problem]], Exception],
+) -> Model:
+    """Read ``path`` and validate it with ``check``; raise ``refused(path, problems)`` (a
+    document that cannot be read, or every problem of one that can)."""
+    try:
+        data = read_document(path)
+    except DocumentError as exc:
+        raise refused(str(path), [exc.problem]) from None
+    model, problems = check(data)
+    if model is None:
+        raise refused(str(path), problems)
+    return model

@@ -36,7 +36,7 @@ from journeys.durations import Duration, PositiveDuration, within
 from journeys.errors import InvalidInput, Problem
 from journeys.plan.common import AudienceName, PlanModel
 from journeys.plan.problems import problems_from_error, sorted_problems
-from journeys.plan.source import DocumentError, read_document
+from journeys.plan.source import load_checked
 from journeys.rules import EventName, PropertyFilter, PropertyName, TagName
 
 TagType = Literal["number", "string", "enum", "bool", "datetime", "list"]
@@ -192,11 +192,4 @@ def definition_of(body: object) -> TagDefinition:
 
 def load_tags_file(path: Path) -> TagsFile:
     """Read and validate a tags file; raise :class:`TagsInvalid` listing every problem."""
-    try:
-        data = read_document(path)
-    except DocumentError as exc:
-        raise TagsInvalid(str(path), [exc.problem]) from None
-    model, problems = check_tags_file(data)
-    if model is None:
-        raise TagsInvalid(str(path), problems)
-    return model
+    return load_checked(path, check_tags_file, refused=TagsInvalid)
