@@ -102,7 +102,10 @@ async def _from_query(
     transaction (``as_reader``: as ``journeys_reader``, under the statement timeout)."""
     await redis.delete(*(target(k) for k in range(shards)))
     counts = [0] * shards
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+    # Saving or rebuilding an audience holds a connection (its lock) while this takes another:
+    # with the pool exhausted by such holders, fail and let the activity retry, never hang.
+    acquired = pool.acquire(timeout=ACQUIRE_TIMEOUT.total_seconds())
+    async with acquired as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         if as_reader:
             if not await conn.fetchval(queries.CAN_BE_READER):
                 raise AudienceUnavailable("audience", [Problem("audience.query", NO_READER)])
@@ -130,6 +133,8 @@ async def _from_sql(
         raise AudienceUnavailable("audience", [Problem("audience.query", reason)]) from None
 
 
+ACQUIRE_TIMEOUT = timedelta(seconds=30)
+"""How long reading an audience waits for a free database connection."""
 SQL_AUDIENCE_TIMEOUT = timedelta(minutes=2)
 """How long an SQL audience's query may run before the database stops it."""
 NO_READER = (
