@@ -99,7 +99,8 @@ def _header(path: Path) -> list[str]:
 
 async def _load_jsonl(pool: DbPool, path: Path, *, max_bad_share: float) -> ProfilesLoaded:
     report = ProfilesLoaded()
-    declared = await tag_store.attribute_types(pool, await _attribute_names(pool))
+    # JSON Lines rows name their attributes row by row: any attribute a tag reads may come
+    declared = await tag_store.attribute_types(pool)
     rows = (_typed(row, declared) for row in read_rows(path))
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(queries.PROFILES_STAGE)
@@ -122,15 +123,6 @@ async def _load_jsonl(pool: DbPool, path: Path, *, max_bad_share: float) -> Prof
         assert counts is not None  # an aggregate always has its row
         report.new, report.updated = int(counts["new"]), int(counts["updated"])
     return report
-
-
-async def _attribute_names(pool: DbPool) -> list[str]:
-    # JSON Lines rows name their attributes row by row: every attribute a tag reads may come
-    return [
-        attribute
-        for rec in await tag_store.records(pool)
-        if rec.tag.live is not None and (attribute := rec.tag.live.attribute(rec.tag.name))
-    ]
 
 
 def _typed(row: ProfileRow | BadRow, declared: dict[str, TagDefinition]) -> ProfileRow | BadRow:

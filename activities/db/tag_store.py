@@ -75,16 +75,23 @@ async def live_definitions(pool: DbPool, names: Iterable[str]) -> dict[str, TagD
     return {name: tag.live for name, tag in found.items() if tag.live is not None}
 
 
-async def attribute_types(pool: DbPool, attributes: Iterable[str]) -> dict[str, TagDefinition]:
-    """The live definition that types each of ``attributes`` a registry tag reads (a tag
-    named like it, else the first tag by name that reads it): how profiles are loaded."""
-    wanted = set(attributes)
+async def attribute_types(
+    pool: DbPool, attributes: Iterable[str] | None = None
+) -> dict[str, TagDefinition]:
+    """The live definition that types each attribute a registry tag reads (a tag named like
+    it, else the first tag by name that reads it), among ``attributes`` or all of them: how
+    profiles are loaded."""
+    wanted = None if attributes is None else set(attributes)
     typed: dict[str, TagDefinition] = {}
-    for rec in sorted(await records(pool), key=lambda r: r.tag.name not in wanted):
+    readers: list[tuple[bool, str, TagDefinition]] = []  # records come sorted by name
+    for rec in await records(pool):
         live = rec.tag.live
         attribute = None if live is None else live.attribute(rec.tag.name)
-        if live is not None and attribute in wanted and attribute not in typed:
-            typed[attribute] = live
+        if live is None or attribute is None or (wanted is not None and attribute not in wanted):
+            continue
+        readers.append((attribute != rec.tag.name, attribute, live))
+    for _, attribute, live in sorted(readers, key=lambda reader: reader[0]):  # stable
+        typed.setdefault(attribute, live)
     return typed
 
 
