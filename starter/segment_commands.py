@@ -17,9 +17,9 @@ from journeys.plan.problems import problems_from_error
 from journeys.plan.source import DocumentError, read_document
 from journeys.rules import Rule
 from journeys.settings import get_settings
-from journeys.sharding import DEFAULT_SHARDS, MAX_SHARDS, is_valid_shard_count
+from journeys.sharding import DEFAULT_SHARDS
 
-from .audience_commands import shard_table
+from .audience_commands import check_shards, shard_table
 from .connect import database
 from .console import out, print_json
 
@@ -41,10 +41,7 @@ def preview(
 ) -> None:
     """Count the users FILE's rule selects now, per shard, with a sample of them."""
     rule, plan_shards = read_rule_file(file)
-    count_by = shards or plan_shards or DEFAULT_SHARDS
-    if not is_valid_shard_count(count_by):
-        reason = f"{count_by} is not a power of two from 1 to {MAX_SHARDS}"
-        raise InvalidInput("--shards", [Problem("", reason)])
+    count_by = check_shards(shards or plan_shards or DEFAULT_SHARDS)
 
     async def go() -> SegmentPreview:
         async with database(get_settings()) as pool:

@@ -90,18 +90,7 @@ async def save_evaluated(
         await conn.execute(queries.AUDIENCE_LOCK, name)
         if only_if_absent and (row := await conn.fetchrow(queries.AUDIENCE_SELECT, name)):
             return AudienceInfo(**dict(row))
-        await clear_staging(redis, name, shards)
-        counts = await materialise(
-            redis,
-            pool,
-            audience=audience,
-            run_id=f"save.{name}",
-            shards=shards,
-            target=partial(audience_staging_key, name),
-            zone=zone,
-        )
-        await swap_staged(redis, name, counts)
-        await _keep_members(conn, redis, name, shards)
+        counts = await _evaluate_into(conn, redis, pool, name, audience, shards=shards, zone=zone)
         definition = {"audience": audience.model_dump(mode="json", by_alias=True), "zone": zone}
         source = f"{audience.source}, evaluated in {zone}"
         row = await conn.fetchrow(
@@ -151,23 +140,15 @@ async def rebuild(redis: aioredis.Redis, pool: DbPool, *, name: str) -> Audience
                 f"audience {name}",
                 [Problem(f"shard {k}", LOST_WITHOUT_COPY) for k in damaged],
             )
-        await clear_staging(redis, name, info.shards)
-        staging = partial(audience_staging_key, name)
         if info.definition is not None:
             audience = _AUDIENCE.validate_python(info.definition["audience"])
             zone = str(info.definition.get("zone", "UTC"))
-            counts = await materialise(
-                redis,
-                pool,
-                audience=audience,
-                run_id=f"save.{name}",
-                shards=info.shards,
-                target=staging,
-                zone=zone,
+            counts = await _evaluate_into(
+                conn, redis, pool, name, audience, shards=info.shards, zone=zone
             )
-            await swap_staged(redis, name, counts)
-            await _keep_members(conn, redis, name, info.shards)
         else:
+            await clear_staging(redis, name, info.shards)
+            staging = partial(audience_staging_key, name)
             counts = [0] * info.shards
             cursor = await conn.cursor(queries.AUDIENCE_MEMBERS, name)
             while rows := await cursor.fetch(_CHUNK):
@@ -192,6 +173,33 @@ async def rebuild(redis: aioredis.Redis, pool: DbPool, *, name: str) -> Audience
     )
     assert row is not None  # an upsert ... RETURNING returns its row
     return AudienceInfo(**dict(row))
+
+
+async def _evaluate_into(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    redis: aioredis.Redis,
+    pool: DbPool,
+    name: str,
+    audience: Audience,
+    *,
+    shards: int,
+    zone: str,
+) -> list[int]:
+    """Evaluate ``audience`` into the saved shards of ``name`` (staged, then swapped in) and
+    its kept members, under the lock ``conn`` holds; return users per shard."""
+    await clear_staging(redis, name, shards)
+    counts = await materialise(
+        redis,
+        pool,
+        audience=audience,
+        run_id=f"save.{name}",
+        shards=shards,
+        target=partial(audience_staging_key, name),
+        zone=zone,
+    )
+    await swap_staged(redis, name, counts)
+    await _keep_members(conn, redis, name, shards)
+    return counts
 
 
 async def _all_read(pool: DbPool, audience: Audience) -> set[str]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from activities.db.pool import DbPool
-from journeys.errors import NotFound, PlanInvalid
+from journeys.errors import NotFound, PlanInvalid, Problem
 from journeys.plan.models import Plan
 from journeys.plan.rule_sites import plan_tags
 from journeys.tags.check import rule_tag_problems
@@ -63,12 +63,9 @@ async def publish(
                 published_at=latest["published_at"],
                 created=False,
             )
-        names = plan_tags(plan)
-        if names and not restoring:
-            found = await tag_store.registry(conn, names, for_share=True)
-            problems = rule_tag_problems(plan, found, allow_disabled=False)
-            if problems:
-                raise PlanInvalid(plan.id, problems)
+        problems = [] if restoring else await tag_problems(conn, plan, for_share=True)
+        if problems:
+            raise PlanInvalid(plan.id, problems)
         body = plan.model_dump(mode="json", by_alias=True)
         row = await conn.fetchrow(
             queries.PLAN_INSERT_VERSION, plan.id, body, checksum, source, note
@@ -82,6 +79,19 @@ async def publish(
         source=source,
         note=note,
     )
+
+
+async def tag_problems(
+    conn: tag_store.Connection | DbPool, plan: Plan, *, for_share: bool = False
+) -> list[Problem]:
+    """What the tag registry refuses in a new version of ``plan`` (none when its rules read no
+    tag); ``for_share`` holds the tags' rows against a state change until the transaction
+    ends, as publishing does."""
+    names = plan_tags(plan)
+    if not names:
+        return []
+    found = await tag_store.registry(conn, names, for_share=for_share)
+    return rule_tag_problems(plan, found, allow_disabled=False)
 
 
 async def versions(pool: DbPool, plan_id: str) -> list[VersionInfo]:

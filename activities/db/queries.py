@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from journeys.events import MAX_USER_ID
+
 PLAN_LATEST = """
 SELECT version, checksum, published_at FROM plan_versions
 WHERE plan_id = $1 ORDER BY version DESC LIMIT 1
@@ -102,7 +104,8 @@ def profile_csv_reason(*, user_id: str, timezone: str | None) -> str:
     return (
         f"CASE WHEN NULLIF({uid}, '') IS NULL THEN 'user_id is missing'"
         f" WHEN {uid} ~ '[[:cntrl:]]' THEN 'user_id must not contain control characters'"
-        f" WHEN length({uid}) > 200 THEN 'user_id is longer than 200 characters'{zone} END"
+        f" WHEN length({uid}) > {MAX_USER_ID:d}"
+        f" THEN 'user_id is longer than {MAX_USER_ID:d} characters'{zone} END"
     )
 
 
@@ -510,10 +513,7 @@ FROM tags WHERE name = ANY($1::text[]) ORDER BY name
 """
 
 # publish reads the tags a new version uses FOR SHARE: a disable cannot slip in before commit
-TAGS_BY_NAMES_FOR_SHARE = """
-SELECT name, state, draft, draft_tested_at, live, live_version, created_at, updated_at
-FROM tags WHERE name = ANY($1::text[]) ORDER BY name FOR SHARE
-"""
+TAGS_BY_NAMES_FOR_SHARE = TAGS_BY_NAMES.rstrip() + " FOR SHARE\n"
 
 TAGS_ALL = """
 SELECT name, state, draft, draft_tested_at, live, live_version, created_at, updated_at
@@ -547,10 +547,6 @@ SELECT name, live_version, live FROM bumped RETURNING version
 """
 
 TAG_SET_STATE = "UPDATE tags SET state = $2, updated_at = now() WHERE name = $1"
-
-TAG_VERSIONS = """
-SELECT version, definition, published_at FROM tag_versions WHERE name = $1 ORDER BY version
-"""
 
 # Every stored plan version, newest first per plan: `tags usage` reads their rules.
 PLAN_BODIES = "SELECT plan_id, version, body FROM plan_versions ORDER BY plan_id, version DESC"

@@ -3,8 +3,8 @@
 Attribute tags named like their attribute need nothing (the profile already holds them).
 An attribute tag reading another attribute, and a pass-through tag (the entry event's
 field), are copied from what the page loaded. Computed tags (list membership, event
-aggregates) run the same SQL expressions the segment compiler uses (:mod:`journeys.tag_sql`)
-for the whole page in one query, and are cached in Redis for the tag's cache TTL (seed 004:
+aggregates) run the same SQL expressions the segment compiler uses (:mod:`journeys.tag_sql`),
+one query per tag for the whole page, and are cached in Redis for the tag's cache TTL (seed 004:
 a tag queried per request must not bring its source down).
 """
 
