@@ -98,6 +98,15 @@ async def test_audience_save_rule_sql_and_sets(
             shards=4,
         )
 
+    # a shard lost from Redis: `audience show` names it, `audience rebuild` makes it again
+    for shard in range(4):
+        await redis.delete(audience_shard_key(rule_name, shard))
+    damaged = (await journeys("show", rule_name))["damaged_shards"]
+    assert damaged  # the shards that held its three users
+    rebuilt = await journeys("rebuild", rule_name)
+    assert rebuilt["total"] == 3
+    assert (await journeys("show", rule_name))["damaged_shards"] == []
+
     proc = await spawn_journeys("audience", "save", "x", "--sql", "DELETE FROM users", env=cli_env)
     _, err = await proc.communicate()
     assert proc.returncode == 1 and "Traceback" not in err.decode()

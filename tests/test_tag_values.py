@@ -258,3 +258,10 @@ async def test_tags_commands_define_test_publish_usage(
     code, out, _ = await journeys(cli_env, "tags", "list", "--json")
     listed = {row["name"]: row for row in json.loads(out)}
     assert listed[tag]["state"] == "published" and listed[tag]["live_version"] == 1
+    code, out, err = await journeys(cli_env, "tags", "show", tag, "--json")
+    assert code == 0 and json.loads(out)["live"]["values"] == ["gold", "silver"], err
+    for command, state in (("disable", "disabled"), ("enable", "published")):
+        code, _, err = await journeys(cli_env, "tags", command, tag)
+        assert code == 0, err
+        code, out, _ = await journeys(cli_env, "tags", "show", tag, "--json")
+        assert json.loads(out)["state"] == state
