@@ -15,6 +15,7 @@ delivery rows already settled together with the inbox rows (``InboxSender.delive
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,14 @@ from activities.channels.inbox_provider import InboxPage, InboxSender
 from activities.channels.message import Message, Outcome, SendResult
 from activities.channels.render import RenderError
 from activities.channels.runtime import ChannelRuntime
+from activities.controls.gate import Verdict
+from activities.controls.page import (
+    PageGate,
+    deferred_groups,
+    gated_rows,
+    given_up,
+    stopped_users,
+)
 from activities.db import queries
 from activities.db.pool import DbPool
 from activities.heartbeat import heartbeating
@@ -35,6 +44,7 @@ from journeys.contracts import activities as contracts
 from journeys.contracts import failures
 from journeys.contracts.counters import Counters
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
+from journeys.names import channel_rate_scope, cohort_key
 from journeys.rule_eval import in_zone
 
 _FINAL = {"sent", "skipped", "failed", "dead"}
@@ -54,6 +64,7 @@ class DeliveryActivities:
         self._channels = channels
         self._limiter = RateLimiter(redis)
         self._content = PageContent(pool=pool, channels=channels)
+        self._gate = PageGate(redis=redis, channels=channels)
 
     @activity.defn(name=contracts.DELIVER_PAGE.name)
     async def deliver_page(self, data: DeliverPageInput) -> DeliverPageOutput:
@@ -78,12 +89,23 @@ class DeliveryActivities:
         if not users:
             return DeliverPageOutput(counters=Counters(exited=exited))
         keys = [idempotency_key(data.run_id, data.node, u, entries[u]) for u in users]
-        inbox = self._channels.inbox(data.channel) if data.rate_scope is None else None
+        paced = data.rate_scope is not None or self._channel_rate(data.channel) is not None
+        inbox = None if paced else self._channels.inbox(data.channel)
+        profiles = await self._content.profiles(users) if data.controls is not None else None
         state: dict[str, Any]
+        verdict: Verdict | None = None
         if inbox is not None:
+            # Only a page's first execution in its first pass can find none of its rows written.
+            first = data.attempt == 1 and activity.info().attempt == 1
+            if profiles is not None:
+                open_users = users if first else await self._unsettled(keys, users)
+                verdict = await self._gate.check(
+                    data, {u: entries[u] for u in open_users}, profiles
+                )
             sent_now = {"status": "sent", "attempts": data.attempt, "reason": None}
             state = dict.fromkeys(keys, sent_now)
-            for row in await self._write_inbox(inbox, data, keys, users, entries):
+            page = _PageUsers(keys, users, entries, profiles)
+            for row in await self._write_inbox(inbox, data, page, verdict, first=first):
                 state[row["idempotency_key"]] = row
         else:
             rows = await self._pool.fetch(
@@ -98,8 +120,7 @@ class DeliveryActivities:
             )
             state = {r["idempotency_key"]: r for r in rows}
         counters = Counters(exited=exited)
-        outcomes: dict[str, SendResult] = {}
-        todo: list[tuple[str, str]] = []
+        open_rows: list[tuple[str, str]] = []
         passed: list[str] = []
         settled: Counter[tuple[str, str | None]] = Counter()
         for key, user in zip(keys, users, strict=True):
@@ -110,45 +131,96 @@ class DeliveryActivities:
                     if row["status"] in ("sent", "skipped"):
                         passed.append(user)
                 continue  # settled by an earlier pass, and counted there
-            todo.append((key, user))
+            open_rows.append((key, user))
         _count_settled(counters, settled)
+        if verdict is None and profiles is not None:  # the claim path checks its open rows
+            verdict = await self._gate.check(data, {u: entries[u] for _, u in open_rows}, profiles)
+        gated = gated_rows(verdict, open_rows)
+        todo = [(k, u) for k, u in open_rows if k not in gated.rows]
+        _count_settled(counters, gated.counts)
+        passed += gated.skipped
+        counters.deferred += len(gated.deferred)
+        outcomes: dict[str, SendResult] = {}
         if todo:
-            outcomes = await self._send(data, todo, {u: entries[u] for _, u in todo})
+            outcomes = await self._send(data, todo, {u: entries[u] for _, u in todo}, profiles)
         retry_users = self._tally(data, todo, outcomes, counters)
         passed += [u for k, u in todo if outcomes[k].outcome is Outcome.SENT]
-        await self._settle(data, outcomes)
+        # Given back before the rows settle: a crash in between re-runs the page, which
+        # reserves the user again and sends with the same key (the provider de-duplicates).
+        await self._gate.release(data, given_up(data, todo, outcomes, entries))
+        await self._settle(data, outcomes, gated.rows if inbox is None else {})
         # Settled first, then queued: a crash in between re-runs the page, which finds the
         # rows settled in this pass and queues the same users again (ZADD is idempotent).
+        groups = deferred_groups(data, gated.deferred)
         pipe = self._redis.pipeline(transaction=False)
         if retry_users:
             pipe.zadd(data.retry_key, {u: entries[u] for u in retry_users})
         if passed and data.passed_key is not None:
             pipe.zadd(data.passed_key, {u: entries[u] for u in passed})
+        for group, members in groups:
+            pipe.zadd(
+                cohort_key(data.run_id, data.shard, group.cohort), {u: entries[u] for u in members}
+            )
         await pipe.execute()
-        return DeliverPageOutput(counters=counters, retry=len(retry_users), passed=len(passed))
+        return DeliverPageOutput(
+            counters=counters,
+            retry=len(retry_users),
+            passed=len(passed),
+            deferred=[group for group, _ in groups],
+        )
+
+    def _channel_rate(self, channel: str) -> float | None:
+        """The channel's own rate from the channels file, per second (None: unlimited).
+        An operator's ``journeys rate CHANNEL`` overrides it in Redis."""
+        config = self._channels.channel(channel)
+        return None if config is None or config.rate is None else config.rate.per_second
+
+    async def _unsettled(self, keys: list[str], users: list[str]) -> list[str]:
+        """Users of a re-executed page whose messages are not settled for good."""
+        final = {
+            r["idempotency_key"] for r in await self._pool.fetch(queries.DELIVERIES_FINAL, keys)
+        }
+        return [u for k, u in zip(keys, users, strict=True) if k not in final]
 
     async def _write_inbox(
         self,
         inbox: InboxSender,
         data: DeliverPageInput,
-        keys: list[str],
-        users: list[str],
-        entries: dict[str, int],
+        page_users: _PageUsers,
+        verdict: Verdict | None,
+        *,
+        first: bool,
     ) -> list[Any]:
         """The inbox's page in one statement. Returns the rows it did not send just now
-        (render failures, rows that existed), read like a claim's; rows an earlier version
-        left unsettled among them go on to ``_send``."""
-        page_entries = {u: entries[u] for u in users}
-        rendered = await self._content.render(
-            data, page_entries, await self._content.profiles(users)
-        )
-        contents = [c if isinstance(c := rendered[u], dict) else None for u in users]
-        reasons = [
-            failures.recorded(c.category, c.reason)
-            if isinstance(c := rendered[u], RenderError)
-            else None
-            for u in users
-        ]
+        (render failures, users the gate stopped, rows that existed), read like a claim's;
+        rows an earlier version left unsettled among them go on to ``_send``."""
+        keys, users, entries = page_users.keys, page_users.users, page_users.entries
+        stopped = stopped_users(verdict)
+        page_entries = {u: entries[u] for u in users if u not in stopped}
+        profiles = page_users.profiles
+        if profiles is None:
+            profiles = await self._content.profiles(users)
+        rendered = await self._content.render(data, page_entries, profiles)
+        contents: list[dict[str, str] | None] = []
+        reasons: list[str | None] = []
+        statuses: list[str | None] = []
+        unrendered: list[tuple[str, int]] = []
+        for u in users:
+            content = rendered.get(u)
+            if u in stopped:
+                status, reason = stopped[u]
+                contents.append(None)
+                reasons.append(reason)
+                statuses.append(status)
+            elif isinstance(content, RenderError):
+                contents.append(None)
+                reasons.append(failures.recorded(content.category, content.reason))
+                statuses.append(None)
+                unrendered.append((u, entries[u]))
+            else:
+                contents.append(content)
+                reasons.append(None)
+                statuses.append(None)
         page = InboxPage(
             run_id=data.run_id,
             node_id=data.node,
@@ -161,15 +233,20 @@ class DeliveryActivities:
             entries=[entries[u] for u in users],
             contents=contents,
             reasons=reasons,
+            statuses=statuses if stopped else (),
         )
-        # Only a page's first execution in its first pass can find none of its rows written.
-        first = data.attempt == 1 and activity.info().attempt == 1
+        await self._gate.release(data, unrendered)  # as on the claim path: before the rows
         return await inbox.deliver(page, new=first)
 
     async def _send(
-        self, data: DeliverPageInput, todo: list[tuple[str, str]], entries: dict[str, int]
+        self,
+        data: DeliverPageInput,
+        todo: list[tuple[str, str]],
+        entries: dict[str, int],
+        profiles: dict[str, Any] | None,
     ) -> dict[str, SendResult]:
-        profiles = await self._content.profiles(list(entries))
+        if profiles is None:
+            profiles = await self._content.profiles(list(entries))
         rendered = await self._content.render(data, entries, profiles)
         results: dict[str, SendResult] = {}
         messages: list[Message] = []
@@ -196,10 +273,15 @@ class DeliveryActivities:
                     data=dict(data.vars),
                 )
             )
+        channel_rate = self._channel_rate(data.channel)
         while messages:
             take = len(messages)
             if data.rate_scope is not None:
-                take = await self._limiter.acquire(data.rate_scope, want=len(messages))
+                take = await self._limiter.acquire(data.rate_scope, want=take)
+            if channel_rate is not None:  # the provider's own limit, after the plan's
+                take = await self._limiter.acquire(
+                    channel_rate_scope(data.channel), want=take, default=channel_rate, expires=False
+                )
             chunk, messages = messages[:take], messages[take:]
             for result in await self._channels.send(data.channel, chunk):
                 results[result.idempotency_key] = result
@@ -230,10 +312,20 @@ class DeliveryActivities:
             counters.failed[reason] = counters.failed.get(reason, 0) + count
         return retry
 
-    async def _settle(self, data: DeliverPageInput, outcomes: dict[str, SendResult]) -> None:
-        if not outcomes:
+    async def _settle(
+        self,
+        data: DeliverPageInput,
+        outcomes: dict[str, SendResult],
+        gated: dict[str, tuple[str, str]],
+    ) -> None:
+        """Record each sent message's outcome, and the status and reason of each the gate
+        stopped (``gated``: key -> (status, reason))."""
+        if not outcomes and not gated:
             return
-        keys, statuses, reasons, providers = [], [], [], []
+        keys: list[str] = list(gated)
+        statuses = [status for status, _ in gated.values()]
+        reasons: list[str | None] = [reason for _, reason in gated.values()]
+        providers: list[str | None] = [None] * len(keys)
         for key, result in outcomes.items():
             sent = result.outcome is Outcome.SENT
             keys.append(key)
@@ -271,3 +363,13 @@ def _count_settled(counters: Counters, settled: Counter[tuple[str, str | None]])
         if status == "dead":
             label = failures.DEAD + label
         bucket[label] = bucket.get(label, 0) + count
+
+
+@dataclass(frozen=True, slots=True)
+class _PageUsers:
+    """The page's admitted users, their keys and entries, and their profiles if read."""
+
+    keys: list[str]
+    users: list[str]
+    entries: dict[str, int]
+    profiles: dict[str, Any] | None

@@ -65,6 +65,10 @@ class ChannelsInvalid(InvalidInput):
     """A channels file fails validation."""
 
 
+class PolicyInvalid(InvalidInput):
+    """A policy file (``JOURNEYS_POLICY``) fails validation."""
+
+
 class NotFound(JourneysError):
     """A named thing (plan, version, run, audience) does not exist."""
 

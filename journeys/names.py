@@ -7,6 +7,8 @@ carries the shard's Redis Cluster hash tag (:func:`shard_tag`).
 
 from __future__ import annotations
 
+from journeys.sharding import MAX_SHARDS, shard_of
+
 # Temporal search attributes registered on the dev server and in tests (name -> type).
 SEARCH_ATTRIBUTES: dict[str, str] = {
     "JourneyPlanId": "Keyword",
@@ -104,3 +106,43 @@ def tag_value_key(tag: str, version: int, user_id: str) -> str:
     TTL). The live version is in the key, so publishing a tag retires its cached values.
     Single-key reads and writes only, so any slot will do on a cluster."""
     return f"{KEY_PREFIX}:tagv:{tag}:v{version}:{user_id}"
+
+
+def control_tag(user_id: str) -> str:
+    """``{c517}``: the hash tag of a user's delivery-control keys, by the user's bucket
+    ``mmh3(user_id) & (MAX_SHARDS - 1)``. A plan's shard is ``mmh3 & (shards - 1)``, so
+    every shard of any plan covers whole buckets; a cluster would check a page bucket by
+    bucket."""
+    return f"{{c{control_bucket(user_id)}}}"
+
+
+def control_bucket(user_id: str) -> int:
+    """The user's control bucket (0..1023)."""
+    return shard_of(user_id, MAX_SHARDS)
+
+
+def sent_history_key(user_id: str) -> str:
+    """Sorted set of the messages a user was sent (or has reserved), scored by send time in
+    ms; read by caps, plan caps, budgets and quotas, trimmed to the policy's history."""
+    return f"{KEY_PREFIX}:sent:{control_tag(user_id)}:{user_id}"
+
+
+def suppression_key(user_id: str) -> str:
+    """Set of what a user is suppressed on: channel names, ``*`` (every channel), and
+    ``+allow`` for a test user whom caps and quiet hours never stop."""
+    return f"{KEY_PREFIX}:sup:{control_tag(user_id)}:{user_id}"
+
+
+def budget_key(run_id: str, channel: str) -> str:
+    """Hash (``n`` messages, ``c`` cost) a run has spent of its budget on ``channel``."""
+    return f"{KEY_PREFIX}:budget:{{{run_id}}}:{channel}"
+
+
+def quota_key(channel: str) -> str:
+    """Hash (``n`` messages, ``c`` cost) spent of the workspace quota of ``channel``."""
+    return f"{KEY_PREFIX}:quota:{{{channel}}}"
+
+
+def channel_rate_scope(channel: str) -> str:
+    """The token-bucket scope of a channel's own rate, shared by every plan and worker."""
+    return f"channel:{channel}"

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
         default="postgresql://postgres@localhost:5432/journeys", alias="DATABASE_URL"
     )
     channels_file: Path = Field(default=Path("channels.yaml"), alias="JOURNEYS_CHANNELS")
+    policy_file: Path | None = Field(default=None, alias="JOURNEYS_POLICY")
+    """The workspace policy (caps, quiet hours, quotas...); none: no workspace controls."""
     home: Path = Field(default=Path(".journeys"), alias="JOURNEYS_HOME")
     ingest_host: str = Field(default="127.0.0.1", alias="JOURNEYS_INGEST_HOST")
     ingest_port: int = Field(default=8088, alias="JOURNEYS_INGEST_PORT")

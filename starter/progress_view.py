@@ -34,7 +34,7 @@ def progress_table(progress: RunProgress) -> Group:
         "totals",
         f"{t.ended}/{t.targeted} journeys ended · {t.delivered} delivered · "
         f"skipped {_reasons(t.skipped)} · failed {_reasons(t.failed)} · "
-        f"retrying {t.retrying} · cancelled {t.cancelled}",
+        f"retrying {t.retrying} · deferred {t.deferred} · cancelled {t.cancelled}",
     )
     head.add_row(
         "journeys",
@@ -70,6 +70,7 @@ def result_table(result: PlanRunResult) -> Table:
         ("targeted", str(t.targeted)),
         ("delivered", str(t.delivered)),
         ("skipped", _reasons(t.skipped)),
+        ("deferred", f"{t.deferred} (quiet hours; each settled once later)"),
         ("failed", _reasons(t.failed)),
         ("journeys", f"completed {t.completed} · exited {t.exited} · cancelled {t.cancelled}"),
         ("converted", f"{t.converted}" + (f" (value {t.value:g})" if t.value else "")),

@@ -34,6 +34,7 @@ async def live_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> Run
         totals.delivered += new.counters.delivered - old.counters.delivered
         totals.cancelled += new.counters.cancelled - old.counters.cancelled
         totals.retrying += new.counters.retrying - old.counters.retrying
+        totals.deferred += new.counters.deferred - old.counters.deferred
         totals.waiting += new.counters.waiting - old.counters.waiting
         for mine, theirs, before in (
             (totals.skipped, new.counters.skipped, old.counters.skipped),

@@ -125,6 +125,13 @@ class JourneyKit:
         )
         self.settings = self.settings.model_copy(update={"channels_file": channels})
 
+    def use_policy(self, policy: dict[str, Any]) -> Path:
+        """Launch under this workspace policy (a ``JOURNEYS_POLICY`` file of the test's own)."""
+        path = self.directory / f"policy-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        self.settings = self.settings.model_copy(update={"policy_file": path})
+        return path
+
     def plan_file(self, body: dict[str, Any]) -> Path:
         """A plan file from ``body`` with the test defaults (one shard, pages of 50; an event
         entry lets everyone in, other entries take the users the test gives)."""

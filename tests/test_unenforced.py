@@ -30,63 +30,15 @@ from tests.conftest import ROOT, spawn_journeys
 EXAMPLES = ROOT / "examples"
 CHANNELS_FILE = EXAMPLES / "channels.yaml"
 
-# What warns today. Enforcing a field (issue 16: caps, quiet hours, budgets, priority, channel
-# rates; the reports: cost) means removing it from
-# journeys/plan/unenforced.py and from here.
+# What warns today. Enforcing a field (issue 16: priority between plans) means removing it
+# from journeys/plan/unenforced.py and from here.
 EXPECTED: dict[str, list[str]] = {
-    "cancelled-order-recall": [
-        "limits.caps",
-        "limits.plan_cap",
-        "limits.quiet_hours",
-        "limits.budget",
-        "limits.priority",
-        "channels.call_tasks.rate",
-        "channels.call_tasks.cost",
-        "channels.coupons.rate",
-        "channels.push.rate",
-        "channels.push.cost",
-        "channels.sms.rate",
-        "channels.sms.cost",
-    ],
-    "instalments-ab": [
-        "limits.plan_cap",
-        "limits.quiet_hours",
-        "limits.budget",
-        "limits.priority",
-        "channels.push.rate",
-        "channels.push.cost",
-        "channels.sms.rate",
-        "channels.sms.cost",
-    ],
-    "member-day": [
-        "entry.type",
-        "limits.quiet_hours",
-        "limits.budget",
-        "channels.coupons.rate",
-        "channels.push.rate",
-        "channels.push.cost",
-        "channels.sms.rate",
-        "channels.sms.cost",
-    ],
-    "push-click-sms": [
-        "limits.caps",
-        "limits.quiet_hours",
-        "limits.budget",
-        "limits.priority",
-        "channels.push.rate",
-        "channels.push.cost",
-        "channels.sms.rate",
-        "channels.sms.cost",
-    ],
-    "tonight-popup-ab": ["limits.caps", "limits.priority"],
-    "weekly-digest": [
-        "entry.type",
-        "limits.caps",
-        "limits.plan_cap",
-        "limits.priority",
-        "channels.email.rate",
-        "channels.email.cost",
-    ],
+    "cancelled-order-recall": ["limits.priority"],
+    "instalments-ab": ["limits.priority"],
+    "member-day": ["entry.type"],
+    "push-click-sms": ["limits.priority"],
+    "tonight-popup-ab": ["limits.priority"],
+    "weekly-digest": ["entry.type", "limits.priority"],
     "welcome-blast": [],
 }
 
@@ -152,7 +104,7 @@ def test_every_warning_says_the_same_thing() -> None:
     plan = load_plan(EXAMPLES / "push-click-sms.yaml", channels=channels())
     warnings = [w for w in unenforced_fields(plan, channels=channels())]
     assert {w.text for w in warnings} == {NOT_ENFORCED} == {"accepted, not enforced yet"}
-    assert str(warnings[0]) == "limits.caps: accepted, not enforced yet"
+    assert str(warnings[0]) == "limits.priority: accepted, not enforced yet"
 
 
 def test_a_plan_without_unenforced_fields_gives_no_warnings() -> None:

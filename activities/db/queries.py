@@ -285,27 +285,30 @@ _INBOX_INPUT = """
 WITH page AS (SELECT $13::text AS title, $14::text::jsonb AS data),
 input AS (
     SELECT k AS idempotency_key, u AS user_id, e::integer AS entry, ti AS title, b AS body,
-           d AS data, r AS reason
+           d AS data, r AS reason, s AS status
     FROM ROWS FROM (json_array_elements_text($1::json), json_array_elements_text($2::json),
                     json_array_elements_text($3::json), json_array_elements_text($4::json),
                     json_array_elements_text($5::json), json_array_elements_text($6::json),
-                    json_array_elements_text($7::json)) AS t(k, u, e, ti, b, d, r)
+                    json_array_elements_text($7::json), json_array_elements_text($15::json))
+        AS t(k, u, e, ti, b, d, r, s)
 )"""
 
 _INBOX_ROWS = """
     INSERT INTO deliveries (idempotency_key, run_id, node_id, user_id, entry, channel,
                             status, attempts, reason, provider_id, sent_at)
     SELECT idempotency_key, $8, $9, user_id, entry, $10,
-           CASE WHEN reason IS NULL THEN 'sent' ELSE 'failed' END, $11, reason,
+           COALESCE(status, CASE WHEN reason IS NULL THEN 'sent' ELSE 'failed' END), $11, reason,
            CASE WHEN reason IS NULL THEN idempotency_key END,
            CASE WHEN reason IS NULL THEN now() END
     FROM input"""
 
 # A page to the inbox in one statement: the delivery rows are inserted already settled ('sent',
-# or 'failed' with the reason a message could not be rendered) together with the inbox rows of
-# the sent ones, so a crash leaves both or neither and no row is written twice. Only the rows
-# that are not sent just now come back: those that failed to render, and those that existed
-# (as in DELIVERIES_CLAIM); every key missing from the answer was sent by this statement.
+# 'failed' with the reason a message could not be rendered, or the status and reason the
+# delivery gate gave: 'skipped' for a cap, 'deferred' for quiet hours; $15) together with the
+# inbox rows of the sent ones, so a crash leaves both or neither and no row is written twice.
+# Only the rows that are not sent just now come back: those that failed to render or that the
+# gate stopped, and those that existed (as in DELIVERIES_CLAIM); every key missing from the
+# answer was sent by this statement.
 INBOX_DELIVER = (
     _INBOX_INPUT
     + """, ins AS ("""
@@ -343,10 +346,17 @@ INBOX_DELIVER_NEW = (
     FROM input CROSS JOIN page
     WHERE reason IS NULL
 )
-SELECT idempotency_key, 'failed' AS status, $11 AS attempts, reason
+SELECT idempotency_key, COALESCE(status, 'failed') AS status, $11 AS attempts, reason
 FROM input WHERE reason IS NOT NULL
 """
 )
+
+# The keys of a page's messages that are settled for good (a re-executed page checks only
+# the others against the delivery gate).
+DELIVERIES_FINAL = """
+SELECT idempotency_key FROM deliveries
+WHERE idempotency_key = ANY($1::text[]) AND status IN ('sent', 'skipped', 'failed', 'dead')
+"""
 
 INBOX_UNREAD = """
 SELECT message_id, channel, slot, title, body, data, created_at FROM inbox

@@ -31,6 +31,8 @@ class Counters(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict)
     failed: dict[str, int] = Field(default_factory=dict)
     retrying: int = 0
+    deferred: int = 0
+    """Users held for quiet hours so far (each settles once later: sent, skipped...)."""
     cancelled: int = 0
     exited: int = 0
     """Users an exit criterion removed (counted where they were caught)."""
@@ -52,6 +54,7 @@ class Counters(BaseModel):
         self.targeted += other.targeted
         self.entered += other.entered
         self.delivered += other.delivered
+        self.deferred += other.deferred
         self.cancelled += other.cancelled
         self.exited += other.exited
         self.completed += other.completed

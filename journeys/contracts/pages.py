@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from journeys.contracts.controls import Controls
 from journeys.contracts.counters import Counters
 from journeys.plan.steps import Step
 from journeys.rules import Rule
@@ -39,6 +40,19 @@ class DeliverPageInput(BaseModel):
     """The workflow's clock, for rules with relative dates and windows."""
     timezone: str = "UTC"
     """The plan's zone: the day "today" is for anniversary rules."""
+    controls: Controls | None = None
+    """Suppression, quiet hours, caps, budget and quota (None: a page recorded before the
+    delivery controls, sent unchecked)."""
+    deferred_prefix: str | None = None
+    """Cohort id prefix of users held for quiet hours: ``{prefix}.{release epoch seconds}``."""
+
+
+class DeferredGroup(BaseModel):
+    """Users of a page held until quiet hours end for them, in cohort ``cohort``."""
+
+    cohort: str
+    release: datetime
+    users: int
 
 
 class DeliverPageOutput(BaseModel):
@@ -48,6 +62,8 @@ class DeliverPageOutput(BaseModel):
     retry: int = 0
     passed: int = 0
     """Users delivered or skipped: they go on to the next node."""
+    deferred: list[DeferredGroup] = Field(default_factory=list)
+    """Users held for quiet hours, by release time (earliest first)."""
 
 
 class RoutePageInput(BaseModel):

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 
 from journeys.contracts.counters import Counters, RunStatus
+from journeys.policy import Policy
 
 
 class AudienceRef(BaseModel):
@@ -41,6 +42,8 @@ class PlanRunInput(BaseModel):
     run_key: str
     audience: AudienceRef = AudienceRef()
     options: RunOptions = RunOptions()
+    policy: Policy | None = None
+    """The workspace policy as the launch read it; the run keeps it to its end."""
 
 
 class WaitingCohort(BaseModel):

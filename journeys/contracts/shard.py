@@ -10,6 +10,7 @@ from journeys.contracts.counters import Counters
 from journeys.contracts.runs import RunOptions
 from journeys.events import JourneyEvent
 from journeys.plan.models import Plan
+from journeys.policy import Policy
 
 
 class Cohort(BaseModel):
@@ -59,6 +60,8 @@ class ShardState(BaseModel):
     counters: Counters = Counters()
     nodes: dict[str, Counters] = Field(default_factory=dict)
     options: RunOptions = RunOptions()
+    policy: Policy | None = None
+    """The run's workspace policy (delivery controls)."""
     paused: bool = False
     cancelled: bool = False
     generation: int = 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from journeys.durations import PositiveDuration, Rate
+from journeys.durations import Duration, PositiveDuration, Rate, within
 from journeys.plan.common import ChannelName, PlanModel
 from journeys.schedule import TimeOfDay
 
@@ -28,12 +28,17 @@ class PlanCap(PlanModel):
 
 
 class QuietHours(PlanModel):
-    """No sends between ``start`` and ``end`` (may wrap midnight): defer to ``end`` or drop."""
+    """No sends between ``start`` and ``end`` (may wrap midnight): defer to ``end`` or drop.
+
+    ``timezone: user`` reads each user's profile zone (the policy's fallback zone, else the
+    plan's, when a profile has none); ``plan`` uses the plan's zone for everyone. A message
+    that would wait longer than ``max_defer`` is dropped instead."""
 
     start: TimeOfDay
     end: TimeOfDay
     mode: Literal["defer", "drop"] = "defer"
     timezone: Literal["user", "plan"] = "user"
+    max_defer: Annotated[Duration, within(maximum=timedelta(days=2))] = timedelta(hours=12)
 
     @model_validator(mode="after")
     def _not_empty(self) -> QuietHours:
@@ -43,10 +48,18 @@ class QuietHours(PlanModel):
 
 
 class Budget(PlanModel):
-    """At most ``max_messages`` sent through ``channel`` by this plan (an SMS quota, say)."""
+    """At most ``max_messages`` (or ``max_cost``, in the channel's ``cost`` units) sent through
+    ``channel`` by one run of this plan; the rest are skipped with reason ``budget``."""
 
     channel: ChannelName
-    max_messages: int = Field(ge=1)
+    max_messages: int | None = Field(default=None, ge=1)
+    max_cost: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Budget:
+        if (self.max_messages is None) == (self.max_cost is None):
+            raise ValueError("give exactly one of max_messages or max_cost")
+        return self
 
 
 class Retry(PlanModel):

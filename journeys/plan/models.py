@@ -66,6 +66,9 @@ class Plan(PlanModel):
     name: Text
     description: str | None = None
     timezone: TimeZoneName = "UTC"
+    transactional: bool = False
+    """Order and logistics notices: exempt from marketing caps and quiet hours, never from
+    suppression or budgets."""
     shards: int = 16
     """Power of two; users land on shard ``mmh3(user_id) & (shards - 1)``. Event-triggered
     plans default to 1: every shard of such a run lives for the whole window and takes a

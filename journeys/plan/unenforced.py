@@ -18,7 +18,7 @@ from journeys.plan.steps import SendStep, WebhookStep
 
 NOT_ENFORCED = "accepted, not enforced yet"
 
-UNENFORCED_LIMITS: tuple[str, ...] = ("caps", "plan_cap", "quiet_hours", "budget", "priority")
+UNENFORCED_LIMITS: tuple[str, ...] = ("priority",)
 """Fields of a plan's ``limits`` that are validated but that no activity or workflow reads.
 
 The one list of them, with :data:`UNENFORCED_CHANNEL_OPTIONS`: later issues shrink both to
@@ -26,9 +26,9 @@ empty (issue 16 implements the delivery controls, the reports read ``cost``), an
 expectations in ``tests/test_unenforced.py`` make whoever enforces a field remove it here.
 """
 
-UNENFORCED_CHANNEL_OPTIONS: tuple[str, ...] = ("rate", "cost")
-"""Options of a channel in the channels file that nothing reads yet: the per-channel token
-bucket (only the plan's ``limits.rate`` is enforced) and the cost of one message."""
+UNENFORCED_CHANNEL_OPTIONS: tuple[str, ...] = ()
+"""Options of a channel in the channels file that nothing reads yet (``rate`` is the
+channel's shared token bucket, ``cost`` prices budgets and quotas)."""
 
 
 UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ("schedule",)

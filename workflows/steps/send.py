@@ -3,11 +3,15 @@ failed (as the same cohort, after backoff), and pass the rest on."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from journeys.contracts.controls import Controls
     from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
     from journeys.contracts.shard import Cohort
+    from journeys.delivery_controls import controls_for
     from journeys.plan.steps import SendStep, WebhookStep
 
 from workflows import activity_calls as calls
@@ -18,18 +22,24 @@ async def run(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -
     """Deliver to ``cohort`` pass by pass; False if it stopped early (continue-as-new or
     cancel) with its state in ``cohort``."""
     state = ctx.state
+    controls = controls_for(state.plan, state.policy, run_id=state.run_id, channel=step.channel)
     while True:
         if cohort.not_before is not None and cohort.not_before > workflow.now():
-            summary = f"backoff before pass {cohort.attempt}"
+            summary = (
+                f"backoff before pass {cohort.attempt}"
+                if cohort.attempt > 1
+                else f"quiet hours · {cohort.size} users held"
+            )
             if not await ctx.sleep_until(cohort.not_before, summary=summary):
                 return False
         await workflow.wait_condition(lambda: not state.paused or ctx.stopping())
         if ctx.stopping():
             return False
-        outs = await ctx.pages(cohort, lambda page: _page(ctx, cohort, step, page))
+        outs = await ctx.pages(cohort, lambda page: _page(ctx, cohort, step, controls, page))
         if outs is None:
             return False
-        if cohort.attempt == 1:
+        if cohort.attempt == 1 and not cohort.arrival_counted:
+            cohort.arrival_counted = True  # a cohort back from quiet hours came in before
             ctx.node(cohort.node).entered += cohort.size
         again = await _after_pass(ctx, cohort, step, outs)
         if not again or ctx.drain_due():
@@ -43,8 +53,17 @@ def _pass_ids(cohort: Cohort) -> tuple[str, str]:
     return f"{base}.r{cohort.attempt}", f"{base}.p{cohort.attempt}"
 
 
+def _deferred_prefix(cohort: Cohort) -> str:
+    """Cohort id prefix of the users this pass holds for quiet hours (``.{release}`` each)."""
+    return f"{cohort.id}>{cohort.node}.q{cohort.attempt}"
+
+
 async def _page(
-    ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep, page: int
+    ctx: ShardContext,
+    cohort: Cohort,
+    step: SendStep | WebhookStep,
+    controls: Controls,
+    page: int,
 ) -> DeliverPageOutput:
     state, limits = ctx.state, ctx.plan.limits
     retry_id, passed_id = _pass_ids(cohort)
@@ -70,6 +89,8 @@ async def _page(
             exited_key=ctx.page_exit_key,
             exit_rules=[c.rule for c in state.plan.exit_criteria if c.rule is not None],
             now=workflow.now(),
+            controls=controls,
+            deferred_prefix=_deferred_prefix(cohort),
         ),
         heartbeat=state.options.page_heartbeat_timeout,
         summary=f"{ctx.where} · {step.type} {cohort.node} · page {page + 1}",
@@ -99,6 +120,7 @@ async def _after_pass(
     if step.next:
         size = await ctx.cohort_size(ctx.key(passed_id))
         ctx.forward(cohort_id=passed_id, node=step.next, key=ctx.key(passed_id), size=size)
+    _hold_deferred(ctx, cohort, outs)
     if retry_size:
         backoff = retry.backoff * (2 ** (cohort.attempt - 1))
         cohort.key, cohort.size, cohort.next_page = ctx.key(retry_id), retry_size, 0
@@ -109,3 +131,25 @@ async def _after_pass(
         state.counters.retrying -= cohort.size if cohort.attempt > 1 else 0
     await ctx.reports.pass_ended()
     return retry_size > 0
+
+
+def _hold_deferred(ctx: ShardContext, cohort: Cohort, outs: list[DeliverPageOutput]) -> None:
+    """Users held for quiet hours come back to this node as one cohort per release time,
+    each behind its own timer (``not_before``), carried across continue-as-new like any."""
+    sizes: dict[str, int] = {}
+    releases: dict[str, datetime] = {}
+    for out in outs:
+        for group in out.deferred:
+            sizes[group.cohort] = sizes.get(group.cohort, 0) + group.users
+            releases[group.cohort] = group.release
+    for cohort_id in sorted(sizes, key=lambda c: (releases[c], c)):
+        ctx.state.cohorts.append(
+            Cohort(
+                id=cohort_id,
+                node=cohort.node,
+                key=ctx.key(cohort_id),
+                size=sizes[cohort_id],
+                not_before=releases[cohort_id],
+                arrival_counted=True,
+            )
+        )

@@ -1,0 +1,1 @@
+"""Delivery controls checked at send time: suppression, quiet hours, caps, budgets, quotas."""

@@ -1,0 +1,268 @@
+"""The delivery gate: one atomic Redis call decides a whole page.
+
+For each user, in the documented order: suppression, quiet hours, the plan cap, the caps of
+the plan and of the policy (by channel and across channels), the run's budget, then the
+workspace quota. A user who passes is *reserved* in the same call: the message goes into the
+user's sent history (``names.sent_history_key``) and its price into the budget and quota.
+The message's history member is the idempotency record of all of it: a retried or replayed
+page finds the member and passes the user without counting again, and :meth:`release` (a
+permanent failure) removes the member and gives the price back exactly once.
+
+Quiet hours depend only on the clock and the user's zone, so they are worked out here in
+Python and handed to the script as one code per user; the script still applies them in their
+place in the order (a suppressed user is ``suppressed``, not deferred), and allow-listed
+test users and transactional plans are exempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis.asyncio as aioredis
+
+from activities.controls.quiet import DEFER, quiet_verdicts
+from journeys.contracts.controls import Controls, SpendRule
+from journeys.names import sent_history_key, suppression_key
+
+_CHECK = """
+local now = tonumber(ARGV[1])
+local keep_from = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local channel = ARGV[4]
+local exempt = ARGV[5] == '1'
+local cost = tonumber(ARGV[6])
+local ncaps = tonumber(ARGV[7])
+local i = 8
+local caps, earliest = {}, now
+for c = 1, ncaps do
+  local cap = {max = tonumber(ARGV[i]), since = now - tonumber(ARGV[i + 1]),
+               channel = ARGV[i + 2], plan = ARGV[i + 3], reason = ARGV[i + 4]}
+  if cap.since < earliest then earliest = cap.since end
+  caps[c] = cap
+  i = i + 5
+end
+local spends, spent = {}, {}
+for s = 1, 2 do
+  if ARGV[i + 2] ~= '' then
+    local rule = {key = KEYS[s], n = tonumber(ARGV[i]), c = tonumber(ARGV[i + 1]),
+                  reason = ARGV[i + 2]}
+    local v = redis.call('HMGET', rule.key, 'n', 'c')
+    spends[#spends + 1] = rule
+    spent[#spent + 1] = {n = tonumber(v[1]) or 0, c = tonumber(v[2]) or 0}
+  end
+  i = i + 3
+end
+local out = {}
+for u = 1, (#KEYS - 2) / 2 do
+  local hist, sup = KEYS[1 + 2 * u], KEYS[2 + 2 * u]
+  local member, quiet = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local verdict = 'ok'
+  if redis.call('ZSCORE', hist, member) then
+    verdict = 'held'
+  else
+    local allowed, suppressed = false, false
+    for _, mark in ipairs(redis.call('SMEMBERS', sup)) do
+      if mark == '+allow' then allowed = true
+      elseif mark == '*' or mark == channel then suppressed = true end
+    end
+    local marketing = not allowed and not exempt
+    if suppressed then
+      verdict = 'suppressed'
+    elseif quiet ~= '' and marketing then
+      verdict = quiet
+    else
+      if ncaps > 0 and marketing then
+        local sent = redis.call('ZRANGEBYSCORE', hist, earliest, '+inf', 'WITHSCORES')
+        for c = 1, ncaps do
+          local cap, count = caps[c], 0
+          if cap.channel ~= '' and cap.channel ~= channel then count = -1 end
+          for j = 1, (count < 0 and 0 or #sent), 2 do
+            if tonumber(sent[j + 1]) >= cap.since then
+              local _, _, kind, ch, pl = string.find(sent[j], '^(%a)|([^|]*)|([^|]*)|')
+              if kind == 'm' and (cap.channel == '' or cap.channel == ch)
+                  and (cap.plan == '' or cap.plan == pl) then
+                count = count + 1
+              end
+            end
+          end
+          if count + 1 > cap.max then
+            verdict = cap.reason
+            break
+          end
+        end
+      end
+      if verdict == 'ok' then
+        for s, rule in ipairs(spends) do
+          if (rule.n and spent[s].n + 1 > rule.n)
+              or (rule.c and spent[s].c + cost > rule.c + 1e-9) then
+            verdict = rule.reason
+            break
+          end
+        end
+      end
+      if verdict == 'ok' then
+        redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. keep_from)
+        redis.call('ZADD', hist, now, member)
+        redis.call('PEXPIRE', hist, ttl)
+        for s = 1, #spends do
+          spent[s].n = spent[s].n + 1
+          spent[s].c = spent[s].c + cost
+        end
+      end
+    end
+  end
+  out[u] = verdict
+end
+for s, rule in ipairs(spends) do
+  redis.call('HSET', rule.key, 'n', spent[s].n, 'c', tostring(spent[s].c))
+end
+return out
+"""
+
+_RELEASE = """
+local cost = tonumber(ARGV[1])
+local released = 0
+for u = 3, #KEYS do
+  if redis.call('ZREM', KEYS[u], ARGV[u + 1]) == 1 then
+    released = released + 1
+    for s = 1, 2 do
+      if ARGV[1 + s] == '1' then
+        redis.call('HINCRBY', KEYS[s], 'n', -1)
+        redis.call('HINCRBYFLOAT', KEYS[s], 'c', -cost)
+      end
+    end
+  end
+end
+return released
+"""
+
+_NO_KEY = "jny:none"
+"""Stands in for a budget or quota the step does not have (the script never touches it)."""
+
+
+@dataclass
+class Verdict:
+    """How a page came out of the gate."""
+
+    passed: list[str] = field(default_factory=list)
+    """Users reserved now or by an earlier execution of the page: send to them."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """User -> reason (``suppressed``, ``quiet_hours``, ``plan_cap``, ``channel_cap``,
+    ``cap``, ``budget``, ``quota``)."""
+    deferred: dict[str, datetime] = field(default_factory=dict)
+    """User -> when quiet hours end for them."""
+
+
+def history_member(controls: Controls, *, channel: str, run_id: str, node: str, entry: int) -> str:
+    """A message's member in its user's sent history: ``kind|channel|plan|run:node:entry``
+    (kind ``m`` marketing, ``t`` transactional; the user is the key)."""
+    kind = "t" if controls.transactional else "m"
+    return f"{kind}|{channel}|{controls.plan_id}|{run_id}:{node}:{entry}"
+
+
+class DeliveryGate:
+    """Checks and reserves pages of users; built once per worker with the Redis client."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._check = redis.register_script(_CHECK)
+        self._release = redis.register_script(_RELEASE)
+
+    async def check(
+        self,
+        controls: Controls,
+        *,
+        channel: str,
+        run_id: str,
+        node: str,
+        entries: Mapping[str, int],
+        zones: Mapping[str, str | None],
+        now: datetime,
+        cost: float,
+    ) -> Verdict:
+        """Decide every user of ``entries`` (user -> entry) in one atomic call."""
+        users = list(entries)
+        if not users:
+            return Verdict()
+        quiet = (
+            quiet_verdicts(controls.quiet, now=now, zones={u: zones.get(u) for u in users})
+            if controls.quiet is not None and not controls.transactional
+            else {}
+        )
+        now_ms = int(now.timestamp() * 1000)
+        args: list[str | int | float] = [
+            now_ms,
+            now_ms - int(controls.history.total_seconds() * 1000),
+            int(controls.history.total_seconds() * 1000),
+            channel,
+            "1" if controls.transactional else "0",
+            cost,
+            len(controls.caps),
+        ]
+        for cap in controls.caps:
+            per_ms = int(cap.per.total_seconds() * 1000)
+            args += [cap.max, per_ms, cap.channel or "", cap.plan or "", cap.reason]
+        args += _spend_args(controls.budget) + _spend_args(controls.quota)
+        keys = [_key(controls.budget), _key(controls.quota)]
+        for user in users:
+            keys += [sent_history_key(user), suppression_key(user)]
+            member = history_member(
+                controls, channel=channel, run_id=run_id, node=node, entry=entries[user]
+            )
+            args += [member, quiet[user][0] if user in quiet else ""]
+        codes = await self._check(keys=keys, args=args)
+        verdict = Verdict()
+        for user, raw in zip(users, codes, strict=True):
+            code = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if code in ("ok", "held"):
+                verdict.passed.append(user)
+            elif code == DEFER:
+                release = quiet[user][1]
+                assert release is not None  # deferred users always have a release time
+                verdict.deferred[user] = release
+            else:
+                verdict.skipped[user] = code
+        return verdict
+
+    async def release(
+        self,
+        controls: Controls,
+        *,
+        channel: str,
+        run_id: str,
+        node: str,
+        entries: Sequence[tuple[str, int]],
+        cost: float,
+    ) -> int:
+        """Give back the reservations of messages that failed for good; returns how many
+        were still held (a second release of the same message gives nothing back)."""
+        if not entries:
+            return 0
+        keys = [_key(controls.budget), _key(controls.quota)]
+        args: list[str | float] = [
+            cost,
+            "0" if controls.budget is None else "1",
+            "0" if controls.quota is None else "1",
+        ]
+        for user, entry in entries:
+            keys.append(sent_history_key(user))
+            args.append(
+                history_member(controls, channel=channel, run_id=run_id, node=node, entry=entry)
+            )
+        return int(await self._release(keys=keys, args=args))
+
+
+def _key(rule: SpendRule | None) -> str:
+    return _NO_KEY if rule is None else rule.key
+
+
+def _spend_args(rule: SpendRule | None) -> list[str | int | float]:
+    if rule is None:
+        return ["", "", ""]
+    return [
+        "" if rule.max_messages is None else rule.max_messages,
+        "" if rule.max_cost is None else rule.max_cost,
+        rule.reason,
+    ]

@@ -1,0 +1,137 @@
+"""The gate as a send page uses it: its controls, its clock, its users' zones and price."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from activities.channels.message import Outcome, SendResult
+from activities.channels.runtime import ChannelRuntime
+from activities.controls.gate import DeliveryGate, Verdict
+from activities.controls.quiet import DROP
+from journeys.contracts.pages import DeferredGroup, DeliverPageInput
+
+
+class PageGate:
+    """Checks a page's users and gives back what failed sends reserved."""
+
+    def __init__(self, *, redis: aioredis.Redis, channels: ChannelRuntime) -> None:
+        self._gate = DeliveryGate(redis)
+        self._channels = channels
+
+    def _cost(self, channel: str) -> float:
+        config = self._channels.channel(channel)
+        return 0.0 if config is None else config.cost
+
+    async def check(
+        self, data: DeliverPageInput, entries: Mapping[str, int], profiles: Mapping[str, Any]
+    ) -> Verdict:
+        """The page's verdict; every user passes when the step has no controls."""
+        if data.controls is None:
+            return Verdict(passed=list(entries))
+        zones = {u: (row["timezone"] if (row := profiles.get(u)) else None) for u in entries}
+        return await self._gate.check(
+            data.controls,
+            channel=data.channel,
+            run_id=data.run_id,
+            node=data.node,
+            entries=entries,
+            zones=zones,
+            now=data.now or datetime.now(UTC),
+            cost=self._cost(data.channel),
+        )
+
+    async def release(self, data: DeliverPageInput, entries: Sequence[tuple[str, int]]) -> None:
+        """Messages of the page that failed for good give their reservations back."""
+        if data.controls is None or not entries:
+            return
+        await self._gate.release(
+            data.controls,
+            channel=data.channel,
+            run_id=data.run_id,
+            node=data.node,
+            entries=entries,
+            cost=self._cost(data.channel),
+        )
+
+
+@dataclass(slots=True)
+class Gated:
+    """What the gate did to a page's open rows."""
+
+    rows: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Key -> (status, reason) of every message the gate stopped."""
+    counts: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    skipped: list[str] = field(default_factory=list)
+    """Users skipped: they go on to the next node."""
+    deferred: dict[str, datetime] = field(default_factory=dict)
+
+
+def stopped_users(verdict: Verdict | None) -> dict[str, tuple[str, str]]:
+    """User -> (status, reason) of each user the gate did not pass."""
+    if verdict is None:
+        return {}
+    stopped = {u: ("skipped", reason) for u, reason in verdict.skipped.items()}
+    stopped.update({u: ("deferred", DROP) for u in verdict.deferred})
+    return stopped
+
+
+def gated_rows(verdict: Verdict | None, open_rows: list[tuple[str, str]]) -> Gated:
+    gated = Gated()
+    if verdict is None:
+        return gated
+    stopped = stopped_users(verdict)
+    for key, user in open_rows:
+        if user not in stopped:
+            continue
+        status, reason = stopped[user]
+        gated.rows[key] = stopped[user]
+        if status == "skipped":
+            gated.counts[status, reason] += 1
+            gated.skipped.append(user)
+        else:
+            gated.deferred[user] = verdict.deferred[user]
+    return gated
+
+
+def given_up(
+    data: DeliverPageInput,
+    todo: list[tuple[str, str]],
+    outcomes: dict[str, SendResult],
+    entries: dict[str, int],
+) -> list[tuple[str, int]]:
+    """(user, entry) of each message that failed for good: permanent, or out of passes."""
+    last_pass = data.attempt >= data.max_attempts
+    return [
+        (u, entries[u])
+        for k, u in todo
+        if (outcome := outcomes[k].outcome) is Outcome.PERMANENT
+        or (outcome is not Outcome.SENT and last_pass)
+    ]
+
+
+def deferred_groups(
+    data: DeliverPageInput, deferred: dict[str, datetime]
+) -> list[tuple[DeferredGroup, list[str]]]:
+    """Deferred users by release time, earliest first, each group with its cohort id."""
+    if not deferred or data.deferred_prefix is None:
+        return []
+    by_release: dict[datetime, list[str]] = {}
+    for user, release in deferred.items():
+        by_release.setdefault(release, []).append(user)
+    return [
+        (
+            DeferredGroup(
+                cohort=f"{data.deferred_prefix}.{int(release.timestamp())}",
+                release=release,
+                users=len(members),
+            ),
+            members,
+        )
+        for release, members in sorted(by_release.items())
+    ]

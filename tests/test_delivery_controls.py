@@ -1,0 +1,132 @@
+"""Delivery controls end to end: real worker, Temporal (virtual time), Redis, PostgreSQL and
+a real HTTP receiver. Each test reads the ledger and the receiver, not only the counters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+
+from activities.db.pool import DbPool
+from journeys.contracts.runs import RunOptions
+from journeys.settings import Settings
+from tests.engine import for_test, start_blast, worker_running, write_channels, write_plan
+from tests.journey_runner import JourneyKit
+from tests.receiver import Receiver
+
+FAST = RunOptions(page_heartbeat_timeout=timedelta(seconds=5))
+
+
+async def ledger(pool: DbPool, run_id: str) -> dict[str, tuple[str, str | None]]:
+    rows = await pool.fetch(
+        "SELECT user_id, status, reason FROM deliveries WHERE run_id = $1", run_id
+    )
+    return {r["user_id"]: (r["status"], r["reason"]) for r in rows}
+
+
+def write_policy(directory: Path, policy: dict[str, Any]) -> Path:
+    path = directory / f"policy-{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+async def test_two_plans_at_once_share_a_daily_cap(
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    channels = write_channels(tmp_path, receiver_url=receiver.url)
+    settings = for_test(stack_settings, channels).model_copy(
+        update={"policy_file": write_policy(tmp_path, {"caps": [{"max": 1, "per": "1d"}]})}
+    )
+    tag = uuid.uuid4().hex[:6]
+    ids = tmp_path / "ids.txt"
+    people = [f"cap{tag}-{i:03d}" for i in range(300)]
+    ids.write_text("".join(f"{u}\n" for u in people))
+    plans = [write_plan(tmp_path, channel=ch, shards=2) for ch in ("popup", "push")]
+    async with worker_running(settings):
+        started = [
+            await start_blast(
+                settings, pool=pool, redis=redis, plan_file=p, ids_file=ids, options=FAST
+            )
+            for p in plans
+        ]
+        results = await asyncio.gather(*(handle.result() for _, handle in started))
+    rows = [await ledger(pool, launched.run_id) for launched, _ in started]
+    # every user got exactly one message, from one plan or the other; the other skipped it
+    for user in people:
+        statuses = sorted(r[user] for r in rows)
+        assert statuses == [("sent", None), ("skipped", "cap")], user
+    delivered = sum(r.totals.delivered for r in results)
+    skipped = sum(r.totals.skipped.get("cap", 0) for r in results)
+    assert (delivered, skipped) == (300, 300)
+    pushed = {m["user_id"] for m in receiver.messages().values()}
+    assert pushed == {u for u in people if rows[1][u][0] == "sent"}
+
+
+async def test_quiet_hours_defer_or_drop_by_zone(journey: JourneyKit) -> None:
+    # three fixed-offset zones around now: the window holds UTC (release 2-3h away) and
+    # UTC+1 (release 1-2h away) but not UTC-6; a 2h max_defer drops the farther release
+    now = datetime.now(UTC)
+    start = (now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)).time()
+    end = (now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)).time()
+    zones = {"utc": "Etc/UTC", "plus1": "Etc/GMT-1", "minus6": "Etc/GMT+6"}
+    people = {f"q{name}-{i}": zone for name, zone in zones.items() for i in range(5)}
+    journey.use_policy({"fallback_zone": "UTC"})
+    quiet = {"start": f"{start:%H:%M}", "end": f"{end:%H:%M}", "mode": "defer", "max_defer": "2h"}
+    outcome = await journey.run(
+        {
+            "steps": {"hello": {"type": "send", "channel": "push", "template": "hello"}},
+            "limits": {"page_size": 50, "concurrency": 4, "quiet_hours": quiet},
+        },
+        users=list(people),
+        profiles={u: {"timezone": z} for u, z in people.items()},
+    )
+    rows = await ledger(journey.pool, outcome.run_id)
+    by_zone: dict[str, Counter[tuple[str, str | None]]] = {}
+    for user, zone in people.items():
+        by_zone.setdefault(zone, Counter())[rows[user]] += 1
+    assert by_zone == {
+        "Etc/UTC": Counter({("skipped", "quiet_hours"): 5}),  # release too far: dropped
+        "Etc/GMT-1": Counter({("sent", None): 5}),  # held, then sent when the window ended
+        "Etc/GMT+6": Counter({("sent", None): 5}),  # outside the window: sent at once
+    }
+    totals = outcome.result.totals
+    assert (totals.delivered, totals.skipped, totals.deferred) == (10, {"quiet_hours": 5}, 5)
+    received = {m["user_id"] for m in journey.receiver.messages().values()}
+    assert received == {u for u, z in people.items() if z != "Etc/UTC"}
+    assert outcome.nodes["hello"].entered == 15  # the held users are not counted twice
+
+
+async def test_a_budget_runs_out_while_failed_sends_give_their_place_back(
+    journey: JourneyKit,
+) -> None:
+    people = [f"bud-{i:03d}" for i in range(100)]
+    journey.receiver.permanent_for = set(people[:10])  # the first page fails for good
+    outcome = await journey.run(
+        {
+            "steps": {"hello": {"type": "send", "channel": "push", "template": "hello"}},
+            "limits": {
+                "page_size": 10,
+                "concurrency": 1,
+                "budget": [{"channel": "push", "max_messages": 60}],
+            },
+        },
+        users=people,
+    )
+    totals = outcome.result.totals
+    assert totals.delivered == 60  # the ten failures did not use up the budget
+    assert sum(totals.failed.values()) == 10 and totals.skipped == {"budget": 30}
+    rows = await ledger(journey.pool, outcome.run_id)
+    assert Counter(status for status, _ in rows.values()) == Counter(
+        {"sent": 60, "failed": 10, "skipped": 30}
+    )
+    assert len(journey.receiver.messages()) == 60

@@ -1,0 +1,185 @@
+"""The delivery gate against a real Redis: order, caps, budgets, idempotence, release."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+import redis.asyncio as aioredis
+
+from activities.controls.gate import DeliveryGate
+from journeys.contracts.controls import CapRule, Controls, QuietRule, SpendRule
+from journeys.names import budget_key, suppression_key
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def users(n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"g{tag}-{i}" for i in range(n)]
+
+
+def controls(**fields: object) -> Controls:
+    return Controls.model_validate({"plan_id": f"p{uuid.uuid4().hex[:6]}", **fields})
+
+
+async def check(
+    gate: DeliveryGate,
+    rules: Controls,
+    people: list[str],
+    *,
+    run: str = "run-a",
+    channel: str = "sms",
+    now: datetime = NOW,
+    zones: dict[str, str | None] | None = None,
+    cost: float = 0.0,
+) -> dict[str, str]:
+    verdict = await gate.check(
+        rules,
+        channel=channel,
+        run_id=run,
+        node="send",
+        entries=dict.fromkeys(people, 0),
+        zones=zones or {},
+        now=now,
+        cost=cost,
+    )
+    out = dict.fromkeys(verdict.passed, "ok")
+    out.update(verdict.skipped)
+    out.update(dict.fromkeys(verdict.deferred, "defer"))
+    return out
+
+
+DAILY = CapRule(max=1, per=timedelta(days=1), reason="cap")
+
+
+async def test_a_cap_counts_across_runs_and_a_replayed_page_counts_once(
+    redis: aioredis.Redis,
+) -> None:
+    gate, people = DeliveryGate(redis), users(3)
+    rules = controls(caps=[DAILY])
+    assert await check(gate, rules, people) == dict.fromkeys(people, "ok")
+    # the same page again (a retry, a replay): the same messages pass, nothing counted twice
+    assert await check(gate, rules, people) == dict.fromkeys(people, "ok")
+    # another run's message to the same users within the day is over the cap
+    assert await check(gate, rules, people, run="run-b") == dict.fromkeys(people, "cap")
+    # a day later the window has moved on
+    later = NOW + timedelta(days=1, seconds=1)
+    assert await check(gate, rules, people, run="run-c", now=later) == dict.fromkeys(people, "ok")
+
+
+async def test_plan_caps_count_their_own_plan_and_channel_caps_their_channel(
+    redis: aioredis.Redis,
+) -> None:
+    gate, people = DeliveryGate(redis), users(2)
+    week = timedelta(days=7)
+    first = controls(caps=[CapRule(max=1, per=week, plan="weekly", reason="plan_cap")])
+    first = first.model_copy(update={"plan_id": "weekly"})
+    assert await check(gate, first, people, run="weekly-1") == dict.fromkeys(people, "ok")
+    later = NOW + timedelta(days=3)
+    assert await check(gate, first, people, run="weekly-2", now=later) == dict.fromkeys(
+        people, "plan_cap"
+    )
+    # another plan is not held back by the weekly plan's own cap
+    other = controls(caps=[CapRule(max=1, per=week, plan="other", reason="plan_cap")])
+    other = other.model_copy(update={"plan_id": "other"})
+    assert await check(gate, other, people, run="other-1") == dict.fromkeys(people, "ok")
+    # a per-channel cap counts sms only: the push message passes, a second sms does not
+    sms_cap = controls(caps=[CapRule(max=2, per=week, channel="sms", reason="channel_cap")])
+    assert await check(gate, sms_cap, people, run="x", channel="push") == dict.fromkeys(
+        people, "ok"
+    )
+    assert await check(gate, sms_cap, people, run="y", channel="sms") == dict.fromkeys(
+        people, "channel_cap"
+    )
+
+
+async def test_suppression_comes_first_and_the_allow_list_skips_caps(
+    redis: aioredis.Redis,
+) -> None:
+    gate = DeliveryGate(redis)
+    everywhere, on_sms, tester, plain = users(4)
+    await redis.sadd(suppression_key(everywhere), "*")
+    await redis.sadd(suppression_key(on_sms), "sms")
+    await redis.sadd(suppression_key(tester), "+allow")
+    quiet = QuietRule(
+        start=time(11), end=time(13), mode="drop", fallback="UTC", max_defer=timedelta(hours=12)
+    )
+    rules = controls(caps=[DAILY], quiet=quiet)
+    people = [everywhere, on_sms, tester, plain]
+    # at noon UTC everyone is inside quiet hours: suppression still names its users
+    assert await check(gate, rules, people) == {
+        everywhere: "suppressed",
+        on_sms: "suppressed",
+        tester: "ok",  # test users are exempt from quiet hours and caps
+        plain: "quiet_hours",
+    }
+    assert await check(gate, rules, [on_sms], channel="push") == {on_sms: "quiet_hours"}
+    assert await check(gate, rules, [tester], run="again") == {tester: "ok"}
+
+
+async def test_transactional_sends_skip_marketing_controls_and_do_not_count(
+    redis: aioredis.Redis,
+) -> None:
+    gate = DeliveryGate(redis)
+    blocked, person = users(2)
+    await redis.sadd(suppression_key(blocked), "*")
+    quiet = QuietRule(
+        start=time(11), end=time(13), mode="drop", fallback="UTC", max_defer=timedelta(hours=1)
+    )
+    notice = controls(transactional=True, caps=[DAILY], quiet=quiet)
+    for run in ("order-1", "order-2"):
+        assert await check(gate, notice, [blocked, person], run=run) == {
+            blocked: "suppressed",
+            person: "ok",
+        }
+    # two order notices did not use up the marketing cap
+    assert await check(gate, controls(caps=[DAILY]), [person], run="promo") == {person: "ok"}
+
+
+async def test_a_budget_runs_out_and_a_release_gives_back_once(redis: aioredis.Redis) -> None:
+    gate, people = DeliveryGate(redis), users(5)
+    run = f"run-{uuid.uuid4().hex[:6]}"
+    budget = SpendRule(key=budget_key(run, "sms"), max_messages=3, reason="budget")
+    rules = controls(budget=budget)
+    verdict = await check(gate, rules, people, run=run)
+    assert [verdict[u] for u in people] == ["ok", "ok", "ok", "budget", "budget"]
+    assert await redis.hget(budget.key, "n") == b"3"
+    # a permanent failure gives its place back, once however often it is released
+    for _ in range(2):
+        await gate.release(
+            rules, channel="sms", run_id=run, node="send", entries=[(people[0], 0)], cost=0.0
+        )
+    assert await redis.hget(budget.key, "n") == b"2"
+    assert await check(gate, rules, people[3:], run=run) == {people[3]: "ok", people[4]: "budget"}
+
+
+async def test_a_money_budget_prices_messages_by_the_channel_cost(redis: aioredis.Redis) -> None:
+    gate, people = DeliveryGate(redis), users(4)
+    run = f"run-{uuid.uuid4().hex[:6]}"
+    budget = SpendRule(key=budget_key(run, "sms"), max_cost=0.1, reason="budget")
+    verdict = await check(gate, controls(budget=budget), people, run=run, cost=0.04)
+    assert sorted(verdict.values()) == ["budget", "budget", "ok", "ok"]
+    assert abs(float(await redis.hget(budget.key, "c") or 0) - 0.08) < 1e-9
+
+
+async def test_quiet_hours_defer_by_each_users_zone(redis: aioredis.Redis) -> None:
+    gate = DeliveryGate(redis)
+    shanghai, london, nowhere = users(3)
+    quiet = QuietRule(
+        start=time(20), end=time(8), mode="defer", fallback="UTC", max_defer=timedelta(hours=12)
+    )
+    zones = {shanghai: "Asia/Shanghai", london: "Europe/London", nowhere: "Not/AZone"}
+    # 12:00 UTC is 20:00 in Shanghai (quiet until 08:00 there, 00:00 UTC), noon in London
+    verdict = await gate.check(
+        controls(quiet=quiet),
+        channel="push",
+        run_id="r",
+        node="send",
+        entries=dict.fromkeys([shanghai, london, nowhere], 0),
+        zones=zones,
+        now=NOW,
+        cost=0.0,
+    )
+    assert verdict.deferred == {shanghai: datetime(2026, 12, 2, 0, 0, tzinfo=UTC)}
+    assert sorted(verdict.passed) == sorted([london, nowhere])  # a bad zone falls back to UTC
