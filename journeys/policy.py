@@ -148,3 +148,8 @@ def check_policy(data: object) -> tuple[Policy | None, list[Problem]]:
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; raise :class:`PolicyInvalid` listing every problem."""
     return load_checked(path, check_policy, refused=PolicyInvalid)
+
+
+def policy_at(path: Path | None) -> Policy | None:
+    """The policy of ``JOURNEYS_POLICY`` (``settings.policy_file``), or None when unset."""
+    return None if path is None else load_policy(path)

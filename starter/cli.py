@@ -19,6 +19,7 @@ from . import (
     run_commands,
     saved_audience_commands,
     segment_commands,
+    suppress_commands,
     tag_commands,
     version_commands,
 )
@@ -41,6 +42,7 @@ event_commands.register(app)
 profile_commands.register(app)
 segment_commands.register(app)
 tag_commands.register(app)
+suppress_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

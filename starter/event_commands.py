@@ -11,6 +11,7 @@ import typer
 
 from journeys.errors import InvalidInput, Problem
 from journeys.events import MAX_BATCH
+from journeys.policy import policy_at
 from journeys.settings import get_settings
 
 from .connect import database, redis_client, temporal_client
@@ -34,6 +35,7 @@ async def _ingest(batches: list[list[Any]]) -> IngestReport:
             client=client,
             max_props_bytes=settings.event_props_max_bytes,
             max_props_depth=settings.event_props_max_depth,
+            suppression=policy.suppression if (policy := policy_at(settings.policy_file)) else None,
         )
         for batch in batches:
             report = await ingest.ingest(batch)

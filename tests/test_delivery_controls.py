@@ -10,14 +10,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis.asyncio as aioredis
 import yaml
 
 from activities.db.pool import DbPool
+from journeys.contracts.counters import Counters
 from journeys.contracts.runs import RunOptions
 from journeys.settings import Settings
 from tests.engine import for_test, start_blast, worker_running, write_channels, write_plan
-from tests.journey_runner import JourneyKit
+from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, Post, UntilShard
 from tests.receiver import Receiver
 
 FAST = RunOptions(page_heartbeat_timeout=timedelta(seconds=5))
@@ -130,3 +132,59 @@ async def test_a_budget_runs_out_while_failed_sends_give_their_place_back(
         {"sent": 60, "failed": 10, "skipped": 30}
     )
     assert len(journey.receiver.messages()) == 60
+
+
+async def test_suppression_by_event_and_by_api_mid_run(
+    journey: JourneyKit, ingest_url: str
+) -> None:
+    journey.use_ingest(ingest_url)
+    tag = uuid.uuid4().hex[:6]
+    people = [f"sup{tag}-{i:02d}" for i in range(20)]
+    everywhere, sms_only, by_api = people[:3], people[3:5], people[5]
+
+    async def suppress_by_api(_: LiveRun) -> None:
+        async with httpx.AsyncClient(base_url=ingest_url) as http:
+            bad = await http.post("/v1/suppressions", json={"user_ids": ["has space"]})
+            assert bad.status_code == 422  # refused to its sender, nothing marked
+            good = await http.post(
+                "/v1/suppressions", json={"user_ids": [by_api], "channel": "push"}
+            )
+            assert good.status_code == 200 and good.json() == {"changed": 1}
+
+    outcome = await journey.run(
+        {
+            "steps": {
+                "pause": {"type": "wait", "duration": "1h", "next": "hello"},
+                "hello": {"type": "send", "channel": "push", "template": "hello"},
+            },
+        },
+        users=people,
+        skipping=False,
+        script=[
+            UntilShard(lambda s: s.nodes.get("pause", Counters()).entered == 20),
+            Post(
+                [{"user_id": u, "name": "unsubscribed"} for u in everywhere]
+                + [
+                    {"user_id": u, "name": "unsubscribed", "props": {"channel": "sms"}}
+                    for u in sms_only
+                ]
+            ),
+            Check(suppress_by_api),
+            Advance(timedelta(hours=1, minutes=1)),
+        ],
+    )
+    rows = await ledger(journey.pool, outcome.run_id)
+    stopped = {u for u, (status, _) in rows.items() if status == "skipped"}
+    assert stopped == {*everywhere, by_api}
+    assert {rows[u] for u in stopped} == {("skipped", "suppressed")}
+    assert outcome.result.totals.skipped == {"suppressed": 4}
+    # unsubscribed from sms only: push still reaches them
+    assert {m["user_id"] for m in journey.receiver.messages().values()} == set(people) - stopped
+    marks = await journey.pool.fetch(
+        "SELECT user_id, channel, source FROM suppressions WHERE user_id = ANY($1)", people
+    )
+    assert sorted((r["user_id"], r["channel"], r["source"]) for r in marks) == sorted(
+        [(u, "*", "event:unsubscribed") for u in everywhere]
+        + [(u, "sms", "event:unsubscribed") for u in sms_only]
+        + [(by_api, "push", "api")]
+    )

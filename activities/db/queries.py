@@ -560,3 +560,28 @@ TAG_SET_STATE = "UPDATE tags SET state = $2, updated_at = now() WHERE name = $1"
 
 # Every stored plan version, newest first per plan: `tags usage` reads their rules.
 PLAN_BODIES = "SELECT plan_id, version, body FROM plan_versions ORDER BY plan_id, version DESC"
+
+
+# Suppression lists and the allow list (activities/controls/suppression.py): PostgreSQL holds
+# the record, Redis the copy the delivery gate reads.
+SUPPRESSIONS_ADD = """
+INSERT INTO suppressions (user_id, list, channel, reason, source)
+SELECT user_id, $2, $3, $4, $5 FROM unnest($1::text[]) AS t(user_id)
+ON CONFLICT (user_id, list, channel) DO NOTHING
+RETURNING user_id
+"""
+
+SUPPRESSIONS_REMOVE = """
+DELETE FROM suppressions WHERE user_id = ANY($1::text[]) AND list = $2 AND channel = $3
+RETURNING user_id
+"""
+
+SUPPRESSIONS_LIST = """
+SELECT user_id, list, channel, reason, source, created_at FROM suppressions
+WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR list = $2)
+ORDER BY user_id, list, channel LIMIT $3
+"""
+
+SUPPRESSIONS_ALL = "SELECT user_id, list, channel FROM suppressions ORDER BY user_id"
+
+SUPPRESSIONS_OF = "SELECT user_id, list, channel FROM suppressions WHERE user_id = ANY($1::text[])"

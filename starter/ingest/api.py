@@ -2,8 +2,10 @@
 
 ``POST /v1/events`` takes ``{"events": [...]}`` (at most 1,000) and answers 202 with what it
 did, or 422 with one entry per problem (``index``, ``field``, ``reason``) and nothing stored;
-a body over the configured size gets 413. ``GET /healthz`` checks PostgreSQL, Redis and
-Temporal; ``GET /metrics`` counts in the Prometheus text format.
+a body over the configured size gets 413. ``POST /v1/suppressions`` (and ``/remove``) marks
+users suppressed, or allowed as test users, from ``{"user_ids": [...], "channel": "*"}``.
+``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
+Prometheus text format.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import ValidationError
 from temporalio.client import Client
 
+from activities.controls.suppression import SuppressionStore
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_BODY_BYTES, MAX_PROBLEMS, MAX_PROPS_BYTES
+from journeys.policy import Suppression
 
 from .body import BodyRefused, read_json
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
 from .service import EventIngest, IngestReport
+from .suppressions import SuppressionChange, SuppressionsChanged
 
 
 def create_app(
@@ -37,6 +43,7 @@ def create_app(
     max_props_depth: int = MAX_PROPS_DEPTH,
     max_body_bytes: int = MAX_BODY_BYTES,
     linger: timedelta = timedelta(0),
+    suppression: Suppression | None = None,
 ) -> FastAPI:
     """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
     counts: Counter[str] = Counter()
@@ -53,7 +60,9 @@ def create_app(
             max_props_bytes=max_props_bytes,
             max_props_depth=max_props_depth,
             linger=linger,
+            suppression=suppression,
         )
+        state["suppressions"] = SuppressionStore(pool=pool, redis=redis)
         try:
             yield
         finally:
@@ -100,6 +109,48 @@ def create_app(
         counts["routed_events"] += report.routed
         return JSONResponse(report.model_dump(), status_code=202)
 
+    @app.post(
+        "/v1/suppressions",
+        response_model=None,
+        responses={
+            200: {"model": SuppressionsChanged, "description": "Marked (PostgreSQL, Redis)."},
+            422: {"model": Refusal, "description": "Malformed: nothing was marked."},
+        },
+    )
+    async def post_suppressions(request: Request) -> Response:
+        """Suppress users (on one channel, or all), or allow them as test users."""
+        change = await _suppression_change(request, max_body_bytes=max_body_bytes)
+        if isinstance(change, Response):
+            return change
+        added = await state["suppressions"].add(
+            change.user_ids,
+            channel=change.channel,
+            list_name="allow" if change.allow else "suppress",
+            reason=change.reason,
+            source="api",
+        )
+        return JSONResponse(SuppressionsChanged(changed=added).model_dump())
+
+    @app.post(
+        "/v1/suppressions/remove",
+        response_model=None,
+        responses={
+            200: {"model": SuppressionsChanged, "description": "Unmarked."},
+            422: {"model": Refusal, "description": "Malformed: nothing was changed."},
+        },
+    )
+    async def remove_suppressions(request: Request) -> Response:
+        """Lift marks (the same channel they were added on)."""
+        change = await _suppression_change(request, max_body_bytes=max_body_bytes)
+        if isinstance(change, Response):
+            return change
+        removed = await state["suppressions"].remove(
+            change.user_ids,
+            channel=change.channel,
+            list_name="allow" if change.allow else "suppress",
+        )
+        return JSONResponse(SuppressionsChanged(changed=removed).model_dump())
+
     @app.get(
         "/healthz",
         response_model=None,
@@ -134,6 +185,22 @@ def create_app(
         return PlainTextResponse("\n".join(lines) + "\n")
 
     return app
+
+
+async def _suppression_change(
+    request: Request, *, max_body_bytes: int
+) -> SuppressionChange | Response:
+    """The body as a :class:`SuppressionChange`, or the 4xx answer refusing it."""
+    try:
+        body = await read_json(request, max_bytes=max_body_bytes)
+    except BodyRefused as exc:
+        return _refused([(-1, "body", exc.reason)], status=exc.status)
+    try:
+        return SuppressionChange.model_validate(body)
+    except ValidationError as exc:
+        return _refused(
+            [(-1, ".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        )
 
 
 def _refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> Response:

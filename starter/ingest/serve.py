@@ -9,6 +9,7 @@ import uvicorn
 from temporalio.client import Client
 
 from activities.db.pool import create_pool
+from journeys.policy import policy_at
 from journeys.settings import Settings
 
 from ..connect import temporal_client
@@ -23,6 +24,7 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
         pool = await create_pool(settings)
         return pool, aioredis.Redis.from_url(settings.redis_url), client
 
+    policy = policy_at(settings.policy_file)
     config = uvicorn.Config(
         create_app(
             connect,
@@ -30,6 +32,9 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
             max_props_depth=settings.event_props_max_depth,
             max_body_bytes=settings.ingest_max_body_bytes,
             linger=settings.ingest_linger,
+            suppression=(
+                policy.suppression if (policy := policy_at(settings.policy_file)) else None
+            ),
         ),
         host=settings.ingest_host,
         port=settings.ingest_port if port is None else port,

@@ -18,12 +18,14 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from temporalio.client import Client
 
+from activities.controls.suppression import SuppressionStore
 from activities.db import queries
 from activities.db.pool import DbPool
 from activities.event_registry import ListenerCache
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_PROPS_BYTES, JourneyEvent, parse_events
+from journeys.policy import Suppression
 from starter.ingest.coalesce import SignalCoalescer
 
 
@@ -49,8 +51,11 @@ class EventIngest:
         max_props_bytes: int = MAX_PROPS_BYTES,
         max_props_depth: int = MAX_PROPS_DEPTH,
         linger: timedelta = timedelta(0),
+        suppression: Suppression | None = None,
     ) -> None:
         self._pool = pool
+        self._suppression = suppression or Suppression()
+        self._suppressions = SuppressionStore(pool=pool, redis=redis)
         self._max_props_bytes = max_props_bytes
         self._max_props_depth = max_props_depth
         self._signals = SignalCoalescer(client, linger=linger)
@@ -67,6 +72,7 @@ class EventIngest:
         if problems:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
         fresh, seqs = await self._store(events)
+        await self._suppress(fresh)
         routed = await self._route(fresh)
         if seqs:
             await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
@@ -104,6 +110,23 @@ class EventIngest:
                 taken.add(event.event_id)  # a repeat inside the batch acts once too
                 fresh.append(event)
         return fresh, seqs
+
+    async def _suppress(self, events: list[JourneyEvent]) -> None:
+        """Unsubscribe events (the policy names which) suppress their users at once, on the
+        channel their property names, else on every channel; before routing, so no page
+        checked after the answer sends to them."""
+        name, prop = self._suppression.event, self._suppression.channel_property
+        by_channel: dict[str, list[str]] = defaultdict(list)
+        for event in events:
+            if event.name == name:
+                channel = event.props.get(prop)
+                by_channel[channel if isinstance(channel, str) and channel else "*"].append(
+                    event.user_id
+                )
+        for channel, users in sorted(by_channel.items()):
+            await self._suppressions.add(
+                users, channel=channel, reason=name, source=f"event:{name}"
+            )
 
     async def _route(self, events: list[JourneyEvent]) -> int:
         """One batched signal per (run, shard) listening for the events' names."""
