@@ -12,6 +12,7 @@ from journeys.settings import get_settings
 
 from . import (
     audience_commands,
+    budget_commands,
     dev_commands,
     event_commands,
     plan_commands,
@@ -43,6 +44,7 @@ profile_commands.register(app)
 segment_commands.register(app)
 tag_commands.register(app)
 suppress_commands.register(app)
+budget_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

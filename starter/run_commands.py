@@ -17,11 +17,11 @@ from journeys.contracts.runs import (
     RateUpdateResult,
     RunProgress,
 )
-from journeys.durations import parse_rate
 from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
 from journeys.settings import get_settings
 from workflows.plan_run import PlanRunWorkflow
 
+from .channel_rate import paced_channel, per_second_of, set_channel_rate
 from .connect import database, redis_client, temporal_client
 from .console import err, out, print_json
 from .launching import launch as start_run
@@ -162,22 +162,31 @@ def cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
 
 
 def rate(
-    run_id: str = typer.Argument(..., metavar="RUN"),
-    value: str = typer.Argument(..., metavar="RATE", help="e.g. 200/s, 1000/m, or 0 for unlimited"),
+    target: str = typer.Argument(..., metavar="RUN|CHANNEL", help="A run id or a channel name."),
+    value: str | None = typer.Argument(
+        None, metavar="RATE", help="e.g. 200/s, 1000/m, or 0 for unlimited"
+    ),
+    reset: bool = typer.Option(False, "--reset", help="A channel: back to the channels file's."),
 ) -> None:
-    """Change RUN's rate limit while it is going."""
-    per_second = 0.0 if value.strip() == "0" else parse_rate(value).per_second
+    """Change RUN's rate limit, or CHANNEL's (shared by every plan), while they go."""
     settings = get_settings()
+    channel = paced_channel(target, settings.channels_file)
+    if channel is not None:
+        set_channel_rate(channel, value=value, reset=reset)
+        return
+    if value is None or reset:
+        raise JourneysError("give a RATE for a run (--reset is for channels)")
+    per_second = per_second_of(value)
 
     async def go() -> RateUpdateResult:
         client = await temporal_client(settings)
-        handle = await _handle(client, run_id)
+        handle = await _handle(client, target)
         return await handle.execute_update(
             PlanRunWorkflow.set_rate, RateUpdate(per_second=per_second)
         )
 
     result = asyncio.run(go())
-    out.print(f"rate of {run_id} is now {result.per_second:g}/s")
+    out.print(f"rate of {target} is now {result.per_second:g}/s")
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,8 @@ async def test_add_list_import_remove_and_sync(
         return json.loads(out)
 
     async def marks(user: str) -> set[str]:
-        return {m.decode() for m in await redis.smembers(suppression_key(user))}
+        found = await redis.smembers(suppression_key(user))
+        return {m.decode() if isinstance(m, bytes) else m for m in found}
 
     assert await journeys("add", a, "--reason", "complaint") == {"added": 1, "users": 1}
     assert await journeys("add", a) == {"added": 0, "users": 1}  # already there
