@@ -26,6 +26,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
+from journeys.channels_config import ChannelsFile
 from journeys.durations import Duration, format_duration, within
 from journeys.errors import PlanInvalid, PolicyInvalid, Problem
 from journeys.plan.common import ChannelName, PlanModel, Text
@@ -123,6 +124,20 @@ def plan_problems(plan: Plan, policy: Policy | None) -> list[Problem]:
         )
         for path, per in windows
         if per > history
+    ]
+
+
+def channel_problems(policy: Policy, channels: ChannelsFile | None) -> list[Problem]:
+    """Channels the policy names that the channels file does not declare."""
+    if channels is None:
+        return []
+    named = [(f"caps.{i}.channel", c.channel) for i, c in enumerate(policy.caps)]
+    named += [(f"quiet_hours.{i}.channel", q.channel) for i, q in enumerate(policy.quiet_hours)]
+    named += [(f"quotas.{i}.channel", q.channel) for i, q in enumerate(policy.quotas)]
+    return [
+        Problem(path, f"no channel {name!r} in the channels file")
+        for path, name in named
+        if name is not None and name not in channels.channels
     ]
 
 

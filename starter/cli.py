@@ -16,6 +16,7 @@ from . import (
     dev_commands,
     event_commands,
     plan_commands,
+    policy_commands,
     profile_commands,
     run_commands,
     saved_audience_commands,
@@ -45,6 +46,7 @@ segment_commands.register(app)
 tag_commands.register(app)
 suppress_commands.register(app)
 budget_commands.register(app)
+policy_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from activities.channels.template_check import template_problems
 from journeys.channels_config import ChannelsFile, load_channels
-from journeys.errors import ChannelsInvalid, PlanInvalid, Problem
+from journeys.errors import ChannelsInvalid, PlanInvalid, PolicyInvalid, Problem
 from journeys.plan.models import Plan
 from journeys.plan.problems import sorted_problems
 from journeys.plan.unenforced import Unenforced, unenforced_fields
 from journeys.plan.validate import load_plan
+from journeys.policy import channel_problems, load_policy, plan_problems
 from journeys.settings import get_settings
 
 NOT_PLANS = frozenset({"channels.yaml", "tags.yaml"})
@@ -64,7 +65,26 @@ def check_plan_file(
             Problem(problem.path, f"{problem.reason} (in {path})")
             for problem in template_problems(channels, plan=plan, limits=limits)
         )
+    problems.extend(policy_problems_for(plan, channels))
     return (plan if not problems else None), sorted_problems(problems)
+
+
+def policy_problems_for(plan: Plan | None, channels: ChannelsFile | None) -> list[Problem]:
+    """The policy file's own problems (``JOURNEYS_POLICY``), its channels missing from the
+    channels file, and what the plan asks that the policy cannot give."""
+    path = get_settings().policy_file
+    if path is None:
+        return []
+    try:
+        policy = load_policy(path)
+    except PolicyInvalid as exc:
+        return [Problem(p.path or "policy", f"{p.reason} (in {path})") for p in exc.problems]
+    problems = [
+        Problem(p.path, f"{p.reason} (in {path})") for p in channel_problems(policy, channels)
+    ]
+    if plan is not None:
+        problems += plan_problems(plan, policy)
+    return problems
 
 
 def read_plan(plan_file: Path, *, channels: Path | None) -> Plan:

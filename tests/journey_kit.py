@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,6 +114,23 @@ def write_users(directory: Path, users: list[str]) -> Path:
     path = directory / f"users-{uuid.uuid4().hex[:6]}.txt"
     path.write_text("".join(f"{user}\n" for user in users))
     return path
+
+
+def awake_zone(plan_file: Path, *, now: datetime | None = None) -> str:
+    """A fixed-offset zone (``Etc/GMT-5`` is UTC+5) where it is now the middle of the hours
+    ``plan_file``'s quiet hours leave for sending, so a test of a plan with quiet hours in
+    force does not depend on the time of day it runs. UTC when the plan has none."""
+    quiet = read_plan(plan_file, channels=None).limits.quiet_hours
+    if quiet is None:
+        return "UTC"
+    now = now or datetime.now(UTC)
+    start = quiet.start.hour * 60 + quiet.start.minute
+    end = quiet.end.hour * 60 + quiet.end.minute
+    awake = (start - end) % (24 * 60)  # minutes from the window's end to its next start
+    middle = (end + awake // 2) % (24 * 60)
+    offset = round((middle - (now.hour * 60 + now.minute)) / 60)
+    offset = (offset + 12) % 24 - 12  # -12..+11 hours: every Etc/GMT zone exists
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 async def seed_profiles(pool: DbPool, profiles: dict[str, dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.runs import ShardSummary
 from tests.engine import ROOT
-from tests.journey_kit import received_by_node, until_shard
+from tests.journey_kit import awake_zone, received_by_node, until_shard
 from tests.journey_runner import (
     Advance,
     Cancel,
@@ -57,6 +57,7 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
     user = {role: f"rc-{tag}-{role}" for role in [*reasons, "platform"]}
     order = {role: f"o-{tag}-{n}" for n, role in enumerate(user)}
     phone = {role: f"+86-138-{n:04d}" for n, role in enumerate(user)}
+    zone = awake_zone(EXAMPLE)  # its quiet hours are in force: send while users are awake
 
     def cancelled(role: str, reason: str, *, by: str = "user") -> dict[str, Any]:
         props = {
@@ -79,7 +80,10 @@ async def test_cancelled_order_recall_answers_each_cancel_reason(
     outcome = await journey.run(
         EXAMPLE,
         users=None,
-        profiles={user[role]: {"phone": phone[role], "attrs": {"name": role}} for role in user},
+        profiles={
+            user[role]: {"phone": phone[role], "timezone": zone, "attrs": {"name": role}}
+            for role in user
+        },
         skipping=False,
         script=[
             UntilListening("order_cancelled"),

@@ -14,6 +14,7 @@ from activities.channels.message import Outcome, SendResult
 from activities.channels.runtime import ChannelRuntime
 from activities.controls.gate import DeliveryGate, Verdict
 from activities.controls.quiet import DROP
+from journeys.contracts.controls import Controls
 from journeys.contracts.pages import DeferredGroup, DeliverPageInput
 
 
@@ -28,15 +29,26 @@ class PageGate:
         config = self._channels.channel(channel)
         return 0.0 if config is None else config.cost
 
+    def _controls(self, data: DeliverPageInput) -> Controls | None:
+        """The page's controls; a webhook channel's calls (a coupon grant, a CRM update) are
+        not messages to a person, so they are checked like transactional ones: suppression
+        and budgets, no caps or quiet hours, and they count toward no cap."""
+        controls = data.controls
+        config = self._channels.channel(data.channel)
+        if controls is not None and config is not None and config.type == "webhook":
+            return controls.model_copy(update={"transactional": True})
+        return controls
+
     async def check(
         self, data: DeliverPageInput, entries: Mapping[str, int], profiles: Mapping[str, Any]
     ) -> Verdict:
         """The page's verdict; every user passes when the step has no controls."""
-        if data.controls is None:
+        controls = self._controls(data)
+        if controls is None:
             return Verdict(passed=list(entries))
         zones = {u: (row["timezone"] if (row := profiles.get(u)) else None) for u in entries}
         return await self._gate.check(
-            data.controls,
+            controls,
             channel=data.channel,
             run_id=data.run_id,
             node=data.node,
@@ -48,10 +60,11 @@ class PageGate:
 
     async def release(self, data: DeliverPageInput, entries: Sequence[tuple[str, int]]) -> None:
         """Messages of the page that failed for good give their reservations back."""
-        if data.controls is None or not entries:
+        controls = self._controls(data)
+        if controls is None or not entries:
             return
         await self._gate.release(
-            data.controls,
+            controls,
             channel=data.channel,
             run_id=data.run_id,
             node=data.node,
