@@ -191,36 +191,30 @@ class DeliveryActivities:
         *,
         first: bool,
     ) -> list[Any]:
-        """The inbox's page in one statement. Returns the rows it did not send just now
-        (render failures, users the gate stopped, rows that existed), read like a claim's;
-        rows an earlier version left unsettled among them go on to ``_send``."""
+        """The inbox's page in one statement, after the users the gate stopped are recorded
+        in another. Returns the rows it did not send just now (render failures, users the
+        gate stopped, rows that existed), read like a claim's; rows an earlier version left
+        unsettled among them go on to ``_send``."""
         keys, users, entries = page_users.keys, page_users.users, page_users.entries
         stopped = stopped_users(verdict)
-        page_entries = {u: entries[u] for u in users if u not in stopped}
+        rows: list[Any] = []
+        if stopped:
+            rows = await self._record_stopped(data, page_users, stopped)
+            kept = [(k, u) for k, u in zip(keys, users, strict=True) if u not in stopped]
+            keys, users = [k for k, _ in kept], [u for _, u in kept]
+            if not users:
+                return rows
         profiles = page_users.profiles
         if profiles is None:
             profiles = await self._content.profiles(users)
-        rendered = await self._content.render(data, page_entries, profiles)
-        contents: list[dict[str, str] | None] = []
-        reasons: list[str | None] = []
-        statuses: list[str | None] = []
-        unrendered: list[tuple[str, int]] = []
-        for u in users:
-            content = rendered.get(u)
-            if u in stopped:
-                status, reason = stopped[u]
-                contents.append(None)
-                reasons.append(reason)
-                statuses.append(status)
-            elif isinstance(content, RenderError):
-                contents.append(None)
-                reasons.append(failures.recorded(content.category, content.reason))
-                statuses.append(None)
-                unrendered.append((u, entries[u]))
-            else:
-                contents.append(content)
-                reasons.append(None)
-                statuses.append(None)
+        rendered = await self._content.render(data, {u: entries[u] for u in users}, profiles)
+        contents = [c if isinstance(c := rendered[u], dict) else None for u in users]
+        reasons = [
+            failures.recorded(c.category, c.reason)
+            if isinstance(c := rendered[u], RenderError)
+            else None
+            for u in users
+        ]
         page = InboxPage(
             run_id=data.run_id,
             node_id=data.node,
@@ -233,10 +227,32 @@ class DeliveryActivities:
             entries=[entries[u] for u in users],
             contents=contents,
             reasons=reasons,
-            statuses=statuses if stopped else (),
         )
+        unrendered = [(u, entries[u]) for u in users if isinstance(rendered[u], RenderError)]
         await self._gate.release(data, unrendered)  # as on the claim path: before the rows
-        return await inbox.deliver(page, new=first)
+        return rows + await inbox.deliver(page, new=first)
+
+    async def _record_stopped(
+        self, data: DeliverPageInput, page_users: _PageUsers, stopped: dict[str, tuple[str, str]]
+    ) -> list[Any]:
+        """Write the gate's ``skipped`` / ``deferred`` rows for the inbox's page."""
+        pairs = [
+            (k, u) for k, u in zip(page_users.keys, page_users.users, strict=True) if u in stopped
+        ]
+        return list(
+            await self._pool.fetch(
+                queries.DELIVERIES_RECORD,
+                [k for k, _ in pairs],
+                [u for _, u in pairs],
+                [page_users.entries[u] for _, u in pairs],
+                [stopped[u][0] for _, u in pairs],
+                [stopped[u][1] for _, u in pairs],
+                data.run_id,
+                data.node,
+                data.channel,
+                data.attempt,
+            )
+        )
 
     async def _send(
         self,

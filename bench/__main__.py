@@ -29,6 +29,7 @@ from activities.db.migrate import migrate
 from bench import (
     blast,
     blast_http,
+    controls,
     events,
     per_user,
     profiles,
@@ -52,6 +53,7 @@ SCENARIOS: dict[str, Scenario] = {
     "per_user": per_user.run,
     "scale_out": scale_out.run,
     "segments": segments.run,
+    "controls": controls.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 

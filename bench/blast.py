@@ -113,15 +113,27 @@ async def measure(
     extra_workers: int = 0,
     channel: str = CHANNEL,
     channels: Callable[[Path], Path] | None = None,
+    limits: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One blast of ``size`` ids in pages of ``page_size``, its histories, then the floor
     (``extra_workers`` more worker processes poll beside the bench's own; ``channels``
-    writes another channels file holding ``channel``)."""
+    writes another channels file holding ``channel``; ``limits`` go into the plan and
+    ``policy`` into a ``JOURNEYS_POLICY`` file)."""
     with tempfile.TemporaryDirectory(prefix="bench-blast-") as tmp:
         directory = Path(tmp)
         own = for_test(settings, (channels or write_channels)(directory))
+        if policy is not None:
+            policy_file = directory / "policy.yaml"
+            policy_file.write_text(yaml.safe_dump(policy))
+            own = own.model_copy(update={"policy_file": policy_file})
         plan = write_plan(
-            directory, channel=channel, shards=SHARDS, page_size=page_size, concurrency=CONCURRENCY
+            directory,
+            channel=channel,
+            shards=SHARDS,
+            page_size=page_size,
+            concurrency=CONCURRENCY,
+            **(limits or {}),
         )
         ids = write_ids(directory, size, prefix="blast")
         load_before = round(os.getloadavg()[0], 2)  # other jobs on a shared machine

@@ -6,6 +6,8 @@ give the same :class:`Controls`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from journeys.contracts.controls import CapRule, Controls, QuietRule, SpendRule
 from journeys.names import budget_key, quota_key
 from journeys.plan.limits import Cap, QuietHours
@@ -46,6 +48,9 @@ def controls_for(plan: Plan, policy: Policy | None, *, run_id: str, channel: str
             reason="quota",
         ),
         history=policy.history,
+        priority=limits.priority,
+        # only capped marketing sends compete for a slot
+        arbitration=policy.arbitration if caps and not plan.transactional else timedelta(0),
     )
 
 

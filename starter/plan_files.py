@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from activities.channels.template_check import template_problems
@@ -9,13 +10,14 @@ from journeys.channels_config import ChannelsFile, load_channels
 from journeys.errors import ChannelsInvalid, PlanInvalid, PolicyInvalid, Problem
 from journeys.plan.models import Plan
 from journeys.plan.problems import sorted_problems
-from journeys.plan.unenforced import Unenforced, unenforced_fields
+from journeys.plan.unenforced import Unenforced, idle_priority, unenforced_fields
 from journeys.plan.validate import load_plan
 from journeys.policy import channel_problems, load_policy, plan_problems
 from journeys.settings import get_settings
 
-NOT_PLANS = frozenset({"channels.yaml", "tags.yaml"})
-"""Files that sit beside the example plans and are not plans: channels, the tag registry."""
+NOT_PLANS = frozenset({"channels.yaml", "tags.yaml", "policy.yaml"})
+"""Files that sit beside the example plans and are not plans: channels, the tag registry,
+the workspace policy."""
 
 NO_CHANNELS = Problem(
     "channels", "no channels file found (pass --channels or set JOURNEYS_CHANNELS)"
@@ -103,4 +105,8 @@ def plan_warnings(plan: Plan, plan_file: Path, *, channels: Path | None) -> list
     commands use as it is.
     """
     path = find_channels_file(plan_file, explicit=channels)
-    return unenforced_fields(plan, channels=load_channels(path) if path is not None else None)
+    found = unenforced_fields(plan, channels=load_channels(path) if path is not None else None)
+    policy_file = get_settings().policy_file
+    policy = load_policy(policy_file) if policy_file is not None else None
+    idle = idle_priority(plan, arbitration=policy.arbitration if policy else timedelta(0))
+    return found + ([idle] if idle is not None else [])

@@ -188,3 +188,38 @@ async def test_suppression_by_event_and_by_api_mid_run(
         + [(u, "sms", "event:unsubscribed") for u in sms_only]
         + [(by_api, "push", "api")]
     )
+
+
+async def test_the_higher_priority_plan_gets_the_capped_slot_in_either_start_order(
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    policy = {"caps": [{"max": 1, "per": "1d"}], "arbitration": "10s"}
+    channels = write_channels(tmp_path, receiver_url=receiver.url)
+    settings = for_test(stack_settings, channels).model_copy(
+        update={"policy_file": write_policy(tmp_path, policy)}
+    )
+    async with worker_running(settings):
+        for order in ((50, 70), (70, 50)):
+            tag = uuid.uuid4().hex[:6]
+            ids = tmp_path / f"ids-{tag}.txt"
+            people = [f"prio{tag}-{i:04d}" for i in range(1000)]
+            ids.write_text("".join(f"{u}\n" for u in people))
+            started = {}
+            for priority in order:  # launched a second or so apart, the first one first
+                plan = write_plan(tmp_path, channel="popup", shards=2, priority=priority)
+                started[priority] = await start_blast(
+                    settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=FAST
+                )
+            results = {p: await handle.result() for p, (_, handle) in started.items()}
+            high = await ledger(pool, started[70][0].run_id)
+            low = await ledger(pool, started[50][0].run_id)
+            assert set(high.values()) == {("sent", None)} and len(high) == 1000, order
+            assert {status for status, _ in low.values()} == {"skipped"}, order
+            # outbid while both waited, or over the cap once the winner had confirmed
+            assert {reason for _, reason in low.values()} <= {"priority", "cap"}, order
+            assert results[70].totals.delivered == 1000 and results[50].totals.delivered == 0
+            assert results[50].totals.deferred == 1000  # each user bid, then lost

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import redis.asyncio as aioredis
 
-from activities.controls.gate import DeliveryGate
+from activities.controls.gate import Deferral, DeliveryGate
 from journeys.contracts.controls import CapRule, Controls, QuietRule, SpendRule
 from journeys.names import budget_key, suppression_key
 
@@ -181,5 +181,76 @@ async def test_quiet_hours_defer_by_each_users_zone(redis: aioredis.Redis) -> No
         now=NOW,
         cost=0.0,
     )
-    assert verdict.deferred == {shanghai: datetime(2026, 12, 2, 0, 0, tzinfo=UTC)}
+    assert verdict.deferred == {
+        shanghai: Deferral(datetime(2026, 12, 2, 0, 0, tzinfo=UTC), "quiet_hours")
+    }
     assert sorted(verdict.passed) == sorted([london, nowhere])  # a bad zone falls back to UTC
+
+
+WINDOW = timedelta(seconds=10)
+
+
+def bidder(priority: int, plan: str) -> Controls:
+    return Controls(plan_id=plan, caps=[DAILY], priority=priority, arbitration=WINDOW)
+
+
+async def arbitrate(
+    gate: DeliveryGate, rules: Controls, people: list[str], *, at: datetime, confirm: bool
+) -> dict[str, str]:
+    verdict = await gate.check(
+        rules,
+        channel="sms",
+        run_id=f"run-{rules.plan_id}",
+        node="send",
+        entries=dict.fromkeys(people, 0),
+        zones={},
+        now=at,
+        cost=0.0,
+        confirm=confirm,
+    )
+    out = dict.fromkeys(verdict.passed, "ok")
+    out.update(verdict.skipped)
+    out.update({u: d.reason for u, d in verdict.deferred.items()})
+    return out
+
+
+async def test_the_higher_priority_plan_takes_a_capped_slot_whoever_bid_first(
+    redis: aioredis.Redis,
+) -> None:
+    gate = DeliveryGate(redis)
+    low, high = bidder(50, "low"), bidder(70, "high")
+    for first, second in ((low, high), (high, low)):
+        people = users(3)
+        t0 = NOW
+        assert await arbitrate(gate, first, people, at=t0, confirm=False) == dict.fromkeys(
+            people, "arbitration"
+        )
+        t1 = t0 + timedelta(seconds=2)
+        assert await arbitrate(gate, second, people, at=t1, confirm=False) == dict.fromkeys(
+            people, "arbitration"
+        )
+        confirmed_first = await arbitrate(gate, first, people, at=t0 + WINDOW, confirm=True)
+        confirmed_second = await arbitrate(gate, second, people, at=t1 + WINDOW, confirm=True)
+        by_plan = {first.plan_id: confirmed_first, second.plan_id: confirmed_second}
+        assert by_plan["high"] == dict.fromkeys(people, "ok")
+        # outbid while both waited, or over the cap once the winner confirmed
+        expected = "priority" if first is low else "cap"
+        assert by_plan["low"] == dict.fromkeys(people, expected)
+        # a replayed confirm passes its winners again and counts nothing twice
+        again = await arbitrate(gate, high, people, at=t1 + WINDOW, confirm=True)
+        assert again == dict.fromkeys(people, "ok")
+
+
+async def test_equal_priorities_go_to_the_earlier_bid(redis: aioredis.Redis) -> None:
+    gate, people = DeliveryGate(redis), users(2)
+    early, late = bidder(60, "early"), bidder(60, "late")
+    await arbitrate(gate, early, people, at=NOW, confirm=False)
+    await arbitrate(gate, late, people, at=NOW + timedelta(seconds=1), confirm=False)
+    # the later bid confirms first, yet yields to the earlier one of the same priority
+    late_at = NOW + timedelta(seconds=1) + WINDOW
+    assert await arbitrate(gate, late, people, at=late_at, confirm=True) == dict.fromkeys(
+        people, "priority"
+    )
+    assert await arbitrate(gate, early, people, at=NOW + WINDOW, confirm=True) == dict.fromkeys(
+        people, "ok"
+    )

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from journeys.channels_config import load_channels
 from journeys.delivery_controls import controls_for
 from journeys.errors import PlanInvalid
 from journeys.names import budget_key, quota_key
 from journeys.plan.models import Plan
-from journeys.policy import Policy, check_policy, refuse_against_policy
+from journeys.policy import (
+    Policy,
+    channel_problems,
+    check_policy,
+    load_policy,
+    refuse_against_policy,
+)
 from tests.conftest import ROOT, spawn_journeys
 
 BAD = {
@@ -110,3 +118,9 @@ async def test_policy_check_and_validate_name_the_policys_problems(
     proc = await spawn_journeys("policy", "check", str(good), env=cli_env)
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and "the policy is valid" in out.decode()
+
+
+def test_the_example_policy_is_valid_and_its_channels_exist() -> None:
+    policy = load_policy(ROOT / "examples" / "policy.yaml")
+    assert channel_problems(policy, load_channels(ROOT / "examples" / "channels.yaml")) == []
+    assert policy.arbitration == timedelta(seconds=30) and len(policy.caps) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from journeys.plan.models import Plan
 from journeys.plan.unenforced import (
     CANNOT_LAUNCH,
     NOT_ENFORCED,
+    PRIORITY_IDLE,
     UNENFORCED_CHANNEL_OPTIONS,
     UNENFORCED_LIMITS,
     Unenforced,
+    idle_priority,
     unenforced_fields,
 )
 from journeys.plan.validate import load_plan
@@ -30,17 +33,20 @@ from tests.conftest import ROOT, spawn_journeys
 EXAMPLES = ROOT / "examples"
 CHANNELS_FILE = EXAMPLES / "channels.yaml"
 
-# What warns today. Enforcing a field (issue 16: priority between plans) means removing it
-# from journeys/plan/unenforced.py and from here.
+# What warns today, from the plan alone: only entries that cannot be launched (schedules,
+# issue 17). Every delivery control is enforced (issue 16).
 EXPECTED: dict[str, list[str]] = {
-    "cancelled-order-recall": ["limits.priority"],
-    "instalments-ab": ["limits.priority"],
+    "cancelled-order-recall": [],
+    "instalments-ab": [],
     "member-day": ["entry.type"],
-    "push-click-sms": ["limits.priority"],
-    "tonight-popup-ab": ["limits.priority"],
-    "weekly-digest": ["entry.type", "limits.priority"],
+    "push-click-sms": [],
+    "tonight-popup-ab": [],
+    "weekly-digest": ["entry.type"],
     "welcome-blast": [],
 }
+# What the commands add with no policy file: a priority nothing weighs (no arbitration window)
+IDLE_PRIORITY = {"cancelled-order-recall", "instalments-ab", "push-click-sms", "tonight-popup-ab"}
+IDLE_PRIORITY |= {"weekly-digest"}
 
 QUIET_PLAN: dict[str, Any] = {
     "id": "quiet",
@@ -100,11 +106,14 @@ def test_exactly_these_fields_warn_in_the_examples() -> None:
     assert found == EXPECTED
 
 
-def test_every_warning_says_the_same_thing() -> None:
+def test_a_priority_nothing_weighs_is_named() -> None:
     plan = load_plan(EXAMPLES / "push-click-sms.yaml", channels=channels())
-    warnings = [w for w in unenforced_fields(plan, channels=channels())]
-    assert {w.text for w in warnings} == {NOT_ENFORCED} == {"accepted, not enforced yet"}
-    assert str(warnings[0]) == "limits.priority: accepted, not enforced yet"
+    assert idle_priority(plan, arbitration=timedelta(0)) == Unenforced(
+        "limits.priority", PRIORITY_IDLE
+    )
+    assert idle_priority(plan, arbitration=timedelta(seconds=10)) is None
+    # the default priority asks for nothing, policy or not
+    assert idle_priority(Plan.model_validate(QUIET_PLAN), arbitration=timedelta(0)) is None
 
 
 def test_a_plan_without_unenforced_fields_gives_no_warnings() -> None:
@@ -113,20 +122,6 @@ def test_a_plan_without_unenforced_fields_gives_no_warnings() -> None:
     # a stored version writes every default out; reading it back must not warn either
     stored = Plan.model_validate(plan.model_dump(mode="json", by_alias=True))
     assert unenforced_fields(stored, channels=QUIET_CHANNELS) == []
-
-
-def test_only_values_other_than_the_default_warn() -> None:
-    plan = Plan.model_validate(
-        QUIET_PLAN | {"limits": {"priority": 51, "caps": [], "budget": [], "plan_cap": None}}
-    )
-    assert unenforced_fields(plan, channels=QUIET_CHANNELS) == [Unenforced("limits.priority")]
-
-
-def test_without_a_channels_file_only_the_plan_is_looked_at() -> None:
-    plan = load_plan(EXAMPLES / "push-click-sms.yaml", channels=channels())
-    paths = [w.path for w in unenforced_fields(plan, channels=None)]
-    in_plan = [p for p in EXPECTED["push-click-sms"] if p.startswith(("limits.", "audience."))]
-    assert paths == in_plan
 
 
 def test_the_lists_name_real_fields() -> None:
@@ -160,11 +155,18 @@ async def journeys(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 def warning_text(path: str) -> str:
     if path == "entry.type":
         return f"schedule: {CANNOT_LAUNCH}"
-    return "accepted, not enforced yet"
+    if path == "limits.priority":
+        return PRIORITY_IDLE
+    return NOT_ENFORCED
+
+
+def command_warnings(stem: str) -> list[str]:
+    """The paths ``validate`` and ``launch`` warn about, with no policy file."""
+    return EXPECTED[stem] + (["limits.priority"] if stem in IDLE_PRIORITY else [])
 
 
 def warning_lines(stem: str) -> list[str]:
-    return [f"  ! {path}: {warning_text(path)}" for path in EXPECTED[stem]]
+    return [f"  ! {path}: {warning_text(path)}" for path in command_warnings(stem)]
 
 
 async def test_validate_prints_one_warning_line_per_field(tmp_path: Path) -> None:
@@ -196,7 +198,9 @@ async def test_validate_json_lists_the_warnings(tmp_path: Path, stem: str) -> No
     if stem == "push-click-sms":  # its rules read tags: the registry is not there to check
         note = warnings.pop()
         assert note["path"] == "rules" and note["text"].startswith(NOT_CHECKED)
-    assert warnings == [{"path": path, "text": warning_text(path)} for path in EXPECTED[stem]]
+    assert warnings == [
+        {"path": path, "text": warning_text(path)} for path in command_warnings(stem)
+    ]
 
 
 async def test_an_invalid_plan_has_problems_and_no_warnings(tmp_path: Path) -> None:

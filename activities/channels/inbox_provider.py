@@ -25,9 +25,8 @@ _COLUMNS = frozenset({"title", "body"})
 @dataclass(frozen=True, slots=True)
 class InboxPage:
     """A page for :meth:`InboxSender.deliver`: the lists hold one item per user, in order;
-    a user's ``contents`` item is None when its message is not sent now, and its ``reasons``
-    item says why: it could not be rendered (its row is ``failed``), or the delivery gate
-    stopped it (its ``statuses`` item is ``skipped`` or ``deferred``)."""
+    a user's ``contents`` item is None when its message could not be rendered, and its
+    ``reasons`` item says why."""
 
     run_id: str
     node_id: str
@@ -40,8 +39,6 @@ class InboxPage:
     entries: Sequence[int]
     contents: Sequence[dict[str, str] | None]
     reasons: Sequence[str | None]
-    statuses: Sequence[str | None] = ()
-    """Empty: every row's status follows from its reason."""
 
 
 class InboxSender:
@@ -111,7 +108,6 @@ class InboxSender:
             self._config.slot,
             page_title,
             page_data,
-            json_list(page.statuses or [None] * len(page.keys)),
         )
         if new:
             with contextlib.suppress(asyncpg.UniqueViolationError):

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from activities.controls.quiet import DEFER, quiet_verdicts
+from activities.controls.quiet import DEFER, DROP, quiet_verdicts
 from journeys.contracts.controls import Controls, SpendRule
 from journeys.names import sent_history_key, suppression_key
 
@@ -33,9 +33,13 @@ local ttl = tonumber(ARGV[3])
 local channel = ARGV[4]
 local exempt = ARGV[5] == '1'
 local cost = tonumber(ARGV[6])
-local ncaps = tonumber(ARGV[7])
-local i = 8
-local caps, earliest = {}, now
+local mode = ARGV[7]
+local prefix, bid_prefix = ARGV[8], ARGV[9]
+local priority = tonumber(ARGV[10])
+local bids_from = now - tonumber(ARGV[11])
+local ncaps = tonumber(ARGV[12])
+local i = 13
+local caps, earliest = {}, math.min(now, bids_from)
 for c = 1, ncaps do
   local cap = {max = tonumber(ARGV[i]), since = now - tonumber(ARGV[i + 1]),
                channel = ARGV[i + 2], plan = ARGV[i + 3], reason = ARGV[i + 4]}
@@ -54,14 +58,64 @@ for s = 1, 2 do
   end
   i = i + 3
 end
+
+-- The first cap the user would go over: its reason, or 'priority' when only pending bids
+-- of plans that outrank this one (higher priority; equal and earlier) fill it. Bids count
+-- only when confirming.
+local function over_cap(hist, own_bid, own_score)
+  local sent = redis.call('ZRANGEBYSCORE', hist, earliest, '+inf', 'WITHSCORES')
+  for c = 1, ncaps do
+    local cap = caps[c]
+    if cap.channel == '' or cap.channel == channel then
+      local confirmed, rivals = 0, 0
+      for j = 1, #sent, 2 do
+        local m, score = sent[j], tonumber(sent[j + 1])
+        local kind = string.sub(m, 1, 1)
+        if kind == 'm' and score >= cap.since then
+          local _, _, ch, pl = string.find(m, '^m|([^|]*)|([^|]*)|')
+          if (cap.channel == '' or cap.channel == ch) and (cap.plan == '' or cap.plan == pl) then
+            confirmed = confirmed + 1
+          end
+        elseif kind == 'b' and mode == 'confirm' and score >= bids_from and m ~= own_bid then
+          local _, _, p, ch, pl = string.find(m, '^b|(%d+)|([^|]*)|([^|]*)|')
+          p = tonumber(p)
+          local outranks = p > priority or (p == priority and
+              (score < own_score or (score == own_score and m < own_bid)))
+          if outranks and (cap.channel == '' or cap.channel == ch)
+              and (cap.plan == '' or cap.plan == pl) then
+            rivals = rivals + 1
+          end
+        end
+      end
+      if confirmed + 1 > cap.max then return cap.reason end
+      if confirmed + rivals + 1 > cap.max then return 'priority' end
+    end
+  end
+  return nil
+end
+
+local function over_spend()
+  for s, rule in ipairs(spends) do
+    if (rule.n and spent[s].n + 1 > rule.n) or (rule.c and spent[s].c + cost > rule.c + 1e-9) then
+      return rule.reason
+    end
+  end
+  return nil
+end
+
 local out = {}
 for u = 1, (#KEYS - 2) / 2 do
   local hist, sup = KEYS[1 + 2 * u], KEYS[2 + 2 * u]
-  local member, quiet = ARGV[i], ARGV[i + 1]
+  local entry, quiet = ARGV[i], ARGV[i + 1]
   i = i + 2
+  local member, own_bid = prefix .. entry, bid_prefix .. entry
   local verdict = 'ok'
+  local bid_score = nil
+  if mode ~= 'check' then bid_score = redis.call('ZSCORE', hist, own_bid) end
   if redis.call('ZSCORE', hist, member) then
     verdict = 'held'
+  elseif mode == 'bid' and bid_score then
+    verdict = 'bid'
   else
     local allowed, suppressed = false, false
     for _, mark in ipairs(redis.call('SMEMBERS', sup)) do
@@ -75,43 +129,24 @@ for u = 1, (#KEYS - 2) / 2 do
       verdict = quiet
     else
       if ncaps > 0 and marketing then
-        local sent = redis.call('ZRANGEBYSCORE', hist, earliest, '+inf', 'WITHSCORES')
-        for c = 1, ncaps do
-          local cap, count = caps[c], 0
-          if cap.channel ~= '' and cap.channel ~= channel then count = -1 end
-          for j = 1, (count < 0 and 0 or #sent), 2 do
-            if tonumber(sent[j + 1]) >= cap.since then
-              local _, _, kind, ch, pl = string.find(sent[j], '^(%a)|([^|]*)|([^|]*)|')
-              if kind == 'm' and (cap.channel == '' or cap.channel == ch)
-                  and (cap.plan == '' or cap.plan == pl) then
-                count = count + 1
-              end
-            end
-          end
-          if count + 1 > cap.max then
-            verdict = cap.reason
-            break
-          end
-        end
+        verdict = over_cap(hist, own_bid, tonumber(bid_score) or now) or 'ok'
       end
-      if verdict == 'ok' then
-        for s, rule in ipairs(spends) do
-          if (rule.n and spent[s].n + 1 > rule.n)
-              or (rule.c and spent[s].c + cost > rule.c + 1e-9) then
-            verdict = rule.reason
-            break
-          end
-        end
-      end
-      if verdict == 'ok' then
-        redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. keep_from)
+      if verdict == 'ok' then verdict = over_spend() or 'ok' end
+    end
+    if mode == 'confirm' and bid_score then redis.call('ZREM', hist, own_bid) end
+    if verdict == 'ok' then
+      redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. keep_from)
+      if mode == 'bid' and marketing then
+        redis.call('ZADD', hist, now, own_bid)
+        verdict = 'bid'
+      else
         redis.call('ZADD', hist, now, member)
-        redis.call('PEXPIRE', hist, ttl)
         for s = 1, #spends do
           spent[s].n = spent[s].n + 1
           spent[s].c = spent[s].c + cost
         end
       end
+      redis.call('PEXPIRE', hist, ttl)
     end
   end
   out[u] = verdict
@@ -143,6 +178,19 @@ _NO_KEY = "jny:none"
 """Stands in for a budget or quota the step does not have (the script never touches it)."""
 
 
+ARBITRATION = "arbitration"
+"""Why a bid waits: a capped send holds for the arbitration window before it confirms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A user held back for now: until ``release``, for ``reason`` (``quiet_hours`` or
+    ``arbitration``)."""
+
+    release: datetime
+    reason: str
+
+
 @dataclass
 class Verdict:
     """How a page came out of the gate."""
@@ -151,16 +199,27 @@ class Verdict:
     """Users reserved now or by an earlier execution of the page: send to them."""
     skipped: dict[str, str] = field(default_factory=dict)
     """User -> reason (``suppressed``, ``quiet_hours``, ``plan_cap``, ``channel_cap``,
-    ``cap``, ``budget``, ``quota``)."""
-    deferred: dict[str, datetime] = field(default_factory=dict)
-    """User -> when quiet hours end for them."""
+    ``cap``, ``priority``, ``budget``, ``quota``)."""
+    deferred: dict[str, Deferral] = field(default_factory=dict)
+    """Users held: until quiet hours end for them, or until the arbitration window closes
+    on their bid."""
 
 
 def history_member(controls: Controls, *, channel: str, run_id: str, node: str, entry: int) -> str:
     """A message's member in its user's sent history: ``kind|channel|plan|run:node:entry``
     (kind ``m`` marketing, ``t`` transactional; the user is the key)."""
+    return f"{_prefix(controls, channel=channel, run_id=run_id, node=node)}{entry}"
+
+
+def _prefix(controls: Controls, *, channel: str, run_id: str, node: str) -> str:
     kind = "t" if controls.transactional else "m"
-    return f"{kind}|{channel}|{controls.plan_id}|{run_id}:{node}:{entry}"
+    return f"{kind}|{channel}|{controls.plan_id}|{run_id}:{node}:"
+
+
+def _bid_prefix(controls: Controls, *, channel: str, run_id: str, node: str) -> str:
+    """A bid's member is ``b|priority|channel|plan|run:node:entry``: rivals read the
+    priority from it."""
+    return f"b|{controls.priority:03d}|{channel}|{controls.plan_id}|{run_id}:{node}:"
 
 
 class DeliveryGate:
@@ -181,8 +240,14 @@ class DeliveryGate:
         zones: Mapping[str, str | None],
         now: datetime,
         cost: float,
+        confirm: bool = False,
     ) -> Verdict:
-        """Decide every user of ``entries`` (user -> entry) in one atomic call."""
+        """Decide every user of ``entries`` (user -> entry) in one atomic call.
+
+        Under arbitration (``controls.arbitration``) a first pass only *bids* for each
+        user's slot (its users come back deferred for ``arbitration``) and the pass after
+        the window ``confirm``s: a bid that plans of higher priority outbid is skipped for
+        ``priority``."""
         users = list(entries)
         if not users:
             return Verdict()
@@ -191,14 +256,24 @@ class DeliveryGate:
             if controls.quiet is not None and not controls.transactional
             else {}
         )
+        arbitrated = controls.arbitration > timedelta(0) and not controls.transactional
+        mode = "confirm" if confirm else ("bid" if arbitrated else "check")
         now_ms = int(now.timestamp() * 1000)
+        history_ms = int(controls.history.total_seconds() * 1000)
+        where = {"channel": channel, "run_id": run_id, "node": node}
         args: list[str | int | float] = [
             now_ms,
-            now_ms - int(controls.history.total_seconds() * 1000),
-            int(controls.history.total_seconds() * 1000),
+            now_ms - history_ms,
+            history_ms,
             channel,
             "1" if controls.transactional else "0",
             cost,
+            mode,
+            _prefix(controls, **where),
+            _bid_prefix(controls, **where),
+            controls.priority,
+            # a bid stays a rival for two windows: its plan confirms within one, or died
+            2 * int(controls.arbitration.total_seconds() * 1000),
             len(controls.caps),
         ]
         for cap in controls.caps:
@@ -208,12 +283,10 @@ class DeliveryGate:
         keys = [_key(controls.budget), _key(controls.quota)]
         for user in users:
             keys += [sent_history_key(user), suppression_key(user)]
-            member = history_member(
-                controls, channel=channel, run_id=run_id, node=node, entry=entries[user]
-            )
-            args += [member, quiet[user][0] if user in quiet else ""]
+            args += [entries[user], quiet[user][0] if user in quiet else ""]
         codes = await self._check(keys=keys, args=args)
         verdict = Verdict()
+        window_ends = now + controls.arbitration
         for user, raw in zip(users, codes, strict=True):
             code = raw.decode() if isinstance(raw, bytes) else str(raw)
             if code in ("ok", "held"):
@@ -221,7 +294,9 @@ class DeliveryGate:
             elif code == DEFER:
                 release = quiet[user][1]
                 assert release is not None  # deferred users always have a release time
-                verdict.deferred[user] = release
+                verdict.deferred[user] = Deferral(release, DROP)
+            elif code == "bid":
+                verdict.deferred[user] = Deferral(window_ends, ARBITRATION)
             else:
                 verdict.skipped[user] = code
         return verdict

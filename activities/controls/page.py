@@ -12,8 +12,7 @@ import redis.asyncio as aioredis
 
 from activities.channels.message import Outcome, SendResult
 from activities.channels.runtime import ChannelRuntime
-from activities.controls.gate import DeliveryGate, Verdict
-from activities.controls.quiet import DROP
+from activities.controls.gate import ARBITRATION, Deferral, DeliveryGate, Verdict
 from journeys.contracts.controls import Controls
 from journeys.contracts.pages import DeferredGroup, DeliverPageInput
 
@@ -56,6 +55,7 @@ class PageGate:
             zones=zones,
             now=data.now or datetime.now(UTC),
             cost=self._cost(data.channel),
+            confirm=data.confirm,
         )
 
     async def release(self, data: DeliverPageInput, entries: Sequence[tuple[str, int]]) -> None:
@@ -82,7 +82,7 @@ class Gated:
     counts: Counter[tuple[str, str | None]] = field(default_factory=Counter)
     skipped: list[str] = field(default_factory=list)
     """Users skipped: they go on to the next node."""
-    deferred: dict[str, datetime] = field(default_factory=dict)
+    deferred: dict[str, Deferral] = field(default_factory=dict)
 
 
 def stopped_users(verdict: Verdict | None) -> dict[str, tuple[str, str]]:
@@ -90,7 +90,7 @@ def stopped_users(verdict: Verdict | None) -> dict[str, tuple[str, str]]:
     if verdict is None:
         return {}
     stopped = {u: ("skipped", reason) for u, reason in verdict.skipped.items()}
-    stopped.update({u: ("deferred", DROP) for u in verdict.deferred})
+    stopped.update({u: ("deferred", d.reason) for u, d in verdict.deferred.items()})
     return stopped
 
 
@@ -129,22 +129,20 @@ def given_up(
 
 
 def deferred_groups(
-    data: DeliverPageInput, deferred: dict[str, datetime]
+    data: DeliverPageInput, deferred: dict[str, Deferral]
 ) -> list[tuple[DeferredGroup, list[str]]]:
-    """Deferred users by release time, earliest first, each group with its cohort id."""
+    """Deferred users by release time and reason, earliest first, each group with its cohort
+    id; bids come back to confirm."""
     if not deferred or data.deferred_prefix is None:
         return []
-    by_release: dict[datetime, list[str]] = {}
-    for user, release in deferred.items():
-        by_release.setdefault(release, []).append(user)
-    return [
-        (
-            DeferredGroup(
-                cohort=f"{data.deferred_prefix}.{int(release.timestamp())}",
-                release=release,
-                users=len(members),
-            ),
-            members,
-        )
-        for release, members in sorted(by_release.items())
-    ]
+    by_release: dict[tuple[datetime, str], list[str]] = {}
+    for user, deferral in deferred.items():
+        by_release.setdefault((deferral.release, deferral.reason), []).append(user)
+    groups = []
+    for (release, reason), members in sorted(by_release.items()):
+        confirm = reason == ARBITRATION
+        mark = "a" if confirm else ""
+        cohort = f"{data.deferred_prefix}.{mark}{int(release.timestamp() * 1000)}"
+        group = DeferredGroup(cohort=cohort, release=release, users=len(members), confirm=confirm)
+        groups.append((group, members))
+    return groups

@@ -285,30 +285,27 @@ _INBOX_INPUT = """
 WITH page AS (SELECT $13::text AS title, $14::text::jsonb AS data),
 input AS (
     SELECT k AS idempotency_key, u AS user_id, e::integer AS entry, ti AS title, b AS body,
-           d AS data, r AS reason, s AS status
+           d AS data, r AS reason
     FROM ROWS FROM (json_array_elements_text($1::json), json_array_elements_text($2::json),
                     json_array_elements_text($3::json), json_array_elements_text($4::json),
                     json_array_elements_text($5::json), json_array_elements_text($6::json),
-                    json_array_elements_text($7::json), json_array_elements_text($15::json))
-        AS t(k, u, e, ti, b, d, r, s)
+                    json_array_elements_text($7::json)) AS t(k, u, e, ti, b, d, r)
 )"""
 
 _INBOX_ROWS = """
     INSERT INTO deliveries (idempotency_key, run_id, node_id, user_id, entry, channel,
                             status, attempts, reason, provider_id, sent_at)
     SELECT idempotency_key, $8, $9, user_id, entry, $10,
-           COALESCE(status, CASE WHEN reason IS NULL THEN 'sent' ELSE 'failed' END), $11, reason,
+           CASE WHEN reason IS NULL THEN 'sent' ELSE 'failed' END, $11, reason,
            CASE WHEN reason IS NULL THEN idempotency_key END,
            CASE WHEN reason IS NULL THEN now() END
     FROM input"""
 
 # A page to the inbox in one statement: the delivery rows are inserted already settled ('sent',
-# 'failed' with the reason a message could not be rendered, or the status and reason the
-# delivery gate gave: 'skipped' for a cap, 'deferred' for quiet hours; $15) together with the
-# inbox rows of the sent ones, so a crash leaves both or neither and no row is written twice.
-# Only the rows that are not sent just now come back: those that failed to render or that the
-# gate stopped, and those that existed (as in DELIVERIES_CLAIM); every key missing from the
-# answer was sent by this statement.
+# or 'failed' with the reason a message could not be rendered) together with the inbox rows of
+# the sent ones, so a crash leaves both or neither and no row is written twice. Only the rows
+# that are not sent just now come back: those that failed to render, and those that existed
+# (as in DELIVERIES_CLAIM); every key missing from the answer was sent by this statement.
 INBOX_DELIVER = (
     _INBOX_INPUT
     + """, ins AS ("""
@@ -346,10 +343,34 @@ INBOX_DELIVER_NEW = (
     FROM input CROSS JOIN page
     WHERE reason IS NULL
 )
-SELECT idempotency_key, COALESCE(status, 'failed') AS status, $11 AS attempts, reason
+SELECT idempotency_key, 'failed' AS status, $11 AS attempts, reason
 FROM input WHERE reason IS NOT NULL
 """
 )
+
+# What the delivery gate decided for the users it stopped on a page to the inbox: 'skipped'
+# or 'deferred' with the reason, inserted, or written over a row not settled for good (a user
+# back from quiet hours or a bid). Returns every key's row, as DELIVERIES_CLAIM does.
+DELIVERIES_RECORD = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[])
+        AS t(idempotency_key, user_id, entry, status, reason)
+), up AS (
+    INSERT INTO deliveries (idempotency_key, run_id, node_id, user_id, entry, channel,
+                            status, attempts, reason)
+    SELECT idempotency_key, $6, $7, user_id, entry, $8, status, $9, reason FROM input
+    ON CONFLICT (idempotency_key) DO UPDATE
+        SET status = EXCLUDED.status, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts,
+            updated_at = now()
+        WHERE deliveries.status NOT IN ('sent', 'skipped', 'failed', 'dead')
+    RETURNING idempotency_key, status, attempts, reason
+)
+SELECT idempotency_key, status, attempts, reason FROM up
+UNION ALL
+SELECT d.idempotency_key, d.status, d.attempts, d.reason FROM deliveries d
+WHERE d.idempotency_key = ANY($1::text[])
+  AND d.idempotency_key NOT IN (SELECT idempotency_key FROM up)
+"""
 
 # The keys of a page's messages that are settled for good (a re-executed page checks only
 # the others against the delivery gate).

@@ -62,3 +62,7 @@ class Controls(BaseModel):
     quota: SpendRule | None = None
     history: timedelta = timedelta(days=35)
     """How long sends are remembered; no cap looks further back."""
+    priority: int = 50
+    arbitration: timedelta = timedelta(0)
+    """How long a capped send bids before it confirms, so that a plan of higher priority
+    reaching the same user meanwhile takes the slot (0: first come, first served)."""

@@ -44,15 +44,20 @@ class DeliverPageInput(BaseModel):
     """Suppression, quiet hours, caps, budget and quota (None: a page recorded before the
     delivery controls, sent unchecked)."""
     deferred_prefix: str | None = None
-    """Cohort id prefix of users held for quiet hours: ``{prefix}.{release epoch seconds}``."""
+    """Cohort id prefix of users held back: ``{prefix}.{release epoch ms}`` for quiet hours,
+    ``{prefix}.a{release epoch ms}`` for bids waiting out the arbitration window."""
+    confirm: bool = False
+    """This pass confirms the bids an earlier pass placed (arbitration between plans)."""
 
 
 class DeferredGroup(BaseModel):
-    """Users of a page held until quiet hours end for them, in cohort ``cohort``."""
+    """Users of a page held until ``release``, in cohort ``cohort``: quiet hours, or bids
+    that come back to ``confirm`` once the arbitration window closes."""
 
     cohort: str
     release: datetime
     users: int
+    confirm: bool = False
 
 
 class DeliverPageOutput(BaseModel):
@@ -63,7 +68,7 @@ class DeliverPageOutput(BaseModel):
     passed: int = 0
     """Users delivered or skipped: they go on to the next node."""
     deferred: list[DeferredGroup] = Field(default_factory=list)
-    """Users held for quiet hours, by release time (earliest first)."""
+    """Users held back, by release time (earliest first)."""
 
 
 class RoutePageInput(BaseModel):

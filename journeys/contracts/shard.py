@@ -28,7 +28,9 @@ class Cohort(BaseModel):
     attempt: int = 1
     next_page: int = 0
     not_before: datetime | None = None
-    """Retry backoff: the pass starts no earlier."""
+    """Retry backoff, quiet hours or the arbitration window: the pass starts no earlier."""
+    confirm: bool = False
+    """Its users bid for their slots; this pass confirms the bids (arbitration)."""
     wake_at: datetime | None = None
     """The timer of a wait, wait_until or wait_for_event node, once armed."""
     zone: str | None = None

@@ -9,6 +9,7 @@ hours protect their users when nothing checks them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import BaseModel
 
@@ -18,7 +19,7 @@ from journeys.plan.steps import SendStep, WebhookStep
 
 NOT_ENFORCED = "accepted, not enforced yet"
 
-UNENFORCED_LIMITS: tuple[str, ...] = ("priority",)
+UNENFORCED_LIMITS: tuple[str, ...] = ()
 """Fields of a plan's ``limits`` that are validated but that no activity or workflow reads.
 
 The one list of them, with :data:`UNENFORCED_CHANNEL_OPTIONS`: later issues shrink both to
@@ -29,6 +30,20 @@ expectations in ``tests/test_unenforced.py`` make whoever enforces a field remov
 UNENFORCED_CHANNEL_OPTIONS: tuple[str, ...] = ()
 """Options of a channel in the channels file that nothing reads yet (``rate`` is the
 channel's shared token bucket, ``cost`` prices budgets and quotas)."""
+
+
+PRIORITY_IDLE = (
+    "acts only when the policy sets an arbitration window (JOURNEYS_POLICY: arbitration) "
+    "and a cap applies to the send"
+)
+
+
+def idle_priority(plan: Plan, *, arbitration: timedelta) -> Unenforced | None:
+    """A priority other than the default that nothing will weigh: without an arbitration
+    window, plans reach a capped user first come, first served."""
+    if _is_set(plan.limits, "priority") and arbitration <= timedelta(0):
+        return Unenforced("limits.priority", PRIORITY_IDLE)
+    return None
 
 
 UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ("schedule",)

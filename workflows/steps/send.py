@@ -28,6 +28,8 @@ async def run(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -
             summary = (
                 f"backoff before pass {cohort.attempt}"
                 if cohort.attempt > 1
+                else f"arbitration window · {cohort.size} bids"
+                if cohort.confirm
                 else f"quiet hours · {cohort.size} users held"
             )
             if not await ctx.sleep_until(cohort.not_before, summary=summary):
@@ -91,6 +93,7 @@ async def _page(
             now=workflow.now(),
             controls=controls,
             deferred_prefix=_deferred_prefix(cohort),
+            confirm=cohort.confirm,
         ),
         heartbeat=state.options.page_heartbeat_timeout,
         summary=f"{ctx.where} · {step.type} {cohort.node} · page {page + 1}",
@@ -138,10 +141,13 @@ def _hold_deferred(ctx: ShardContext, cohort: Cohort, outs: list[DeliverPageOutp
     each behind its own timer (``not_before``), carried across continue-as-new like any."""
     sizes: dict[str, int] = {}
     releases: dict[str, datetime] = {}
+    confirms: set[str] = set()
     for out in outs:
         for group in out.deferred:
             sizes[group.cohort] = sizes.get(group.cohort, 0) + group.users
             releases[group.cohort] = group.release
+            if group.confirm:
+                confirms.add(group.cohort)
     for cohort_id in sorted(sizes, key=lambda c: (releases[c], c)):
         ctx.state.cohorts.append(
             Cohort(
@@ -151,5 +157,6 @@ def _hold_deferred(ctx: ShardContext, cohort: Cohort, outs: list[DeliverPageOutp
                 size=sizes[cohort_id],
                 not_before=releases[cohort_id],
                 arrival_counted=True,
+                confirm=cohort_id in confirms,
             )
         )
