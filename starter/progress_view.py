@@ -70,7 +70,7 @@ def result_table(result: PlanRunResult) -> Table:
         ("targeted", str(t.targeted)),
         ("delivered", str(t.delivered)),
         ("skipped", _reasons(t.skipped)),
-        ("deferred", f"{t.deferred} (quiet hours; each settled once later)"),
+        ("deferred", f"{t.deferred} (quiet hours, arbitration; each settled once later)"),
         ("failed", _reasons(t.failed)),
         ("journeys", f"completed {t.completed} · exited {t.exited} · cancelled {t.cancelled}"),
         ("converted", f"{t.converted}" + (f" (value {t.value:g})" if t.value else "")),

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 import yaml
 
 from activities.db.pool import DbPool
 from journeys.contracts.counters import Counters
 from journeys.contracts.runs import RunOptions
+from journeys.names import shard_workflow_id
 from journeys.settings import Settings
 from tests.engine import for_test, start_blast, worker_running, write_channels, write_plan
 from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, Post, UntilShard
@@ -74,7 +76,10 @@ async def test_two_plans_at_once_share_a_daily_cap(
     assert pushed == {u for u in people if rows[1][u][0] == "sent"}
 
 
-async def test_quiet_hours_defer_or_drop_by_zone(journey: JourneyKit) -> None:
+@pytest.mark.parametrize("continue_every", [None, 2], ids=["one-run", "continue-as-new"])
+async def test_quiet_hours_defer_or_drop_by_zone(
+    journey: JourneyKit, continue_every: int | None
+) -> None:
     # three fixed-offset zones around now: the window holds UTC (release 2-3h away) and
     # UTC+1 (release 1-2h away) but not UTC-6; a 2h max_defer drops the farther release
     now = datetime.now(UTC)
@@ -87,10 +92,11 @@ async def test_quiet_hours_defer_or_drop_by_zone(journey: JourneyKit) -> None:
     outcome = await journey.run(
         {
             "steps": {"hello": {"type": "send", "channel": "push", "template": "hello"}},
-            "limits": {"page_size": 50, "concurrency": 4, "quiet_hours": quiet},
+            "limits": {"page_size": 5, "concurrency": 2, "quiet_hours": quiet},
         },
         users=list(people),
         profiles={u: {"timezone": z} for u, z in people.items()},
+        options=RunOptions(continue_as_new_after_pages=continue_every),
     )
     rows = await ledger(journey.pool, outcome.run_id)
     by_zone: dict[str, Counter[tuple[str, str | None]]] = {}
@@ -106,6 +112,11 @@ async def test_quiet_hours_defer_or_drop_by_zone(journey: JourneyKit) -> None:
     received = {m["user_id"] for m in journey.receiver.messages().values()}
     assert received == {u for u, z in people.items() if z != "Etc/UTC"}
     assert outcome.nodes["hello"].entered == 15  # the held users are not counted twice
+    if continue_every is not None:  # the held cohort and its timer crossed continue-as-new
+        client = await journey.client()
+        shard = shard_workflow_id(outcome.run_id, 0)
+        runs = [w async for w in client.list_workflows(f'WorkflowId = "{shard}"')]
+        assert len(runs) >= 2
 
 
 async def test_a_budget_runs_out_while_failed_sends_give_their_place_back(

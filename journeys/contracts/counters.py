@@ -32,7 +32,8 @@ class Counters(BaseModel):
     failed: dict[str, int] = Field(default_factory=dict)
     retrying: int = 0
     deferred: int = 0
-    """Users held for quiet hours so far (each settles once later: sent, skipped...)."""
+    """Users held back so far, for quiet hours or an arbitration window (each settles once
+    later: sent, skipped...)."""
     cancelled: int = 0
     exited: int = 0
     """Users an exit criterion removed (counted where they were caught)."""

@@ -13,6 +13,16 @@ from journeys.plan.models import Plan
 from journeys.policy import Policy
 
 
+class HeldGroup(BaseModel):
+    """Users of a send pass held until ``release`` in cohort ``cohort`` (quiet hours, or
+    bids that ``confirm`` after the arbitration window)."""
+
+    cohort: str
+    release: datetime
+    users: int
+    confirm: bool = False
+
+
 class Cohort(BaseModel):
     """Users of one shard standing at one node: a Redis sorted set, known by key and size.
 
@@ -31,6 +41,11 @@ class Cohort(BaseModel):
     """Retry backoff, quiet hours or the arbitration window: the pass starts no earlier."""
     confirm: bool = False
     """Its users bid for their slots; this pass confirms the bids (arbitration)."""
+    retried: int = 0
+    """Users the pages of this pass queued for another pass so far (send nodes)."""
+    held: list[HeldGroup] = Field(default_factory=list)
+    """Users the pages of this pass held back so far (send nodes), by cohort: kept in the
+    cohort, so a pass cut by continue-as-new forgets none of its earlier pages'."""
     wake_at: datetime | None = None
     """The timer of a wait, wait_until or wait_for_event node, once armed."""
     zone: str | None = None

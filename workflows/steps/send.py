@@ -3,14 +3,12 @@ failed (as the same cohort, after backoff), and pass the rest on."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.controls import Controls
     from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
-    from journeys.contracts.shard import Cohort
+    from journeys.contracts.shard import Cohort, HeldGroup
     from journeys.delivery_controls import controls_for
     from journeys.plan.steps import SendStep, WebhookStep
 
@@ -43,7 +41,7 @@ async def run(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -
         if cohort.attempt == 1 and not cohort.arrival_counted:
             cohort.arrival_counted = True  # a cohort back from quiet hours came in before
             ctx.node(cohort.node).entered += cohort.size
-        again = await _after_pass(ctx, cohort, step, outs)
+        again = await _after_pass(ctx, cohort, step)
         if not again or ctx.drain_due():
             return not again
 
@@ -100,6 +98,8 @@ async def _page(
     )
     state.counters.add(result.counters)
     ctx.node(cohort.node).add(result.counters)
+    cohort.retried += result.retry
+    _hold(cohort, result)
     if step.next is None:
         state.counters.completed += result.passed
     workflow.set_current_details(
@@ -110,20 +110,20 @@ async def _page(
     return result
 
 
-async def _after_pass(
-    ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep, outs: list[DeliverPageOutput]
-) -> bool:
+async def _after_pass(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -> bool:
     """Pass the delivered on; True if some users wait for another pass (the cohort now stands
     for them, with its backoff)."""
     state, retry = ctx.state, ctx.plan.limits.retry
     retry_id, passed_id = _pass_ids(cohort)
     retry_size = 0
-    if sum(out.retry for out in outs):
+    # counted page by page in the cohort: a pass cut by continue-as-new has only its last
+    # pages' outputs here
+    if cohort.retried:
         retry_size = await ctx.cohort_size(ctx.key(retry_id))
     if step.next:
         size = await ctx.cohort_size(ctx.key(passed_id))
         ctx.forward(cohort_id=passed_id, node=step.next, key=ctx.key(passed_id), size=size)
-    _hold_deferred(ctx, cohort, outs)
+    _release_held(ctx, cohort)
     if retry_size:
         backoff = retry.backoff * (2 ** (cohort.attempt - 1))
         cohort.key, cohort.size, cohort.next_page = ctx.key(retry_id), retry_size, 0
@@ -136,27 +136,37 @@ async def _after_pass(
     return retry_size > 0
 
 
-def _hold_deferred(ctx: ShardContext, cohort: Cohort, outs: list[DeliverPageOutput]) -> None:
-    """Users held for quiet hours come back to this node as one cohort per release time,
-    each behind its own timer (``not_before``), carried across continue-as-new like any."""
-    sizes: dict[str, int] = {}
-    releases: dict[str, datetime] = {}
-    confirms: set[str] = set()
-    for out in outs:
-        for group in out.deferred:
-            sizes[group.cohort] = sizes.get(group.cohort, 0) + group.users
-            releases[group.cohort] = group.release
-            if group.confirm:
-                confirms.add(group.cohort)
-    for cohort_id in sorted(sizes, key=lambda c: (releases[c], c)):
+def _hold(cohort: Cohort, result: DeliverPageOutput) -> None:
+    """Add a page's held-back users to its cohort's groups (one per release time)."""
+    for group in result.deferred:
+        known = next((h for h in cohort.held if h.cohort == group.cohort), None)
+        if known is None:
+            cohort.held.append(
+                HeldGroup(
+                    cohort=group.cohort,
+                    release=group.release,
+                    users=group.users,
+                    confirm=group.confirm,
+                )
+            )
+        else:
+            known.users += group.users
+
+
+def _release_held(ctx: ShardContext, cohort: Cohort) -> None:
+    """Users held back come back to this node as one cohort per release time, each behind
+    its own timer (``not_before``), carried across continue-as-new like any."""
+    for group in sorted(cohort.held, key=lambda g: (g.release, g.cohort)):
         ctx.state.cohorts.append(
             Cohort(
-                id=cohort_id,
+                id=group.cohort,
                 node=cohort.node,
-                key=ctx.key(cohort_id),
-                size=sizes[cohort_id],
-                not_before=releases[cohort_id],
+                key=ctx.key(group.cohort),
+                size=group.users,
+                not_before=group.release,
                 arrival_counted=True,
-                confirm=cohort_id in confirms,
+                confirm=group.confirm,
             )
         )
+    cohort.held = []
+    cohort.retried = 0
