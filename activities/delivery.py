@@ -86,6 +86,11 @@ class DeliveryActivities:
             entries=entries,
             run_id=data.run_id,
         )
+        if exited:  # reserved by an earlier pass or execution, then exited: give back
+            admitted = set(users)
+            await self._gate.release(
+                data, [(u, e) for u, e in entries.items() if u not in admitted]
+            )
         if not users:
             return DeliverPageOutput(counters=Counters(exited=exited))
         keys = [idempotency_key(data.run_id, data.node, u, entries[u]) for u in users]
@@ -228,7 +233,12 @@ class DeliveryActivities:
             contents=contents,
             reasons=reasons,
         )
-        unrendered = [(u, entries[u]) for u in users if isinstance(rendered[u], RenderError)]
+        # only users the gate passed just now hold a reservation this page may give back;
+        # a re-executed page renders settled users too
+        reserved = set(verdict.passed) if verdict is not None else set()
+        unrendered = [
+            (u, entries[u]) for u in users if u in reserved and isinstance(rendered[u], RenderError)
+        ]
         await self._gate.release(data, unrendered)  # as on the claim path: before the rows
         return rows + await inbox.deliver(page, new=first)
 

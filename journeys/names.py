@@ -133,6 +133,15 @@ def suppression_key(user_id: str) -> str:
     return f"{KEY_PREFIX}:sup:{control_tag(user_id)}:{user_id}"
 
 
+def control_keys(user_id: str) -> tuple[str, str]:
+    """(sent history, suppression) keys of a user, hashing the user once."""
+    tag = control_tag(user_id)
+    return (
+        f"{KEY_PREFIX}:sent:{tag}:{user_id}",
+        f"{KEY_PREFIX}:sup:{tag}:{user_id}",
+    )
+
+
 def budget_key(run_id: str, channel: str) -> str:
     """Hash (``n`` messages, ``c`` cost) a run has spent of its budget on ``channel``."""
     return f"{KEY_PREFIX}:budget:{{{run_id}}}:{channel}"

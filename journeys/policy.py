@@ -141,6 +141,30 @@ def channel_problems(policy: Policy, channels: ChannelsFile | None) -> list[Prob
     ]
 
 
+def spend_problems(
+    plan: Plan | None, policy: Policy | None, channels: ChannelsFile | None
+) -> list[Problem]:
+    """Money budgets and quotas on channels without a ``cost``: they would never bind."""
+    if channels is None:
+        return []
+    limits = [
+        (f"limits.budget.{i}.max_cost", b.channel, b.max_cost)
+        for i, b in enumerate(plan.limits.budget if plan else [])
+    ]
+    limits += [
+        (f"quotas.{i}.max_cost", q.channel, q.max_cost)
+        for i, q in enumerate(policy.quotas if policy else [])
+    ]
+    problems = []
+    for path, name, max_cost in limits:
+        channel = channels.channels.get(name)
+        if max_cost is not None and channel is not None and channel.cost == 0:
+            problems.append(
+                Problem(path, f"channel {name} has no cost in the channels file to count")
+            )
+    return problems
+
+
 def refuse_against_policy(plan: Plan, policy: Policy | None) -> None:
     """Raise :class:`PlanInvalid` naming each field of ``plan`` the policy cannot serve."""
     problems = plan_problems(plan, policy)

@@ -133,6 +133,7 @@ async def launch(
                 audience=audience,
                 options=options or RunOptions(),
                 policy=policy,
+                delivery_controls=True,
             ),
             id=run_id,
             task_queue=settings.temporal_task_queue,

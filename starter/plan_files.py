@@ -12,7 +12,7 @@ from journeys.plan.models import Plan
 from journeys.plan.problems import sorted_problems
 from journeys.plan.unenforced import Unenforced, idle_priority, unenforced_fields
 from journeys.plan.validate import load_plan
-from journeys.policy import channel_problems, load_policy, plan_problems
+from journeys.policy import channel_problems, load_policy, plan_problems, spend_problems
 from journeys.settings import get_settings
 
 NOT_PLANS = frozenset({"channels.yaml", "tags.yaml", "policy.yaml"})
@@ -68,6 +68,7 @@ def check_plan_file(
             for problem in template_problems(channels, plan=plan, limits=limits)
         )
     problems.extend(policy_problems_for(plan, channels))
+    problems.extend(spend_problems(plan, None, channels))
     return (plan if not problems else None), sorted_problems(problems)
 
 
@@ -82,7 +83,8 @@ def policy_problems_for(plan: Plan | None, channels: ChannelsFile | None) -> lis
     except PolicyInvalid as exc:
         return [Problem(p.path or "policy", f"{p.reason} (in {path})") for p in exc.problems]
     problems = [
-        Problem(p.path, f"{p.reason} (in {path})") for p in channel_problems(policy, channels)
+        Problem(p.path, f"{p.reason} (in {path})")
+        for p in channel_problems(policy, channels) + spend_problems(None, policy, channels)
     ]
     if plan is not None:
         problems += plan_problems(plan, policy)

@@ -11,7 +11,7 @@ from rich.console import Console
 from journeys.channels_config import load_channels
 from journeys.errors import JourneysError, Problem
 from journeys.plan.source import DocumentError, read_document
-from journeys.policy import channel_problems, check_policy
+from journeys.policy import channel_problems, check_policy, spend_problems
 from journeys.settings import get_settings
 
 policy_app = typer.Typer(
@@ -36,7 +36,8 @@ def check(
     except DocumentError as exc:
         policy, problems = None, [exc.problem]
     if policy is not None and settings.channels_file.exists():
-        problems = channel_problems(policy, load_channels(settings.channels_file))
+        channels = load_channels(settings.channels_file)
+        problems = channel_problems(policy, channels) + spend_problems(None, policy, channels)
     if as_json:
         result = {
             "file": str(path),

@@ -11,7 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from activities.controls.suppression import EVERY_CHANNEL, ListName, SuppressionStore
+from activities.controls.suppression import (
+    EVERY_CHANNEL,
+    ListName,
+    SuppressionStore,
+    is_channel_name,
+)
 from journeys.audience_file import check_user_id, read_audience_file
 from journeys.channels_config import load_channels
 from journeys.errors import InvalidInput, Problem
@@ -49,6 +54,8 @@ def _channel(channel: str) -> str:
     """``*``, or a channel of the channels file (a mark on no channel would do nothing)."""
     if channel == EVERY_CHANNEL:
         return channel
+    if not is_channel_name(channel):
+        raise InvalidInput("suppress", [Problem("--channel", f"not a channel name: {channel!r}")])
     path = get_settings().channels_file
     if path.exists() and channel not in load_channels(path).channels:
         raise InvalidInput("suppress", [Problem("--channel", f"no channel {channel!r} in {path}")])

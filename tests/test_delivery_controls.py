@@ -20,6 +20,7 @@ from journeys.contracts.counters import Counters
 from journeys.contracts.runs import RunOptions
 from journeys.names import shard_workflow_id
 from journeys.settings import Settings
+from tests.conftest import serving_ingest
 from tests.engine import for_test, start_blast, worker_running, write_channels, write_plan
 from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, Post, UntilShard
 from tests.receiver import Receiver
@@ -145,13 +146,16 @@ async def test_a_budget_runs_out_while_failed_sends_give_their_place_back(
     assert len(journey.receiver.messages()) == 60
 
 
-async def test_suppression_by_event_and_by_api_mid_run(
-    journey: JourneyKit, ingest_url: str
-) -> None:
+async def test_suppression_by_event_and_by_api_mid_run(journey: JourneyKit) -> None:
+    async with serving_ingest(journey.settings) as ingest_url:  # knows the kit's channels
+        await suppressed_mid_run(journey, ingest_url)
+
+
+async def suppressed_mid_run(journey: JourneyKit, ingest_url: str) -> None:
     journey.use_ingest(ingest_url)
     tag = uuid.uuid4().hex[:6]
     people = [f"sup{tag}-{i:02d}" for i in range(20)]
-    everywhere, sms_only, by_api = people[:3], people[3:5], people[5]
+    everywhere, sms_only, by_api, sly = people[:3], people[3:5], people[5], people[6]
 
     async def suppress_by_api(_: LiveRun) -> None:
         async with httpx.AsyncClient(base_url=ingest_url) as http:
@@ -161,6 +165,10 @@ async def test_suppression_by_event_and_by_api_mid_run(
                 "/v1/suppressions", json={"user_ids": [by_api], "channel": "push"}
             )
             assert good.status_code == 200 and good.json() == {"changed": 1}
+            unknown = await http.post(
+                "/v1/suppressions", json={"user_ids": [by_api], "channel": "fax"}
+            )
+            assert unknown.status_code == 422  # a mark on no channel would stop nothing
 
     outcome = await journey.run(
         {
@@ -179,6 +187,8 @@ async def test_suppression_by_event_and_by_api_mid_run(
                     {"user_id": u, "name": "unsubscribed", "props": {"channel": "sms"}}
                     for u in sms_only
                 ]
+                # not a channel name: suppressed everywhere, never made a test user
+                + [{"user_id": sly, "name": "unsubscribed", "props": {"channel": "+allow"}}]
             ),
             Check(suppress_by_api),
             Advance(timedelta(hours=1, minutes=1)),
@@ -186,16 +196,16 @@ async def test_suppression_by_event_and_by_api_mid_run(
     )
     rows = await ledger(journey.pool, outcome.run_id)
     stopped = {u for u, (status, _) in rows.items() if status == "skipped"}
-    assert stopped == {*everywhere, by_api}
+    assert stopped == {*everywhere, by_api, sly}
     assert {rows[u] for u in stopped} == {("skipped", "suppressed")}
-    assert outcome.result.totals.skipped == {"suppressed": 4}
+    assert outcome.result.totals.skipped == {"suppressed": 5}
     # unsubscribed from sms only: push still reaches them
     assert {m["user_id"] for m in journey.receiver.messages().values()} == set(people) - stopped
     marks = await journey.pool.fetch(
         "SELECT user_id, channel, source FROM suppressions WHERE user_id = ANY($1)", people
     )
     assert sorted((r["user_id"], r["channel"], r["source"]) for r in marks) == sorted(
-        [(u, "*", "event:unsubscribed") for u in everywhere]
+        [(u, "*", "event:unsubscribed") for u in [*everywhere, sly]]
         + [(u, "sms", "event:unsubscribed") for u in sms_only]
         + [(by_api, "push", "api")]
     )

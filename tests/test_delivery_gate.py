@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from activities.controls.gate import Deferral, DeliveryGate
 from journeys.contracts.controls import CapRule, Controls, QuietRule, SpendRule
-from journeys.names import budget_key, suppression_key
+from journeys.names import budget_key, sent_history_key, suppression_key
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -254,3 +254,33 @@ async def test_equal_priorities_go_to_the_earlier_bid(redis: aioredis.Redis) -> 
     assert await arbitrate(gate, early, people, at=NOW + WINDOW, confirm=True) == dict.fromkeys(
         people, "ok"
     )
+
+
+async def test_a_retry_pass_checks_suppression_again_and_gives_the_slot_back(
+    redis: aioredis.Redis,
+) -> None:
+    gate, (person,) = DeliveryGate(redis), users(1)
+    run = f"run-{uuid.uuid4().hex[:6]}"
+    budget = SpendRule(key=budget_key(run, "sms"), max_messages=10, reason="budget")
+    rules = controls(caps=[DAILY], budget=budget)
+
+    async def attempt(*, recheck: bool) -> dict[str, str]:
+        verdict = await gate.check(
+            rules,
+            channel="sms",
+            run_id=run,
+            node="send",
+            entries={person: 0},
+            zones={},
+            now=NOW,
+            cost=0.0,
+            recheck=recheck,
+        )
+        return {**dict.fromkeys(verdict.passed, "ok"), **verdict.skipped}
+
+    assert await attempt(recheck=False) == {person: "ok"}  # reserved; the send fails, retried
+    await redis.sadd(suppression_key(person), "*")  # unsubscribes before the retry pass
+    assert await attempt(recheck=False) == {person: "ok"}  # a re-execution of the same page
+    assert await attempt(recheck=True) == {person: "suppressed"}  # the retry pass
+    assert await redis.hget(budget.key, "n") == b"0"  # its place is given back
+    assert await redis.zcard(sent_history_key(person)) == 0

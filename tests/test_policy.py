@@ -14,12 +14,14 @@ from journeys.delivery_controls import controls_for
 from journeys.errors import PlanInvalid
 from journeys.names import budget_key, quota_key
 from journeys.plan.models import Plan
+from journeys.plan.validate import check_plan
 from journeys.policy import (
     Policy,
     channel_problems,
     check_policy,
     load_policy,
     refuse_against_policy,
+    spend_problems,
 )
 from tests.conftest import ROOT, spawn_journeys
 
@@ -124,3 +126,14 @@ def test_the_example_policy_is_valid_and_its_channels_exist() -> None:
     policy = load_policy(ROOT / "examples" / "policy.yaml")
     assert channel_problems(policy, load_channels(ROOT / "examples" / "channels.yaml")) == []
     assert policy.arbitration == timedelta(seconds=30) and len(policy.caps) == 2
+
+
+def test_limits_that_could_never_act_are_problems() -> None:
+    body = yaml.safe_load((ROOT / "examples" / "welcome-blast.yaml").read_text())
+    caps = {"caps": [{"max": 1, "per": "1d"}], "priority": 70}
+    notice, problems = check_plan(body | {"transactional": True, "limits": caps}, channels=None)
+    assert notice is None
+    assert [p.path for p in problems] == ["limits.caps", "limits.priority"]
+    channels = load_channels(ROOT / "examples" / "channels.yaml")
+    money = plan(budget=[{"channel": "popup", "max_cost": 5.0}])  # popup costs nothing
+    assert [p.path for p in spend_problems(money, None, channels)] == ["limits.budget.0.max_cost"]

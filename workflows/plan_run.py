@@ -158,6 +158,7 @@ class PlanRunWorkflow:
                 counters=Counters(targeted=0 if by_event else size),
                 options=data.options,
                 policy=data.policy,
+                delivery_controls=data.delivery_controls,
                 paused=self._paused,
                 **self._entry_fields(plan, data, run_id, k),
             ),

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from activities.controls.quiet import DEFER, DROP, quiet_verdicts
 from journeys.contracts.controls import Controls, SpendRule
-from journeys.names import sent_history_key, suppression_key
+from journeys.names import control_keys, sent_history_key
 
 _CHECK = """
 local now = tonumber(ARGV[1])
@@ -37,8 +37,9 @@ local mode = ARGV[7]
 local prefix, bid_prefix = ARGV[8], ARGV[9]
 local priority = tonumber(ARGV[10])
 local bids_from = now - tonumber(ARGV[11])
-local ncaps = tonumber(ARGV[12])
-local i = 13
+local recheck = ARGV[12] == '1'
+local ncaps = tonumber(ARGV[13])
+local i = 14
 local caps, earliest = {}, math.min(now, bids_from)
 for c = 1, ncaps do
   local cap = {max = tonumber(ARGV[i]), since = now - tonumber(ARGV[i + 1]),
@@ -103,18 +104,29 @@ local function over_spend()
   return nil
 end
 
+-- the page's users in one argument, "entry,code;" each (code: '' or a quiet hours verdict):
+-- a page of 1,000 as 2,000 arguments cost the client more to encode than the script to run
+local users = {}
+for entry, quiet in string.gmatch(ARGV[i], '(%d+),([%a_]*);') do
+  users[#users + 1] = {entry, quiet}
+end
+-- nothing to count: a replayed page may add its members again (same member, no count), so
+-- the per-user lookups that idempotence needs are skipped
+local bare = mode == 'check' and ncaps == 0 and #spends == 0
+local second = math.floor(now / 1000)
 local out = {}
 for u = 1, (#KEYS - 2) / 2 do
   local hist, sup = KEYS[1 + 2 * u], KEYS[2 + 2 * u]
-  local entry, quiet = ARGV[i], ARGV[i + 1]
-  i = i + 2
+  local entry, quiet = users[u][1], users[u][2]
   local member, own_bid = prefix .. entry, bid_prefix .. entry
   local verdict = 'ok'
   local bid_score = nil
   if mode ~= 'check' then bid_score = redis.call('ZSCORE', hist, own_bid) end
-  if redis.call('ZSCORE', hist, member) then
+  local held = false
+  if not bare then held = redis.call('ZSCORE', hist, member) end
+  if held and not recheck then
     verdict = 'held'
-  elseif mode == 'bid' and bid_score then
+  elseif mode == 'bid' and bid_score and not held then
     verdict = 'bid'
   else
     local allowed, suppressed = false, false
@@ -125,8 +137,17 @@ for u = 1, (#KEYS - 2) / 2 do
     local marketing = not allowed and not exempt
     if suppressed then
       verdict = 'suppressed'
+      if held then  -- reserved by an earlier pass: suppressed since, so give it back
+        redis.call('ZREM', hist, member)
+        for s = 1, #spends do
+          spent[s].n = math.max(0, spent[s].n - 1)
+          spent[s].c = math.max(0, spent[s].c - cost)
+        end
+      end
     elseif quiet ~= '' and marketing then
-      verdict = quiet
+      verdict = quiet  -- a reservation stays with the user it holds back
+    elseif held then
+      verdict = 'held'
     else
       if ncaps > 0 and marketing then
         verdict = over_cap(hist, own_bid, tonumber(bid_score) or now) or 'ok'
@@ -135,7 +156,11 @@ for u = 1, (#KEYS - 2) / 2 do
     end
     if mode == 'confirm' and bid_score then redis.call('ZREM', hist, own_bid) end
     if verdict == 'ok' then
-      redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. keep_from)
+      -- trimmed on one write in 16 (by user and second): enough to bound a busy user's
+      -- history, at a sixteenth of the cost; reads look only inside their windows anyway
+      if (u + second) % 16 == 0 then
+        redis.call('ZREMRANGEBYSCORE', hist, '-inf', '(' .. keep_from)
+      end
       if mode == 'bid' and marketing then
         redis.call('ZADD', hist, now, own_bid)
         verdict = 'bid'
@@ -154,7 +179,7 @@ end
 for s, rule in ipairs(spends) do
   redis.call('HSET', rule.key, 'n', spent[s].n, 'c', tostring(spent[s].c))
 end
-return out
+return table.concat(out, ',')
 """
 
 _RELEASE = """
@@ -164,9 +189,10 @@ for u = 3, #KEYS do
   if redis.call('ZREM', KEYS[u], ARGV[u + 1]) == 1 then
     released = released + 1
     for s = 1, 2 do
-      if ARGV[1 + s] == '1' then
-        redis.call('HINCRBY', KEYS[s], 'n', -1)
-        redis.call('HINCRBYFLOAT', KEYS[s], 'c', -cost)
+      if ARGV[1 + s] == '1' then  -- never below zero: a quota reset meanwhile started afresh
+        local v = redis.call('HMGET', KEYS[s], 'n', 'c')
+        local n, c = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+        redis.call('HSET', KEYS[s], 'n', math.max(0, n - 1), 'c', tostring(math.max(0, c - cost)))
       end
     end
   end
@@ -241,13 +267,16 @@ class DeliveryGate:
         now: datetime,
         cost: float,
         confirm: bool = False,
+        recheck: bool = False,
     ) -> Verdict:
         """Decide every user of ``entries`` (user -> entry) in one atomic call.
 
         Under arbitration (``controls.arbitration``) a first pass only *bids* for each
         user's slot (its users come back deferred for ``arbitration``) and the pass after
         the window ``confirm``s: a bid that plans of higher priority outbid is skipped for
-        ``priority``."""
+        ``priority``. A user reserved by an earlier pass (a retry) passes at once unless
+        ``recheck``: then suppression and quiet hours are checked again (a suppressed user
+        gives the reservation back)."""
         users = list(entries)
         if not users:
             return Verdict()
@@ -274,6 +303,7 @@ class DeliveryGate:
             controls.priority,
             # a bid stays a rival for two windows: its plan confirms within one, or died
             2 * int(controls.arbitration.total_seconds() * 1000),
+            "1" if recheck else "0",
             len(controls.caps),
         ]
         for cap in controls.caps:
@@ -282,13 +312,13 @@ class DeliveryGate:
         args += _spend_args(controls.budget) + _spend_args(controls.quota)
         keys = [_key(controls.budget), _key(controls.quota)]
         for user in users:
-            keys += [sent_history_key(user), suppression_key(user)]
-            args += [entries[user], quiet[user][0] if user in quiet else ""]
-        codes = await self._check(keys=keys, args=args)
+            keys += control_keys(user)
+        args.append("".join(f"{entries[u]},{quiet[u][0] if u in quiet else ''};" for u in users))
+        raw = await self._check(keys=keys, args=args)
+        codes = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(",")
         verdict = Verdict()
         window_ends = now + controls.arbitration
-        for user, raw in zip(users, codes, strict=True):
-            code = raw.decode() if isinstance(raw, bytes) else str(raw)
+        for user, code in zip(users, codes, strict=True):
             if code in ("ok", "held"):
                 verdict.passed.append(user)
             elif code == DEFER:

@@ -56,6 +56,7 @@ class PageGate:
             now=data.now or datetime.now(UTC),
             cost=self._cost(data.channel),
             confirm=data.confirm,
+            recheck=data.attempt > 1,  # a retry pass: suppressed or quiet since?
         )
 
     async def release(self, data: DeliverPageInput, entries: Sequence[tuple[str, int]]) -> None:
@@ -141,7 +142,8 @@ def deferred_groups(
     groups = []
     for (release, reason), members in sorted(by_release.items()):
         confirm = reason == ARBITRATION
-        mark = "a" if confirm else ""
+        # a page's bids confirm on their own, one window after they were placed
+        mark = f"a{data.page}." if confirm else ""
         cohort = f"{data.deferred_prefix}.{mark}{int(release.timestamp() * 1000)}"
         group = DeferredGroup(cohort=cohort, release=release, users=len(members), confirm=confirm)
         groups.append((group, members))

@@ -8,6 +8,7 @@ go to PostgreSQL first, so a Redis lost or flushed is rebuilt whole by :meth:`sy
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,12 @@ from journeys.names import KEY_PREFIX, suppression_key
 ALLOW_MARK = "+allow"
 EVERY_CHANNEL = "*"
 ListName = Literal["suppress", "allow"]
+_CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def is_channel_name(value: str) -> bool:
+    """Whether ``value`` is spelled like a channel name (the plan model's rule)."""
+    return _CHANNEL_NAME.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class SuppressionStore:
         user's mark (again), so an earlier write that reached only PostgreSQL heals."""
         if list_name == "allow":
             channel = EVERY_CHANNEL
+        if channel != EVERY_CHANNEL and not is_channel_name(channel):
+            raise ValueError(f"not a channel name: {channel!r}")
         users = sorted(set(users))
         if not users:
             return 0

@@ -44,6 +44,9 @@ class PlanRunInput(BaseModel):
     options: RunOptions = RunOptions()
     policy: Policy | None = None
     """The workspace policy as the launch read it; the run keeps it to its end."""
+    delivery_controls: bool = False
+    """Its sends pass the delivery gate. Every launch sets it; runs launched before the
+    gate existed lack it and go on as they were launched, unchecked."""
 
 
 class WaitingCohort(BaseModel):

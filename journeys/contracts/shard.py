@@ -14,13 +14,11 @@ from journeys.policy import Policy
 
 
 class HeldGroup(BaseModel):
-    """Users of a send pass held until ``release`` in cohort ``cohort`` (quiet hours, or
-    bids that ``confirm`` after the arbitration window)."""
+    """Users of a send pass held for quiet hours until ``release``, in cohort ``cohort``."""
 
     cohort: str
     release: datetime
     users: int
-    confirm: bool = False
 
 
 class Cohort(BaseModel):
@@ -44,8 +42,9 @@ class Cohort(BaseModel):
     retried: int = 0
     """Users the pages of this pass queued for another pass so far (send nodes)."""
     held: list[HeldGroup] = Field(default_factory=list)
-    """Users the pages of this pass held back so far (send nodes), by cohort: kept in the
-    cohort, so a pass cut by continue-as-new forgets none of its earlier pages'."""
+    """Users the pages of this pass held for quiet hours so far (send nodes), by cohort:
+    kept in the cohort, so a pass cut by continue-as-new forgets none of its earlier
+    pages'. (Bids come back page by page, as cohorts of their own.)"""
     wake_at: datetime | None = None
     """The timer of a wait, wait_until or wait_for_event node, once armed."""
     zone: str | None = None
@@ -79,6 +78,8 @@ class ShardState(BaseModel):
     options: RunOptions = RunOptions()
     policy: Policy | None = None
     """The run's workspace policy (delivery controls)."""
+    delivery_controls: bool = False
+    """Its sends pass the delivery gate (``PlanRunInput.delivery_controls``)."""
     paused: bool = False
     cancelled: bool = False
     generation: int = 0

@@ -49,9 +49,13 @@ def _plan_rules(document: Mapping[str, object]) -> Iterator[tuple[str, object]]:
             yield f"exit_criteria.{index}.rule", criterion.get("rule")
 
 
+_NOT_FOR_TRANSACTIONAL = ("caps", "plan_cap", "quiet_hours")
+
+
 def plan_level_problems(document: Mapping[str, object]) -> list[Problem]:
-    """A missing audience, ``match_entry`` and ``entry.*`` tags without an event entry."""
-    problems: list[Problem] = []
+    """A missing audience, ``match_entry`` and ``entry.*`` tags without an event entry,
+    marketing limits on a transactional plan."""
+    problems: list[Problem] = _transactional_problems(document)
     kind = entry_type(document)
     if document.get("audience") is None and kind != "event":
         problems.append(Problem("audience", "required unless entry is event"))
@@ -67,4 +71,20 @@ def plan_level_problems(document: Mapping[str, object]) -> list[Problem]:
             if tag.startswith(ENTRY_PREFIX):
                 reason = f'tag "{tag}" reads the entry event, but the entry type is {kind}'
                 problems.append(Problem(path, reason))
+    return problems
+
+
+def _transactional_problems(document: Mapping[str, object]) -> list[Problem]:
+    """A transactional plan skips caps and quiet hours, so its own would never act."""
+    limits = document.get("limits")
+    if document.get("transactional") is not True or not isinstance(limits, Mapping):
+        return []
+    reason = "a transactional plan is exempt from caps and quiet hours; remove it or the flag"
+    problems = [
+        Problem(f"limits.{name}", reason)
+        for name in _NOT_FOR_TRANSACTIONAL
+        if limits.get(name) not in (None, [], {})
+    ]
+    if limits.get("priority", 50) != 50:
+        problems.append(Problem("limits.priority", "a transactional plan competes for no slot"))
     return problems

@@ -44,6 +44,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     linger: timedelta = timedelta(0),
     suppression: Suppression | None = None,
+    channels: frozenset[str] | None = None,
 ) -> FastAPI:
     """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
     counts: Counter[str] = Counter()
@@ -119,7 +120,9 @@ def create_app(
     )
     async def post_suppressions(request: Request) -> Response:
         """Suppress users (on one channel, or all), or allow them as test users."""
-        change = await _suppression_change(request, max_body_bytes=max_body_bytes)
+        change = await _suppression_change(
+            request, max_body_bytes=max_body_bytes, channels=channels
+        )
         if isinstance(change, Response):
             return change
         added = await state["suppressions"].add(
@@ -141,7 +144,9 @@ def create_app(
     )
     async def remove_suppressions(request: Request) -> Response:
         """Lift marks (the same channel they were added on)."""
-        change = await _suppression_change(request, max_body_bytes=max_body_bytes)
+        change = await _suppression_change(
+            request, max_body_bytes=max_body_bytes, channels=channels
+        )
         if isinstance(change, Response):
             return change
         removed = await state["suppressions"].remove(
@@ -188,19 +193,23 @@ def create_app(
 
 
 async def _suppression_change(
-    request: Request, *, max_body_bytes: int
+    request: Request, *, max_body_bytes: int, channels: frozenset[str] | None
 ) -> SuppressionChange | Response:
-    """The body as a :class:`SuppressionChange`, or the 4xx answer refusing it."""
+    """The body as a :class:`SuppressionChange`, or the 4xx answer refusing it (a channel
+    the channels file does not declare, too: a mark on it would stop nothing)."""
     try:
         body = await read_json(request, max_bytes=max_body_bytes)
     except BodyRefused as exc:
         return _refused([(-1, "body", exc.reason)], status=exc.status)
     try:
-        return SuppressionChange.model_validate(body)
+        change = SuppressionChange.model_validate(body)
     except ValidationError as exc:
         return _refused(
             [(-1, ".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
         )
+    if channels is not None and change.channel != "*" and change.channel not in channels:
+        return _refused([(-1, "channel", f"no channel {change.channel!r} in the channels file")])
+    return change
 
 
 def _refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> Response:

@@ -9,6 +9,7 @@ import uvicorn
 from temporalio.client import Client
 
 from activities.db.pool import create_pool
+from journeys.channels_config import load_channels
 from journeys.policy import policy_at
 from journeys.settings import Settings
 
@@ -32,8 +33,11 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
             max_props_depth=settings.event_props_max_depth,
             max_body_bytes=settings.ingest_max_body_bytes,
             linger=settings.ingest_linger,
-            suppression=(
-                policy.suppression if (policy := policy_at(settings.policy_file)) else None
+            suppression=policy.suppression if policy is not None else None,
+            channels=(
+                frozenset(load_channels(settings.channels_file).channels)
+                if settings.channels_file.exists()
+                else None
             ),
         ),
         host=settings.ingest_host,

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from activities.controls.suppression import SuppressionStore
+from activities.controls.suppression import SuppressionStore, is_channel_name
 from activities.db import queries
 from activities.db.pool import DbPool
 from activities.event_registry import ListenerCache
@@ -119,10 +119,11 @@ class EventIngest:
         by_channel: dict[str, list[str]] = defaultdict(list)
         for event in events:
             if event.name == name:
-                channel = event.props.get(prop)
-                by_channel[channel if isinstance(channel, str) and channel else "*"].append(
-                    event.user_id
-                )
+                named = event.props.get(prop)
+                # anything but a channel name (a typo, "+allow") suppresses on every channel:
+                # an unsubscribe is never weaker than it was meant to be
+                channel = named if isinstance(named, str) and is_channel_name(named) else "*"
+                by_channel[channel].append(event.user_id)
         for channel, users in sorted(by_channel.items()):
             await self._suppressions.add(
                 users, channel=channel, reason=name, source=f"event:{name}"

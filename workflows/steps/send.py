@@ -7,7 +7,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.controls import Controls
-    from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
+    from journeys.contracts.pages import DeferredGroup, DeliverPageInput, DeliverPageOutput
     from journeys.contracts.shard import Cohort, HeldGroup
     from journeys.delivery_controls import controls_for
     from journeys.plan.steps import SendStep, WebhookStep
@@ -20,7 +20,11 @@ async def run(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -
     """Deliver to ``cohort`` pass by pass; False if it stopped early (continue-as-new or
     cancel) with its state in ``cohort``."""
     state = ctx.state
-    controls = controls_for(state.plan, state.policy, run_id=state.run_id, channel=step.channel)
+    controls = (
+        controls_for(state.plan, state.policy, run_id=state.run_id, channel=step.channel)
+        if state.delivery_controls
+        else None  # a run launched before the gate existed goes on as it was launched
+    )
     while True:
         if cohort.not_before is not None and cohort.not_before > workflow.now():
             summary = (
@@ -62,7 +66,7 @@ async def _page(
     ctx: ShardContext,
     cohort: Cohort,
     step: SendStep | WebhookStep,
-    controls: Controls,
+    controls: Controls | None,
     page: int,
 ) -> DeliverPageOutput:
     state, limits = ctx.state, ctx.plan.limits
@@ -99,7 +103,7 @@ async def _page(
     state.counters.add(result.counters)
     ctx.node(cohort.node).add(result.counters)
     cohort.retried += result.retry
-    _hold(cohort, result)
+    _hold(ctx, cohort, result)
     if step.next is None:
         state.counters.completed += result.passed
     workflow.set_current_details(
@@ -136,18 +140,18 @@ async def _after_pass(ctx: ShardContext, cohort: Cohort, step: SendStep | Webhoo
     return retry_size > 0
 
 
-def _hold(cohort: Cohort, result: DeliverPageOutput) -> None:
-    """Add a page's held-back users to its cohort's groups (one per release time)."""
+def _hold(ctx: ShardContext, cohort: Cohort, result: DeliverPageOutput) -> None:
+    """A page's bids come back to confirm one window after they were placed, as a cohort of
+    their own; its users held for quiet hours join the pass's groups (one per release
+    time), which come back once the pass is over."""
     for group in result.deferred:
+        if group.confirm:
+            ctx.state.cohorts.append(_back(ctx, cohort, group, confirm=True))
+            continue
         known = next((h for h in cohort.held if h.cohort == group.cohort), None)
         if known is None:
             cohort.held.append(
-                HeldGroup(
-                    cohort=group.cohort,
-                    release=group.release,
-                    users=group.users,
-                    confirm=group.confirm,
-                )
+                HeldGroup(cohort=group.cohort, release=group.release, users=group.users)
             )
         else:
             known.users += group.users
@@ -157,16 +161,21 @@ def _release_held(ctx: ShardContext, cohort: Cohort) -> None:
     """Users held back come back to this node as one cohort per release time, each behind
     its own timer (``not_before``), carried across continue-as-new like any."""
     for group in sorted(cohort.held, key=lambda g: (g.release, g.cohort)):
-        ctx.state.cohorts.append(
-            Cohort(
-                id=group.cohort,
-                node=cohort.node,
-                key=ctx.key(group.cohort),
-                size=group.users,
-                not_before=group.release,
-                arrival_counted=True,
-                confirm=group.confirm,
-            )
-        )
+        ctx.state.cohorts.append(_back(ctx, cohort, group))
     cohort.held = []
     cohort.retried = 0
+
+
+def _back(
+    ctx: ShardContext, cohort: Cohort, group: HeldGroup | DeferredGroup, *, confirm: bool = False
+) -> Cohort:
+    """Held users of ``cohort`` back at its node at their release (counted there already)."""
+    return Cohort(
+        id=group.cohort,
+        node=cohort.node,
+        key=ctx.key(group.cohort),
+        size=group.users,
+        not_before=group.release,
+        arrival_counted=True,
+        confirm=confirm,
+    )
