@@ -159,7 +159,7 @@ async def suppressed_mid_run(journey: JourneyKit, ingest_url: str) -> None:
 
     async def suppress_by_api(_: LiveRun) -> None:
         async with httpx.AsyncClient(base_url=ingest_url) as http:
-            bad = await http.post("/v1/suppressions", json={"user_ids": ["has space"]})
+            bad = await http.post("/v1/suppressions", json={"user_ids": ["bad\u0001id"]})
             assert bad.status_code == 422  # refused to its sender, nothing marked
             good = await http.post(
                 "/v1/suppressions", json={"user_ids": [by_api], "channel": "push"}

@@ -33,7 +33,7 @@ from journeys.policy import Suppression
 from .body import BodyRefused, read_json
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
 from .service import EventIngest, IngestReport
-from .suppressions import SuppressionChange, SuppressionsChanged
+from .suppressions import SUPPRESSIONS_BODY, SuppressionChange, SuppressionsChanged
 
 
 def create_app(
@@ -115,8 +115,10 @@ def create_app(
         response_model=None,
         responses={
             200: {"model": SuppressionsChanged, "description": "Marked (PostgreSQL, Redis)."},
+            413: {"model": Refusal, "description": "The body is over the size limit."},
             422: {"model": Refusal, "description": "Malformed: nothing was marked."},
         },
+        openapi_extra=SUPPRESSIONS_BODY,
     )
     async def post_suppressions(request: Request) -> Response:
         """Suppress users (on one channel, or all), or allow them as test users."""
@@ -139,8 +141,10 @@ def create_app(
         response_model=None,
         responses={
             200: {"model": SuppressionsChanged, "description": "Unmarked."},
+            413: {"model": Refusal, "description": "The body is over the size limit."},
             422: {"model": Refusal, "description": "Malformed: nothing was changed."},
         },
+        openapi_extra=SUPPRESSIONS_BODY,
     )
     async def remove_suppressions(request: Request) -> Response:
         """Lift marks (the same channel they were added on)."""
