@@ -24,13 +24,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from journeys.channels_config import ChannelsFile
 from journeys.durations import Duration, format_duration, within
 from journeys.errors import PlanInvalid, PolicyInvalid, Problem
 from journeys.plan.common import ChannelName, PlanModel, Text
-from journeys.plan.limits import Cap, QuietHours
+from journeys.plan.limits import Cap, ChannelSpend, QuietHours
 from journeys.plan.models import Plan
 from journeys.plan.problems import problems_from_error, sorted_problems
 from journeys.plan.source import load_checked
@@ -45,18 +45,8 @@ class ChannelQuietHours(QuietHours):
     channel: ChannelName | None = None
 
 
-class Quota(PlanModel):
+class Quota(ChannelSpend):
     """A workspace pack for one channel, shared by every plan: messages or money."""
-
-    channel: ChannelName
-    max_messages: int | None = Field(default=None, ge=1)
-    max_cost: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _one_limit(self) -> Quota:
-        if (self.max_messages is None) == (self.max_cost is None):
-            raise ValueError("give exactly one of max_messages or max_cost")
-        return self
 
 
 class Suppression(PlanModel):

@@ -47,19 +47,24 @@ class QuietHours(PlanModel):
         return self
 
 
-class Budget(PlanModel):
-    """At most ``max_messages`` (or ``max_cost``, in the channel's ``cost`` units) sent through
-    ``channel`` by one run of this plan; the rest are skipped with reason ``budget``."""
+class ChannelSpend(PlanModel):
+    """What may be spent on ``channel``: ``max_messages``, or ``max_cost`` in the channel's
+    ``cost`` units (exactly one)."""
 
     channel: ChannelName
     max_messages: int | None = Field(default=None, ge=1)
     max_cost: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _one_limit(self) -> Budget:
+    def _one_limit(self) -> ChannelSpend:
         if (self.max_messages is None) == (self.max_cost is None):
             raise ValueError("give exactly one of max_messages or max_cost")
         return self
+
+
+class Budget(ChannelSpend):
+    """What one run of this plan may send through ``channel``; the rest are skipped with
+    reason ``budget``."""
 
 
 class Retry(PlanModel):

@@ -11,7 +11,6 @@ Prometheus text format.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,19 +20,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 from temporalio.client import Client
 
 from activities.controls.suppression import SuppressionStore
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
-from journeys.events import MAX_BODY_BYTES, MAX_PROBLEMS, MAX_PROPS_BYTES
+from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 from journeys.policy import Suppression
 
-from .body import BodyRefused, read_json
+from .body import BodyRefused, read_json, refused
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
 from .service import EventIngest, IngestReport
-from .suppressions import SUPPRESSIONS_BODY, SuppressionChange, SuppressionsChanged
+from .suppressions import add_suppression_routes
 
 
 def create_app(
@@ -90,75 +88,32 @@ def create_app(
             body = await read_json(request, max_bytes=max_body_bytes)
         except BodyRefused as exc:
             counts["refused_batches"] += 1
-            return _refused([(-1, "body", exc.reason)], status=exc.status)
+            return refused([(-1, "body", exc.reason)], status=exc.status)
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             counts["refused_batches"] += 1
-            return _refused([(-1, "events", 'expected {"events": [...]}')])
+            return refused([(-1, "events", 'expected {"events": [...]}')])
         raw = body["events"]
         unknown = sorted(str(key) for key in body if key != "events")
         if unknown:
             counts["refused_batches"] += 1
-            return _refused([(-1, unknown[0][:100], "unknown field")])
+            return refused([(-1, unknown[0][:100], "unknown field")])
         try:
             report = await state["ingest"].ingest(raw)
         except EventsRefused as exc:
             counts["refused_batches"] += 1
             counts["refused_events"] += len({index for index, _, _ in exc.refused})
-            return _refused(exc.refused)
+            return refused(exc.refused)
         counts["accepted_events"] += report.accepted
         counts["duplicate_events"] += report.duplicates
         counts["routed_events"] += report.routed
         return JSONResponse(report.model_dump(), status_code=202)
 
-    @app.post(
-        "/v1/suppressions",
-        response_model=None,
-        responses={
-            200: {"model": SuppressionsChanged, "description": "Marked (PostgreSQL, Redis)."},
-            413: {"model": Refusal, "description": "The body is over the size limit."},
-            422: {"model": Refusal, "description": "Malformed: nothing was marked."},
-        },
-        openapi_extra=SUPPRESSIONS_BODY,
+    add_suppression_routes(
+        app,
+        store=lambda: state["suppressions"],
+        max_body_bytes=max_body_bytes,
+        channels=channels,
     )
-    async def post_suppressions(request: Request) -> Response:
-        """Suppress users (on one channel, or all), or allow them as test users."""
-        change = await _suppression_change(
-            request, max_body_bytes=max_body_bytes, channels=channels
-        )
-        if isinstance(change, Response):
-            return change
-        added = await state["suppressions"].add(
-            change.user_ids,
-            channel=change.channel,
-            list_name="allow" if change.allow else "suppress",
-            reason=change.reason,
-            source="api",
-        )
-        return JSONResponse(SuppressionsChanged(changed=added).model_dump())
-
-    @app.post(
-        "/v1/suppressions/remove",
-        response_model=None,
-        responses={
-            200: {"model": SuppressionsChanged, "description": "Unmarked."},
-            413: {"model": Refusal, "description": "The body is over the size limit."},
-            422: {"model": Refusal, "description": "Malformed: nothing was changed."},
-        },
-        openapi_extra=SUPPRESSIONS_BODY,
-    )
-    async def remove_suppressions(request: Request) -> Response:
-        """Lift marks (the same channel they were added on)."""
-        change = await _suppression_change(
-            request, max_body_bytes=max_body_bytes, channels=channels
-        )
-        if isinstance(change, Response):
-            return change
-        removed = await state["suppressions"].remove(
-            change.user_ids,
-            channel=change.channel,
-            list_name="allow" if change.allow else "suppress",
-        )
-        return JSONResponse(SuppressionsChanged(changed=removed).model_dump())
 
     @app.get(
         "/healthz",
@@ -194,33 +149,3 @@ def create_app(
         return PlainTextResponse("\n".join(lines) + "\n")
 
     return app
-
-
-async def _suppression_change(
-    request: Request, *, max_body_bytes: int, channels: frozenset[str] | None
-) -> SuppressionChange | Response:
-    """The body as a :class:`SuppressionChange`, or the 4xx answer refusing it (a channel
-    the channels file does not declare, too: a mark on it would stop nothing)."""
-    try:
-        body = await read_json(request, max_bytes=max_body_bytes)
-    except BodyRefused as exc:
-        return _refused([(-1, "body", exc.reason)], status=exc.status)
-    try:
-        change = SuppressionChange.model_validate(body)
-    except ValidationError as exc:
-        return _refused(
-            [(-1, ".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
-        )
-    if channels is not None and change.channel != "*" and change.channel not in channels:
-        return _refused([(-1, "channel", f"no channel {change.channel!r} in the channels file")])
-    return change
-
-
-def _refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> Response:
-    # ASCII JSON: a field name quoting the sender's lone surrogate must not fail the answer
-    errors = [{"index": i, "field": f, "reason": r} for i, f, r in problems[:MAX_PROBLEMS]]
-    if len(problems) > MAX_PROBLEMS:
-        more = f"{len(problems) - MAX_PROBLEMS} more problems not listed"
-        errors.append({"index": -1, "field": "events", "reason": more})
-    body = json.dumps({"errors": errors}, ensure_ascii=True)
-    return Response(body, status_code=status, media_type="application/json")

@@ -1,10 +1,13 @@
-"""Read a request body as JSON within a size limit, refusing what cannot be parsed safely."""
+"""Read a request body as JSON within a size limit, and answer refusals in one format."""
 
 from __future__ import annotations
 
 import json
 
 from fastapi import Request
+from fastapi.responses import Response
+
+from journeys.events import MAX_PROBLEMS
 
 
 class BodyRefused(Exception):
@@ -37,3 +40,14 @@ async def read_json(request: Request, *, max_bytes: int) -> object:
         raise BodyRefused(422, "not JSON: nested too deeply to parse") from None
     except ValueError as exc:  # UnicodeDecodeError and over-long integers included
         raise BodyRefused(422, f"not JSON: {exc}"[:200]) from None
+
+
+def refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> Response:
+    """The refusal every endpoint answers: one entry per problem (index -1: the request)."""
+    # ASCII JSON: a field name quoting the sender's lone surrogate must not fail the answer
+    errors = [{"index": i, "field": f, "reason": r} for i, f, r in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        more = f"{len(problems) - MAX_PROBLEMS} more problems not listed"
+        errors.append({"index": -1, "field": "events", "reason": more})
+    body = json.dumps({"errors": errors}, ensure_ascii=True)
+    return Response(body, status_code=status, media_type="application/json")
