@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -24,6 +24,7 @@ from workflows.plan_run import PlanRunWorkflow
 from .channel_rate import paced_channel, per_second_of, set_channel_rate
 from .connect import database, redis_client, temporal_client
 from .console import err, out, print_json
+from .delayed_runs import cancel_waiting, start_delay, waiting_start
 from .launching import launch as start_run
 from .plan_files import plan_warnings, read_plan
 from .progress_view import progress_table, result_table
@@ -34,6 +35,9 @@ def launch(
     plan_file: Path = typer.Argument(..., metavar="PLAN", help="Plan file (YAML or JSON)."),
     audience: Path | None = typer.Option(None, help="User ids (CSV or one per line)."),
     at: datetime | None = typer.Option(None, help="Start time, ISO 8601 with an offset."),
+    start_in: str | None = typer.Option(
+        None, "--in", metavar="DURATION", help="Start after this long, e.g. 2h or 30m."
+    ),
     run_key: str | None = typer.Option(None, help="Names the run (default: a timestamp)."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run and print its summary."),
     channels: Path | None = typer.Option(None, help="Channels file (default JOURNEYS_CHANNELS)."),
@@ -42,6 +46,10 @@ def launch(
     """Start a run of PLAN (publishing it first if it changed); prints the run id."""
     if at is not None and at.tzinfo is None:
         raise InvalidInput("--at", [Problem("--at", "give an offset, e.g. 2026-11-23T09:00+08:00")])
+    if start_in is not None:
+        if at is not None:
+            raise InvalidInput("--in", [Problem("--in", "give --at or --in, not both")])
+        at = datetime.now(UTC) + start_delay(start_in)
     plan = read_plan(plan_file, channels=channels)
     # said before anything starts, on stderr so that --json output stays one JSON document
     for warning in plan_warnings(plan, plan_file, channels=channels):
@@ -104,6 +112,17 @@ def status(
     async def go() -> None:
         client = await temporal_client(settings)
         handle = await _handle(client, run_id)
+        waiting = await waiting_start(handle)
+        if waiting is not None:
+            if as_json:
+                print_json({"run_id": run_id, "status": "waiting", "starts_at": waiting.starts_at})
+            else:
+                out.print(
+                    f"{run_id} waits to start at {waiting.starts_at:%Y-%m-%d %H:%M:%S} UTC "
+                    f"(`journeys cancel {run_id}` cancels it)",
+                    soft_wrap=True,
+                )
+            return
         if not watch:
             state = await snapshot(client, handle)
             if as_json:
@@ -157,7 +176,25 @@ def resume(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
 
 
 def cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
-    """Cancel RUN: it stops after the pages in flight and reports what it did."""
+    """Cancel RUN: it stops after the pages in flight and reports what it did; a run that
+    has not started yet is cancelled before it does anything."""
+    settings = get_settings()
+
+    async def before_start() -> datetime | None:
+        client = await temporal_client(settings)
+        handle = await _handle(client, run_id)
+        waiting = await waiting_start(handle)
+        if waiting is None:
+            return None
+        async with redis_client(settings) as redis:
+            return waiting.starts_at if await cancel_waiting(handle, redis, waiting) else None
+
+    starts_at = asyncio.run(before_start())
+    if starts_at is not None:
+        out.print(
+            f"{run_id} cancelled before it started (it was to start at {starts_at:%H:%M:%S} UTC)"
+        )
+        return
     _control(run_id, PlanRunWorkflow.cancel)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import redis.asyncio as aioredis
+from temporalio.client import WorkflowExecutionStatus
 
 from activities.db.pool import DbPool
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import PlanRunResult
+from journeys.names import run_keys_pattern
 from journeys.settings import Settings
 from tests.conftest import settings_env, spawn_journeys
 from tests.engine import client_for, for_test, worker_running, write_channels, write_ids, write_plan
@@ -93,3 +98,79 @@ async def test_pause_rate_resume_cancel_commands(
 
     code, _, err = await journeys(env, "pause", "plan/nope/v1/none")
     assert code == 1 and err.startswith("error: no run 'plan/nope/v1/none'")
+
+
+async def test_a_delayed_run_waits_and_is_cancelled_before_it_starts(
+    stack_settings: Settings, tmp_path: Path, receiver: Receiver, pool: DbPool
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    env = env_for(settings)
+    plan = write_plan(tmp_path, channel="popup", shards=2)
+    ids = write_ids(tmp_path, 50, prefix="later")
+    async with worker_running(settings):
+        code, out, err = await journeys(
+            env, "launch", str(plan), "--audience", str(ids), "--in", "2h", "--json"
+        )
+        assert code == 0, err
+        launched = json.loads(out)
+        run_id = launched["run_id"]
+        starts_at = datetime.fromisoformat(launched["start_at"])
+        assert timedelta(hours=1, minutes=59) < starts_at - datetime.now(UTC) <= timedelta(hours=2)
+
+        code, out, err = await journeys(env, "status", run_id, "--json")
+        assert code == 0, err
+        waiting = json.loads(out)
+        assert waiting["status"] == "waiting"
+        # the start the server keeps, within the second the launch and the server differ by
+        assert abs(datetime.fromisoformat(waiting["starts_at"]) - starts_at) < timedelta(seconds=2)
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            loaded = [k async for k in redis.scan_iter(match=run_keys_pattern(run_id))]
+            assert loaded  # the --audience file went into the run's shard keys at launch
+
+            code, out, err = await journeys(env, "cancel", run_id)
+            assert code == 0, err
+            assert "cancelled before it started" in out
+            assert [k async for k in redis.scan_iter(match=run_keys_pattern(run_id))] == []
+        finally:
+            await redis.aclose()
+        client = await client_for(settings)
+        described = await client.get_workflow_handle(run_id).describe()
+        assert described.status == WorkflowExecutionStatus.TERMINATED
+        rows = await pool.fetchval("SELECT count(*) FROM deliveries WHERE run_id = $1", run_id)
+        assert rows == 0  # nothing of it ran
+
+        code, _, err = await journeys(env, "launch", str(plan), "--in", "soon")
+        assert code == 1 and "--in" in err and "Traceback" not in err
+
+
+async def test_a_run_launched_at_a_time_starts_then(
+    stack_settings: Settings, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    env = env_for(settings)
+    plan = write_plan(tmp_path, channel="popup", shards=1)
+    ids = write_ids(tmp_path, 20, prefix="at")
+    at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+    async with worker_running(settings):
+        code, out, err = await journeys(
+            env,
+            "launch",
+            str(plan),
+            "--audience",
+            str(ids),
+            "--at",
+            at.isoformat(),
+            "--wait",
+            "--json",
+        )
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["result"]["totals"]["delivered"] == 20
+        client = await client_for(settings)
+        handle = client.get_workflow_handle(result["launched"]["run_id"])
+        events = [e async for e in handle.fetch_history_events()]
+    # its first workflow task was scheduled when --at came, not when it was launched
+    task = next(e for e in events if e.HasField("workflow_task_scheduled_event_attributes"))
+    assert task.event_time.ToDatetime(tzinfo=UTC) >= at
+    assert events[0].event_time.ToDatetime(tzinfo=UTC) < at
