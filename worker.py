@@ -70,6 +70,7 @@ def build_activities(
         runs.set_rate,
         runs.cleanup_run,
         delivery.deliver_page,
+        delivery.release_cohort,
         routing.route_page,
         waiting.catch_events,
         waiting.close_wait,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from temporalio import activity
@@ -43,11 +43,17 @@ from activities.rate_limit import RateLimiter
 from journeys.contracts import activities as contracts
 from journeys.contracts import failures
 from journeys.contracts.counters import Counters
-from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
+from journeys.contracts.pages import (
+    DeliverPageInput,
+    DeliverPageOutput,
+    ReleaseCohortInput,
+    ReleaseCohortOutput,
+)
 from journeys.names import channel_rate_scope, cohort_key
 from journeys.rule_eval import in_zone
 
 _FINAL = {"sent", "skipped", "failed", "dead"}
+RELEASE_CHUNK = 1000
 
 
 def idempotency_key(run_id: str, node: str, user_id: str, entry: int = 0) -> str:
@@ -71,6 +77,29 @@ class DeliveryActivities:
         """Claim, render, rate-limit, send and settle one page; return its counts."""
         async with heartbeating():
             return await self._deliver(data)
+
+    @activity.defn(name=contracts.RELEASE_COHORT.name)
+    async def release_cohort(self, data: ReleaseCohortInput) -> ReleaseCohortOutput:
+        """A cancelled run's cohort at a send node gives back what its users still reserve
+        (users waiting for a retry pass, or held back on one), page by page."""
+        released, start = 0, data.from_rank
+        while True:
+            chunk = await self._redis.zrange(
+                data.cohort_key, start, start + RELEASE_CHUNK - 1, withscores=True
+            )
+            if not chunk:
+                return ReleaseCohortOutput(released=released)
+            pairs = cast(list[tuple[bytes | str, float]], chunk)
+            entries = [(_text(member), int(entry)) for member, entry in pairs]
+            released += await self._gate.release_for(
+                data.controls,
+                channel=data.channel,
+                run_id=data.run_id,
+                node=data.node,
+                entries=entries,
+            )
+            start += RELEASE_CHUNK
+            activity.heartbeat(start)
 
     async def _deliver(self, data: DeliverPageInput) -> DeliverPageOutput:
         entries = await page_users(
@@ -399,3 +428,7 @@ class _PageUsers:
     users: list[str]
     entries: dict[str, int]
     profiles: dict[str, Any] | None
+
+
+def _text(member: bytes | str) -> str:
+    return member.decode() if isinstance(member, bytes) else member

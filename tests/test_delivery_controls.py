@@ -16,14 +16,23 @@ import redis.asyncio as aioredis
 import yaml
 
 from activities.db.pool import DbPool
-from journeys.contracts.counters import Counters
-from journeys.contracts.runs import RunOptions
-from journeys.names import shard_workflow_id
+from journeys.contracts.counters import Counters, RunStatus
+from journeys.contracts.runs import ControlSignal, RunOptions
+from journeys.names import budget_key, sent_history_key, shard_workflow_id
 from journeys.settings import Settings
 from tests.conftest import serving_ingest
-from tests.engine import for_test, start_blast, worker_running, write_channels, write_plan
+from tests.engine import (
+    client_for,
+    for_test,
+    start_blast,
+    worker_running,
+    write_channels,
+    write_plan,
+)
+from tests.journey_kit import until_shard
 from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, Post, UntilShard
 from tests.receiver import Receiver
+from workflows.plan_run import PlanRunWorkflow
 
 FAST = RunOptions(page_heartbeat_timeout=timedelta(seconds=5))
 
@@ -244,3 +253,43 @@ async def test_the_higher_priority_plan_gets_the_capped_slot_in_either_start_ord
             assert {reason for _, reason in low.values()} <= {"priority", "cap"}, order
             assert results[70].totals.delivered == 1000 and results[50].totals.delivered == 0
             assert results[50].totals.deferred == 1000  # each user bid, then lost
+
+
+async def test_a_cancelled_run_gives_back_what_its_waiting_users_reserved(
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    settings = for_test(stack_settings, write_channels(tmp_path, receiver_url=receiver.url))
+    tag = uuid.uuid4().hex[:6]
+    people = [f"cancel{tag}-{i:02d}" for i in range(30)]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{u}\n" for u in people))
+    receiver.status_for = dict.fromkeys(people, 503)  # every send fails, to be tried again
+    plan = write_plan(
+        tmp_path,
+        channel="push",
+        shards=1,
+        page_size=10,
+        budget=[{"channel": "push", "max_messages": 100}],
+        caps=[{"max": 1, "per": "1d"}],
+        retry={"attempts": 3, "backoff": "1h"},
+    )
+    async with worker_running(settings):
+        launched, handle = await start_blast(
+            settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=FAST
+        )
+        key = budget_key(launched.run_id, "push")
+        client = await client_for(settings)
+        await until_shard(client, launched.run_id, lambda s: s.counters.retrying == 30)
+        assert await redis.hget(key, "n") == b"30"  # each holds its slot meanwhile
+        await handle.signal(PlanRunWorkflow.cancel, ControlSignal())
+        result = await handle.result()
+    assert result.status is RunStatus.CANCELLED and result.totals.cancelled == 30
+    assert await redis.hget(key, "n") == b"0"
+    pipe = redis.pipeline(transaction=False)
+    for user in people:
+        pipe.zcard(sent_history_key(user))
+    assert set(await pipe.execute()) == {0}  # their cap slots are free for other plans

@@ -17,10 +17,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.counters import RunStatus
+    from journeys.contracts.pages import ReleaseCohortInput
     from journeys.contracts.runs import ControlSignal, ShardResult, ShardSummary
     from journeys.contracts.shard import Cohort, ShardState
+    from journeys.delivery_controls import controls_for
     from journeys.events import EventBatch
+    from journeys.plan.steps import SendStep, WebhookStep
 
+from workflows import activity_calls as calls
 from workflows import search
 from workflows.context import ShardContext
 from workflows.entries import entries_done, entry_loop
@@ -31,6 +35,8 @@ from workflows.steps import run_step
 ARMED_FIRST = "report-after-arming"
 """Patch: a pass's report waits one turn of the loop, so the cohorts it forwarded have armed
 their timers and counted their arrival: the run's view shows them waiting, with deadlines."""
+RELEASE_ON_CANCEL = "release-on-cancel"
+"""Patch: a cancelled shard's cohorts at send nodes give back what their users reserve."""
 _ENDED = {RunStatus.COMPLETED: "finished", RunStatus.CANCELLED: "cancelled"}
 """What a shard's current details say once it ended."""
 
@@ -65,6 +71,8 @@ class ShardWorkflow:
         for loop in loops:
             loop.cancel()
         if state.cancelled:
+            if workflow.patched(RELEASE_ON_CANCEL):
+                await self._release_reserved()
             self._cancel_remaining()
         status = RunStatus.CANCELLED if state.cancelled else RunStatus.COMPLETED
         search.upsert_status(status)  # the run learns our counters from the result
@@ -155,6 +163,31 @@ class ShardWorkflow:
         return reports.summary(reports.status(), waits=reports.waits())
 
     # --- ending -------------------------------------------------------------------------
+
+    async def _release_reserved(self) -> None:
+        """Users waiting at a send node (for a retry pass, or held back on one) still hold
+        the slots and the price an earlier pass reserved: a cancelled run gives them back.
+        Members on pages this pass already ran keep theirs (they were sent or queued)."""
+        ctx, state = self._ctx, self._ctx.state
+        if not state.delivery_controls:
+            return
+        for cohort in list(state.cohorts):
+            step = ctx.plan.steps.get(cohort.node)
+            if not isinstance(step, SendStep | WebhookStep):
+                continue
+            await calls.release_cohort(
+                ReleaseCohortInput(
+                    run_id=state.run_id,
+                    node=cohort.node,
+                    channel=step.channel,
+                    cohort_key=cohort.key,
+                    from_rank=cohort.next_page * ctx.page_size,
+                    controls=controls_for(
+                        state.plan, state.policy, run_id=state.run_id, channel=step.channel
+                    ),
+                ),
+                summary=f"{ctx.where} · cancelled: give back {cohort.node}'s reservations",
+            )
 
     def _cancel_remaining(self) -> None:
         state, page_size = self._ctx.state, self._ctx.page_size

@@ -29,11 +29,14 @@ class PageGate:
         return 0.0 if config is None else config.cost
 
     def _controls(self, data: DeliverPageInput) -> Controls | None:
-        """The page's controls; a webhook channel's calls (a coupon grant, a CRM update) are
-        not messages to a person, so they are checked like transactional ones: suppression
-        and budgets, no caps or quiet hours, and they count toward no cap."""
-        controls = data.controls
-        config = self._channels.channel(data.channel)
+        return self.controls_for(data.controls, channel=data.channel)
+
+    def controls_for(self, controls: Controls | None, *, channel: str) -> Controls | None:
+        """The controls a send through ``channel`` is checked by; a webhook channel's calls
+        (a coupon grant, a CRM update) are not messages to a person, so they are checked
+        like transactional ones: suppression and budgets, no caps or quiet hours, and they
+        count toward no cap."""
+        config = self._channels.channel(channel)
         if controls is not None and config is not None and config.type == "webhook":
             return controls.model_copy(update={"transactional": True})
         return controls
@@ -61,16 +64,30 @@ class PageGate:
 
     async def release(self, data: DeliverPageInput, entries: Sequence[tuple[str, int]]) -> None:
         """Messages of the page that failed for good give their reservations back."""
-        controls = self._controls(data)
-        if controls is None or not entries:
-            return
-        await self._gate.release(
-            controls,
-            channel=data.channel,
-            run_id=data.run_id,
-            node=data.node,
+        await self.release_for(
+            data.controls, channel=data.channel, run_id=data.run_id, node=data.node, entries=entries
+        )
+
+    async def release_for(
+        self,
+        controls: Controls | None,
+        *,
+        channel: str,
+        run_id: str,
+        node: str,
+        entries: Sequence[tuple[str, int]],
+    ) -> int:
+        """Give back what messages of (``run_id``, ``node``) reserve; returns how many held."""
+        checked = self.controls_for(controls, channel=channel)
+        if checked is None or not entries:
+            return 0
+        return await self._gate.release(
+            checked,
+            channel=channel,
+            run_id=run_id,
+            node=node,
             entries=entries,
-            cost=self._cost(data.channel),
+            cost=self._cost(channel),
         )
 
 

@@ -31,6 +31,8 @@ from journeys.contracts.pages import (
     CohortSizeOutput,
     DeliverPageInput,
     DeliverPageOutput,
+    ReleaseCohortInput,
+    ReleaseCohortOutput,
     RoutePageInput,
     RoutePageOutput,
 )
@@ -69,6 +71,7 @@ CLEANUP_RUN = ActivityContract("cleanup_run", CleanupInput, CleanupOutput)
 COHORT_SIZE = ActivityContract("cohort_size", CohortSizeInput, CohortSizeOutput)
 DELIVER_PAGE = ActivityContract("deliver_page", DeliverPageInput, DeliverPageOutput)
 ROUTE_PAGE = ActivityContract("route_page", RoutePageInput, RoutePageOutput)
+RELEASE_COHORT = ActivityContract("release_cohort", ReleaseCohortInput, ReleaseCohortOutput)
 CATCH_EVENTS = ActivityContract("catch_events", CatchEventsInput, CatchEventsOutput)
 CLOSE_WAIT = ActivityContract("close_wait", CloseWaitInput, CloseWaitOutput)
 MARK_EXITED = ActivityContract("mark_exited", MarkExitedInput, MarkExitedOutput)
@@ -101,6 +104,7 @@ ALL: tuple[Named, ...] = (
     COHORT_SIZE,
     DELIVER_PAGE,
     ROUTE_PAGE,
+    RELEASE_COHORT,
     CATCH_EVENTS,
     CLOSE_WAIT,
     MARK_EXITED,

@@ -71,6 +71,24 @@ class DeliverPageOutput(BaseModel):
     """Users held back, by release time (earliest first)."""
 
 
+class ReleaseCohortInput(BaseModel):
+    """A cancelled run's cohort at a send node: give back what its users still reserve."""
+
+    run_id: str
+    node: str
+    channel: str
+    cohort_key: str
+    from_rank: int = 0
+    """Members before this rank were on pages already run (sent or queued): kept."""
+    controls: Controls
+
+
+class ReleaseCohortOutput(BaseModel):
+    """How many reservations were given back."""
+
+    released: int
+
+
 class RoutePageInput(BaseModel):
     """One page of a cohort at a routing node: branch, ab_split, update, or wait_until in
     users' own zones. Users are written to ``{out_prefix}.{route}`` cohort keys."""
