@@ -20,6 +20,7 @@ from . import (
     profile_commands,
     run_commands,
     saved_audience_commands,
+    schedule_commands,
     segment_commands,
     suppress_commands,
     tag_commands,
@@ -47,6 +48,7 @@ tag_commands.register(app)
 suppress_commands.register(app)
 budget_commands.register(app)
 policy_commands.register(app)
+schedule_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

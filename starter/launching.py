@@ -66,8 +66,8 @@ def start_time(plan: Plan, *, at: datetime | None) -> datetime | None:
         window = plan.entry.window
         return window.start if window is not None and window.start is not None else None
     raise JourneysError(
-        f"plan {plan.id} has a {plan.entry.type} entry; `journeys launch` starts immediate, "
-        "at and event entries (schedule entries cannot be started yet)"
+        f"plan {plan.id} has a {plan.entry.type} entry: it is launched as a schedule "
+        "(starter.schedules.launch_schedule), one run per occurrence"
     )
 
 

@@ -18,6 +18,7 @@ from journeys.contracts.runs import (
     RunProgress,
 )
 from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
+from journeys.plan.entry import ScheduleEntry
 from journeys.settings import get_settings
 from workflows.plan_run import PlanRunWorkflow
 
@@ -29,6 +30,7 @@ from .launching import launch as start_run
 from .plan_files import plan_warnings, read_plan
 from .progress_view import progress_table, result_table
 from .run_state import snapshot
+from .schedule_commands import launch_as_schedule, refuse_for_schedules
 
 
 def launch(
@@ -55,6 +57,10 @@ def launch(
     for warning in plan_warnings(plan, plan_file, channels=channels):
         err.print(f"  ! {warning}", style="yellow", markup=False, soft_wrap=True)
     settings = get_settings()
+    if isinstance(plan.entry, ScheduleEntry):
+        refuse_for_schedules(audience=audience, at=at, run_key=run_key, wait=wait)
+        asyncio.run(launch_as_schedule(settings, plan, plan_file, as_json=as_json))
+        return
 
     async def go() -> None:
         client = await temporal_client(settings)

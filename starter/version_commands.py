@@ -9,11 +9,15 @@ import typer
 from rich.table import Table
 
 from activities.db import plan_store
+from journeys.errors import ServiceUnavailable
+from journeys.plan.entry import ScheduleEntry
+from journeys.plan.models import Plan
 from journeys.settings import get_settings
 
-from .connect import database
-from .console import out, print_json
+from .connect import database, temporal_client
+from .console import err, out, print_json
 from .plan_files import read_plan
+from .schedules import update_schedule
 
 
 def publish(
@@ -35,6 +39,20 @@ def publish(
         out.print(f"[green]published[/] {info.plan_id} v{info.version}")
     else:
         out.print(f"unchanged: {info.plan_id} v{info.version} is already this plan")
+    if isinstance(plan.entry, ScheduleEntry) and info.created:
+        asyncio.run(_repoint_schedule(plan, info.version))
+
+
+async def _repoint_schedule(plan: Plan, version: int) -> None:
+    """A scheduled plan's later occurrences start the version just published."""
+    settings = get_settings()
+    try:
+        client = await temporal_client(settings)
+    except ServiceUnavailable as exc:
+        err.print(f"  ! schedule not updated ({exc}): `journeys launch` points it at v{version}")
+        return
+    if await update_schedule(settings, client=client, plan=plan, version=version):
+        err.print(f"  schedule plan/{plan.id} now starts v{version}")
 
 
 def versions(

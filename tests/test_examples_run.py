@@ -28,6 +28,7 @@ from journeys.events import JourneyEvent
 from journeys.plan.steps import AbSplitStep
 from starter.launching import start_time
 from starter.plan_files import NOT_PLANS, read_plan
+from starter.schedules import plan_schedule
 from tests.engine import ROOT
 from tests.journey_kit import awake_zone
 from tests.journey_runner import Advance, JourneyKit, Send, UntilRun
@@ -35,7 +36,9 @@ from tests.receiver import SmtpSink
 
 EXAMPLES = ROOT / "examples"
 RUN_ELSEWHERE = {"cancelled-order-recall"}
-NOT_LAUNCHABLE_YET = {"member-day", "weekly-digest"}  # schedule entries (issue 17)
+SCHEDULED = {"member-day", "weekly-digest"}
+"""Schedule entries: launched as Temporal Schedules (tests/test_schedule_cli.py); here each
+runs one occurrence, with its users' outcomes checked."""
 
 
 def arm_of(plan_file: Path, node: str, users: list[str]) -> dict[str, str]:
@@ -47,7 +50,7 @@ def arm_of(plan_file: Path, node: str, users: list[str]) -> dict[str, str]:
 def test_every_example_is_run_somewhere() -> None:
     stems = {p.stem for p in EXAMPLES.glob("*.yaml") if p.name not in NOT_PLANS}
     here = {"welcome-blast", "push-click-sms", "instalments-ab", "tonight-popup-ab"}
-    here |= NOT_LAUNCHABLE_YET  # one occurrence each, until schedules start them
+    here |= SCHEDULED  # one occurrence each
     assert stems == here | RUN_ELSEWHERE
 
 
@@ -285,8 +288,10 @@ async def test_weekly_digest_occurrence(journey: JourneyKit) -> None:
         assert mail["X-Idempotency-Key"] == f"{outcome.run_id}:digest:{user}:0"
 
 
-@pytest.mark.parametrize("stem", sorted(NOT_LAUNCHABLE_YET))
-def test_schedule_examples_are_refused_at_launch_until_schedules_land(stem: str) -> None:
+@pytest.mark.parametrize("stem", sorted(SCHEDULED))
+def test_schedule_examples_become_schedules_not_single_runs(stem: str) -> None:
     plan = read_plan(EXAMPLES / f"{stem}.yaml", channels=None)
-    with pytest.raises(JourneysError, match="schedule"):
-        start_time(plan, at=None)
+    with pytest.raises(JourneysError, match="launched as a schedule"):
+        start_time(plan, at=None)  # never one run started at a time
+    schedule = plan_schedule(plan, version=1, task_queue="journeys", policy=None)
+    assert schedule.spec.cron_expressions or schedule.spec.intervals

@@ -33,15 +33,15 @@ from tests.conftest import ROOT, spawn_journeys
 EXAMPLES = ROOT / "examples"
 CHANNELS_FILE = EXAMPLES / "channels.yaml"
 
-# What warns today, from the plan alone: only entries that cannot be launched (schedules,
-# issue 17). Every delivery control is enforced (issue 16).
+# What warns today, from the plan alone: nothing. Every delivery control is enforced
+# (issue 16) and schedule entries become Temporal Schedules (issue 17).
 EXPECTED: dict[str, list[str]] = {
     "cancelled-order-recall": [],
     "instalments-ab": [],
-    "member-day": ["entry.type"],
+    "member-day": [],
     "push-click-sms": [],
     "tonight-popup-ab": [],
-    "weekly-digest": ["entry.type"],
+    "weekly-digest": [],
     "welcome-blast": [],
 }
 # What the commands add with no policy file: a priority nothing weighs (no arbitration window)

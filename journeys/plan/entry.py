@@ -36,6 +36,13 @@ class ScheduleEntry(PlanModel):
     end: AwareDateTime | None = None
     timezone: TimeZoneName | None = None
     """Zone of the cron fields; the plan's time zone when left out."""
+    overlap: Literal["skip", "buffer_one", "allow_all"] = "skip"
+    """An occurrence due while the last one still runs: skipped, one kept waiting, or run
+    beside it."""
+    catchup_window: Annotated[
+        Duration, within(minimum=timedelta(minutes=1), maximum=timedelta(days=7))
+    ] = timedelta(hours=1)
+    """Occurrences missed (the service was down) still start if at most this late."""
 
     @model_validator(mode="after")
     def _one_rule(self) -> ScheduleEntry:

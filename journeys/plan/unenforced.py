@@ -46,9 +46,9 @@ def idle_priority(plan: Plan, *, arbitration: timedelta) -> Unenforced | None:
     return None
 
 
-UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ("schedule",)
-"""Entry kinds that validate but that ``journeys launch`` refuses: recurring runs wait for
-schedules (issue 17)."""
+UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ()
+"""Entry kinds that validate but that ``journeys launch`` refuses (none since schedule
+entries became Temporal Schedules)."""
 CANNOT_LAUNCH = "accepted, cannot be launched yet (schedules are not built)"
 
 
