@@ -5,9 +5,10 @@ to a real HTTP receiver), with each user's path and messages asserted.
 instalments-ab and tonight-popup-ab select their users with their own audiences (segments
 compiled to SQL, and their difference); the others run on an uploaded list (``journeys launch
 --audience FILE``) so their counts see only the test's users.
-Plans on a schedule cannot be launched yet: member-day and weekly-digest run here as one
-occurrence of their schedule would start them (their entry made immediate), and the last test
-pins the refusal, so it fails once schedules land and the schedules must be run here.
+member-day and weekly-digest are on a schedule: here each runs as one occurrence of its
+schedule would start it (its entry made immediate) with every user's outcome checked, and the
+last test checks each becomes a Temporal Schedule (tests/test_schedule_cli.py runs schedules
+themselves: trigger, backfill, updates).
 ``cancelled-order-recall`` has its own file (test_example_recall.py)."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def idle_priority(plan: Plan, *, arbitration: timedelta) -> Unenforced | None:
 UNLAUNCHABLE_ENTRIES: tuple[str, ...] = ()
 """Entry kinds that validate but that ``journeys launch`` refuses (none since schedule
 entries became Temporal Schedules)."""
-CANNOT_LAUNCH = "accepted, cannot be launched yet (schedules are not built)"
+CANNOT_LAUNCH = "accepted, cannot be launched yet"
 
 
 @dataclass(frozen=True)
