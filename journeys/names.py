@@ -124,13 +124,13 @@ def control_bucket(user_id: str) -> int:
 def sent_history_key(user_id: str) -> str:
     """Sorted set of the messages a user was sent (or has reserved), scored by send time in
     ms; read by caps, plan caps, budgets and quotas, trimmed to the policy's history."""
-    return f"{KEY_PREFIX}:sent:{control_tag(user_id)}:{user_id}"
+    return control_keys(user_id)[0]
 
 
 def suppression_key(user_id: str) -> str:
     """Set of what a user is suppressed on: channel names, ``*`` (every channel), and
     ``+allow`` for a test user whom caps and quiet hours never stop."""
-    return f"{KEY_PREFIX}:sup:{control_tag(user_id)}:{user_id}"
+    return control_keys(user_id)[1]
 
 
 def control_keys(user_id: str) -> tuple[str, str]:

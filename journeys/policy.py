@@ -155,6 +155,15 @@ def spend_problems(
     return problems
 
 
+def launch_policy(plan: Plan, policy: Policy | None, *, path: Path | None) -> Policy | None:
+    """The policy a launch runs ``plan`` under: ``policy`` if given, else the file at
+    ``path`` (``JOURNEYS_POLICY``); raises :class:`PlanInvalid` for what it cannot give."""
+    if policy is None:
+        policy = policy_at(path)
+    refuse_against_policy(plan, policy)
+    return policy
+
+
 def refuse_against_policy(plan: Plan, policy: Policy | None) -> None:
     """Raise :class:`PlanInvalid` naming each field of ``plan`` the policy cannot serve."""
     problems = plan_problems(plan, policy)

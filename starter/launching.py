@@ -23,7 +23,7 @@ from journeys.names import run_workflow_id
 from journeys.plan.audience import FileAudience
 from journeys.plan.entry import AtEntry, EventEntry, ImmediateEntry
 from journeys.plan.models import Plan
-from journeys.policy import Policy, load_policy, refuse_against_policy
+from journeys.policy import Policy, launch_policy
 from journeys.settings import Settings
 from workflows import search
 from workflows.plan_run import PlanRunWorkflow
@@ -103,9 +103,7 @@ async def launch(
     """Publish ``plan`` if it changed and start one run of the pinned version, under
     ``policy`` (by default the settings' policy file, read now and kept by the run)."""
     begin = start_time(plan, at=at)
-    if policy is None and settings.policy_file is not None:
-        policy = load_policy(settings.policy_file)
-    refuse_against_policy(plan, policy)
+    policy = launch_policy(plan, policy, path=settings.policy_file)
     info = await plan_store.publish(pool, plan, source=str(plan_file))
     key = run_key or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
     run_id = run_workflow_id(plan.id, info.version, key)

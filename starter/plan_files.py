@@ -12,7 +12,13 @@ from journeys.plan.models import Plan
 from journeys.plan.problems import sorted_problems
 from journeys.plan.unenforced import Unenforced, idle_priority, unenforced_fields
 from journeys.plan.validate import load_plan
-from journeys.policy import channel_problems, load_policy, plan_problems, spend_problems
+from journeys.policy import (
+    channel_problems,
+    load_policy,
+    plan_problems,
+    policy_at,
+    spend_problems,
+)
 from journeys.settings import get_settings
 
 NOT_PLANS = frozenset({"channels.yaml", "tags.yaml", "policy.yaml"})
@@ -109,6 +115,6 @@ def plan_warnings(plan: Plan, plan_file: Path, *, channels: Path | None) -> list
     path = find_channels_file(plan_file, explicit=channels)
     found = unenforced_fields(plan, channels=load_channels(path) if path is not None else None)
     policy_file = get_settings().policy_file
-    policy = load_policy(policy_file) if policy_file is not None else None
+    policy = policy_at(policy_file)
     idle = idle_priority(plan, arbitration=policy.arbitration if policy else timedelta(0))
     return found + ([idle] if idle is not None else [])

@@ -35,7 +35,7 @@ from journeys.contracts.runs import PlanRunInput
 from journeys.names import run_workflow_id
 from journeys.plan.entry import ScheduleEntry
 from journeys.plan.models import Plan
-from journeys.policy import Policy, load_policy, refuse_against_policy
+from journeys.policy import Policy, launch_policy
 from journeys.settings import Settings
 from workflows.plan_run import PlanRunWorkflow
 
@@ -112,9 +112,7 @@ async def launch_schedule(
     """Publish ``plan`` if it changed and create its schedule, or point the existing one at
     the new version (keeping it paused if it was). The policy is read now and kept by the
     schedule's runs, as a launch's is; launching again refreshes it."""
-    if policy is None and settings.policy_file is not None:
-        policy = load_policy(settings.policy_file)
-    refuse_against_policy(plan, policy)
+    policy = launch_policy(plan, policy, path=settings.policy_file)
     info = await plan_store.publish(pool, plan, source=str(plan_file))
     schedule = plan_schedule(
         plan, version=info.version, task_queue=settings.temporal_task_queue, policy=policy
@@ -143,7 +141,7 @@ async def launch_schedule(
 async def update_schedule(settings: Settings, *, client: Client, plan: Plan, version: int) -> bool:
     """Point ``plan``'s schedule at ``version`` (``journeys publish``); False when the plan
     has no schedule yet (a launch creates it)."""
-    policy = load_policy(settings.policy_file) if settings.policy_file is not None else None
+    policy = launch_policy(plan, None, path=settings.policy_file)
     schedule = plan_schedule(
         plan, version=version, task_queue=settings.temporal_task_queue, policy=policy
     )

@@ -63,14 +63,13 @@ def _channel(channel: str) -> str:
 
 
 def _checked(users: list[str]) -> list[str]:
+    checked = [check_user_id(user) for user in users]
     problems = [
-        Problem(f"users.{i}", reason)
-        for i, user in enumerate(users)
-        if (reason := check_user_id(user)[1]) is not None
+        Problem(f"users.{i}", reason) for i, (_, reason) in enumerate(checked) if reason is not None
     ]
     if problems:
         raise InvalidInput("suppress", problems)
-    return [check_user_id(user)[0] for user in users]
+    return [user for user, _ in checked]
 
 
 @suppress_app.command()
