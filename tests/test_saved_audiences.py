@@ -58,7 +58,7 @@ async def keys_members(redis: aioredis.Redis, key: Callable[[int], str], shards:
 async def test_audience_save_rule_sql_and_sets(
     pool: DbPool, redis: aioredis.Redis, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    batch = uuid.uuid4().hex[:8]
+    batch = f"b{uuid.uuid4().hex[:8]}"  # a bare hex id can read as a YAML float (1e5)
     ids = await seed(pool, batch, ["a", "b", "c"])
     rule_file = tmp_path / "rule.yaml"
     rule_file.write_text(yaml.safe_dump(RULE | {"value": batch}))
@@ -116,7 +116,7 @@ async def test_audience_save_rule_sql_and_sets(
 async def test_snapshot_is_reused_and_per_run_is_evaluated_again(
     pool: DbPool, redis: aioredis.Redis
 ) -> None:
-    batch = uuid.uuid4().hex[:8]
+    batch = f"b{uuid.uuid4().hex[:8]}"  # a bare hex id can read as a YAML float (1e5)
     first = set(await seed(pool, batch, ["a", "b"]))
     body = yaml.safe_load((ROOT / "examples" / "welcome-blast.yaml").read_text())
     activities = RunActivities(pool=pool, redis=redis)
@@ -187,7 +187,7 @@ async def test_shards_lost_in_a_redis_restart_are_rebuilt(
     pool: DbPool, private_redis: tuple[aioredis.Redis, Any]
 ) -> None:
     redis, restart = private_redis
-    batch = uuid.uuid4().hex[:8]
+    batch = f"b{uuid.uuid4().hex[:8]}"  # a bare hex id can read as a YAML float (1e5)
     ruled = set(await seed(pool, batch, ["a", "b", "c", "d"]))
     uploaded = [f"up-{batch}-{n}" for n in range(500)]
     names = {k: f"{k}-{batch}" for k in ("rule", "upload", "old")}
