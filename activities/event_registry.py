@@ -64,14 +64,15 @@ class ListenerCache:
         self._ttl = ttl.total_seconds()
         self._cache: dict[str, tuple[float, list[Listener]]] = {}
 
-    async def lookup(self, names: list[str]) -> dict[str, list[Listener]]:
-        """Listeners of each name in ``names``."""
+    async def lookup(self, names: list[str], *, fresh: bool = False) -> dict[str, list[Listener]]:
+        """Listeners of each name in ``names``; ``fresh`` reads again a name cached with
+        none (a run that just started), for answers that refuse when there is none."""
         now = time.monotonic()
         found: dict[str, list[Listener]] = {}
         stale = []
         for name in names:
             cached = self._cache.get(name)
-            if cached is not None and cached[0] > now:
+            if cached is not None and cached[0] > now and (cached[1] or not fresh):
                 found[name] = cached[1]
             else:
                 stale.append(name)

@@ -73,6 +73,11 @@ class NotFound(JourneysError):
     """A named thing (plan, version, run, audience) does not exist."""
 
 
+class NotListening(JourneysError):
+    """A plan that exists has no running run taking API entries now (not launched, ended,
+    or its entry is not ``api``)."""
+
+
 class ServiceUnavailable(JourneysError):
     """A backing service (Temporal, Redis, PostgreSQL) cannot be reached or started."""
 

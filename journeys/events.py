@@ -24,6 +24,15 @@ PROPS_BYTES_CEILING = 64 * 1024
 
 MAX_USER_ID = 200
 
+API_ENTRY_PREFIX = "_entry:"
+"""Event names reserved for API entries: the sender of ``POST /v1/events`` cannot use them."""
+
+
+def api_entry_event(plan_id: str) -> str:
+    """The event a trigger of ``plan_id`` is stored and routed as (``_entry:{plan_id}``);
+    rules may read it as a behaviour ("triggered into the plan in the last 30 days")."""
+    return f"{API_ENTRY_PREFIX}{plan_id}"
+
 
 class JourneyEvent(BaseModel):
     """One thing a user did: ``order_cancelled`` with ``{order_id, reason}``, say."""
@@ -132,6 +141,10 @@ def parse_events(
                 where = ".".join(str(part) for part in error["loc"]) or "event"
                 reason = error["msg"].removeprefix("Value error, ")
                 problems.append(EventProblem(index=index, field=where, reason=reason))
+            continue
+        if event.name.startswith(API_ENTRY_PREFIX):
+            reason = "is reserved for API entries (POST /v1/plans/{plan_id}/entries)"
+            problems.append(EventProblem(index=index, field="name", reason=reason))
             continue
         size = len(json.dumps(event.props, separators=(",", ":")).encode())
         if size > max_props_bytes:

@@ -1,12 +1,15 @@
-"""The Python client product services use to send events: ``Journeys.send_events``.
+"""The Python client product services use to send events (``Journeys.send_events``) and to
+enter users into running plans (``Journeys.trigger``).
 
     async with Journeys("http://ingest:8088") as journeys:
         await journeys.send_events([{"user_id": "u1", "name": "order_cancelled",
                                      "props": {"order_id": "o-9", "reason": "price_too_low"}}])
+        await journeys.trigger("order-shipped", user_id="u1", context={"order_id": "o-9"})
 
 Events are checked here first (the same model the server uses), get an ``event_id`` if they
 have none, and go in batches of up to 1,000. A batch that fails on the network or with a 5xx
-is sent again with the same ids, so it never acts twice.
+is sent again with the same ids, so it never acts twice; a trigger is sent again with the
+same request id, for the same reason.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from journeys.errors import EventsRefused, ServiceUnavailable
+from journeys.errors import EventsRefused, NotFound, NotListening, ServiceUnavailable
 from journeys.events import MAX_BATCH, JourneyEvent, parse_events
+from journeys.triggers import TriggerReport, parse_trigger
 
 
 class SendReport(BaseModel):
@@ -76,17 +80,43 @@ class Journeys:
         ]
         report = SendReport()
         for start in range(0, len(stamped), MAX_BATCH):
-            answer = await self._post(stamped[start : start + MAX_BATCH])
+            answer = await self._post_events(stamped[start : start + MAX_BATCH])
             report.accepted += int(answer.get("accepted", 0))
             report.duplicates += int(answer.get("duplicates", 0))
             report.routed += int(answer.get("routed", 0))
         return report
 
-    async def _post(self, batch: list[JourneyEvent]) -> dict[str, Any]:
+    async def trigger(
+        self,
+        plan_id: str,
+        *,
+        user_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        entries: Iterable[Mapping[str, Any]] | None = None,
+        request_id: str | None = None,
+    ) -> TriggerReport:
+        """Enter ``user_id`` (with ``context``), or ``entries`` (``{"user_id", "context"}``,
+        at most 1,000), into the running runs of ``plan_id`` now. ``request_id`` (a fresh one
+        when left out) makes a retry safe: the same request enters no one twice. Raises
+        :class:`EventsRefused`, :class:`NotFound` or :class:`NotListening`; nothing enters."""
+        if (user_id is None) == (entries is None):
+            raise ValueError("give user_id (and context) or entries")
+        if entries is None:
+            entries = [{"user_id": user_id, "context": dict(context or {})}]
+        body = {"request_id": request_id or uuid.uuid4().hex, "entries": [dict(e) for e in entries]}
+        _, problems = parse_trigger(plan_id, body, now=datetime.now(UTC))
+        if problems:
+            raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
+        return TriggerReport.model_validate(await self._post(f"/v1/plans/{plan_id}/entries", body))
+
+    async def _post_events(self, batch: list[JourneyEvent]) -> dict[str, Any]:
         body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in batch]}
+        return await self._post("/v1/events", body)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(1, self._attempts + 1):
             try:
-                response = await self._http.post("/v1/events", json=body)
+                response = await self._http.post(path, json=body)
             except httpx.TransportError as exc:
                 if attempt == self._attempts:
                     raise ServiceUnavailable(f"ingest API unreachable: {exc}") from exc
@@ -94,9 +124,13 @@ class Journeys:
                 if response.status_code == 202:
                     answer: dict[str, Any] = response.json()
                     return answer
-                if response.status_code == 422:
+                if response.status_code in (404, 409, 422):
                     errors = response.json().get("errors", [])
-                    raise EventsRefused([(e["index"], e["field"], e["reason"]) for e in errors])
+                    refused = [(e["index"], e["field"], e["reason"]) for e in errors]
+                    if response.status_code == 422:
+                        raise EventsRefused(refused)
+                    reason = refused[0][2] if refused else response.text[:200]
+                    raise (NotFound if response.status_code == 404 else NotListening)(reason)
                 if response.status_code < 500 or attempt == self._attempts:
                     raise ServiceUnavailable(
                         f"ingest API answered {response.status_code}: {response.text[:200]}"

@@ -1,9 +1,12 @@
-"""``journeys events send`` / ``events load`` and ``journeys serve``."""
+"""``journeys events send`` / ``events load``, ``journeys trigger`` and ``journeys serve``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from journeys.errors import InvalidInput, Problem
 from journeys.events import MAX_BATCH
 from journeys.policy import policy_at
 from journeys.settings import get_settings
+from journeys.triggers import TriggerReport
 
 from .connect import database, redis_client, temporal_client
 from .console import out, print_json
@@ -24,12 +28,13 @@ events_app = typer.Typer(
 )
 
 
-async def _ingest(batches: list[list[Any]]) -> IngestReport:
+@asynccontextmanager
+async def _ingest_path() -> AsyncIterator[EventIngest]:
+    """The ingest path ``journeys serve`` runs, on this process's connections."""
     settings = get_settings()
     client = await temporal_client(settings)
-    total = IngestReport(accepted=0)
     async with database(settings) as pool, redis_client(settings) as redis:
-        ingest = EventIngest(
+        yield EventIngest(
             pool=pool,
             redis=redis,
             client=client,
@@ -37,6 +42,11 @@ async def _ingest(batches: list[list[Any]]) -> IngestReport:
             max_props_depth=settings.event_props_max_depth,
             suppression=policy.suppression if (policy := policy_at(settings.policy_file)) else None,
         )
+
+
+async def _ingest(batches: list[list[Any]]) -> IngestReport:
+    total = IngestReport(accepted=0)
+    async with _ingest_path() as ingest:
         for batch in batches:
             report = await ingest.ingest(batch)
             total.accepted += report.accepted
@@ -102,15 +112,48 @@ def load(
     _show(asyncio.run(_ingest(batches)), as_json=as_json)
 
 
+def trigger(
+    plan_id: str = typer.Argument(..., metavar="PLAN_ID", help="The plan's id."),
+    users: list[str] = typer.Option(..., "--user", help="A user to enter (repeatable)."),
+    context: str = typer.Option("{}", "--context", help="What the plan reads as entry.*, JSON."),
+    request_id: str | None = typer.Option(
+        None, "--request-id", help="Send again with the same id: no one enters twice."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Enter users into the running run of a plan whose entry is api, now."""
+    try:
+        given = json.loads(context)
+    except ValueError as exc:
+        raise InvalidInput("--context", [Problem("", f"not JSON: {exc}")]) from None
+    body = {
+        "request_id": request_id or uuid.uuid4().hex,
+        "entries": [{"user_id": user, "context": given} for user in users],
+    }
+
+    async def go() -> TriggerReport:
+        async with _ingest_path() as ingest:
+            return await ingest.enter(plan_id, body)
+
+    report = asyncio.run(go())
+    if as_json:
+        print_json(report)
+        return
+    out.print(
+        f"accepted {report.accepted} · duplicates {report.duplicates} · "
+        f"routed to the plan's running runs {report.routed} (request {body['request_id']})"
+    )
+
+
 def serve(
     port: int | None = typer.Option(None, help="Port (default JOURNEYS_INGEST_PORT)."),
 ) -> None:
-    """Run the HTTP ingest API: POST /v1/events, GET /healthz, GET /metrics."""
+    """Run the HTTP ingest API: POST /v1/events, /v1/plans/{id}/entries, GET /healthz, ..."""
     settings = get_settings()
     server = build_server(settings, port=port)
     out.print(
         f"ingest API on http://{settings.ingest_host}:{server.config.port} "
-        "(POST /v1/events, GET /healthz, GET /metrics)"
+        "(POST /v1/events, POST /v1/plans/{plan_id}/entries, GET /healthz, GET /metrics)"
     )
     asyncio.run(server.serve())
 
@@ -118,4 +161,5 @@ def serve(
 def register(app: typer.Typer) -> None:
     """Add the event commands to the CLI."""
     app.add_typer(events_app)
+    app.command()(trigger)
     app.command()(serve)

@@ -21,7 +21,7 @@ from journeys.contracts.runs import AudienceRef, PlanRunInput, PlanRunResult, Ru
 from journeys.errors import JourneysError
 from journeys.names import run_workflow_id
 from journeys.plan.audience import FileAudience
-from journeys.plan.entry import AtEntry, EventEntry, ImmediateEntry
+from journeys.plan.entry import ApiEntry, AtEntry, EventEntry, ImmediateEntry
 from journeys.plan.models import Plan
 from journeys.policy import Policy, launch_policy
 from journeys.settings import Settings
@@ -61,7 +61,7 @@ def start_time(plan: Plan, *, at: datetime | None) -> datetime | None:
         return plan.entry.at
     if isinstance(plan.entry, ImmediateEntry):
         return None
-    if isinstance(plan.entry, EventEntry):
+    if isinstance(plan.entry, EventEntry | ApiEntry):
         # the run listens from the window's start (now when it has none, or it has begun)
         window = plan.entry.window
         return window.start if window is not None and window.start is not None else None

@@ -13,7 +13,7 @@ from activities.journey.facts import page_users
 from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.runs import PlanRunResult
 from journeys.names import run_keys_pattern
-from journeys.plan.entry import EventEntry
+from journeys.plan.listening import listening_entry
 from journeys.plan.models import Plan
 from starter.launching import Launched
 from tests.journey_paths import NOT_COHORTS, deepest, trace
@@ -75,7 +75,7 @@ async def outcome_of(
     """A finished run's outcome: ``keys`` is its Redis sorted sets as the run left them."""
     run_id = result.run_id
     finished = result.status is RunStatus.COMPLETED  # else holds were cut short
-    by_event = isinstance(plan.entry, EventEntry)
+    by_event = listening_entry(plan) is not None
     users: dict[str, UserOutcome] = defaultdict(UserOutcome)
     cohorts: dict[tuple[str, int], list[str]] = defaultdict(list)
     for key, members in keys.items():

@@ -39,7 +39,7 @@ from journeys.contracts.runs import (
 )
 from journeys.events import JourneyEvent
 from journeys.names import listeners_key
-from journeys.plan.entry import EventEntry
+from journeys.plan.listening import listening_entry
 from journeys.progress import node_totals
 from journeys.settings import Settings
 from starter.client import Journeys
@@ -69,6 +69,7 @@ from tests.journey_script import (
     Post,
     Send,
     Step,
+    Trigger,
     UntilListening,
     UntilRun,
     UntilShard,
@@ -86,6 +87,7 @@ __all__ = [
     "LiveRun",
     "Post",
     "Send",
+    "Trigger",
     "UntilListening",
     "UntilRun",
     "UntilShard",
@@ -135,7 +137,7 @@ class JourneyKit:
     def plan_file(self, body: dict[str, Any]) -> Path:
         """A plan file from ``body`` with the test defaults (one shard, pages of 50; an event
         entry lets everyone in, other entries take the users the test gives)."""
-        by_event = body.get("entry", {}).get("type") == "event"
+        by_event = body.get("entry", {}).get("type") in ("event", "api")
         full = {
             "id": f"jny-{uuid.uuid4().hex[:8]}",
             "name": "Test journey",
@@ -191,7 +193,7 @@ class JourneyKit:
             live = LiveRun(launched=launched, time=time, receiver=self.receiver, shards=plan.shards)
             ending = asyncio.ensure_future(handle.result())
             try:
-                if isinstance(plan.entry, EventEntry):  # every shard listens: events find them
+                if listening_entry(plan) is not None:  # every shard listens: events find them
                     for shard in range(plan.shards):
                         ready = until_shard(time.client, launched.run_id, _any, shard=shard)
                         await _unless_failed(ready, ending)
@@ -232,6 +234,12 @@ class JourneyKit:
             await self.send(live, step.events)
         elif isinstance(step, Post):
             await self.post(step.events)
+        elif isinstance(step, Trigger):
+            assert self.ingest_url is not None, "call journey.use_ingest(ingest_url) first"
+            async with Journeys(self.ingest_url) as journeys:
+                await journeys.trigger(
+                    live.launched.plan_id, entries=step.entries, request_id=step.request_id
+                )
         elif isinstance(step, UntilListening):
             key = listeners_key(step.event)
             await eventually(lambda: self.redis.hget(key, live.run_id), until=bool)

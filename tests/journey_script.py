@@ -32,6 +32,15 @@ class Post:
 
 
 @dataclass(frozen=True)
+class Trigger:
+    """Enter users into the live run's plan over the ingest API (``POST
+    /v1/plans/{plan_id}/entries``), as a business system does; ``request_id`` makes a repeat."""
+
+    entries: list[dict[str, Any]]
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
 class UntilListening:
     """Wait until the run has registered for ``event`` (the ingest path routes by it)."""
 
@@ -75,7 +84,7 @@ class Cancel:
     """Cancel the run (an event-triggered run with no window listens until cancelled)."""
 
 
-Step = Send | Post | UntilListening | Advance | UntilShard | UntilRun | Check | Cancel
+Step = Send | Post | Trigger | UntilListening | Advance | UntilShard | UntilRun | Check | Cancel
 
 
 @dataclass

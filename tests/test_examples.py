@@ -115,7 +115,7 @@ def test_the_examples_use_every_step_kind() -> None:
 
 def test_the_examples_use_goals_exit_criteria_and_every_entry_kind() -> None:
     plans = all_examples()
-    assert {plan.entry.type for plan in plans} == {"immediate", "at", "schedule", "event"}
+    assert {plan.entry.type for plan in plans} == {"immediate", "at", "schedule", "event", "api"}
     criteria = [criterion for plan in plans for criterion in plan.exit_criteria]
     assert any(criterion.event is not None for criterion in criteria)
     assert any(criterion.rule is not None for criterion in criteria)

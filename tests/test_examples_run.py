@@ -9,7 +9,8 @@ member-day and weekly-digest are on a schedule: here each runs as one occurrence
 schedule would start it (its entry made immediate) with every user's outcome checked, and the
 last test checks each becomes a Temporal Schedule (tests/test_schedule_cli.py runs schedules
 themselves: trigger, backfill, updates).
-``cancelled-order-recall`` has its own file (test_example_recall.py)."""
+``cancelled-order-recall`` and ``order-shipped`` have their own files (test_example_recall.py,
+test_example_order_shipped.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from tests.journey_runner import Advance, JourneyKit, Send, UntilRun
 from tests.receiver import SmtpSink
 
 EXAMPLES = ROOT / "examples"
-RUN_ELSEWHERE = {"cancelled-order-recall"}
+RUN_ELSEWHERE = {"cancelled-order-recall", "order-shipped"}
 SCHEDULED = {"member-day", "weekly-digest"}
 """Schedule entries: launched as Temporal Schedules (tests/test_schedule_cli.py); here each
 runs one occurrence, with its users' outcomes checked."""

@@ -187,7 +187,10 @@ BAD_PLANS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "match-entry-without-event-entry",
         variant(steps__check__match_entry="order_id"),
-        ["steps.check.wait_for_event.match_entry: needs an event entry (entry type is immediate)"],
+        [
+            "steps.check.wait_for_event.match_entry: needs an event or api entry"
+            " (entry type is immediate)"
+        ],
     ),
     (
         "entry-tag-without-event-entry",
@@ -224,7 +227,11 @@ BAD_PLANS: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("shards", variant(shards=12), ["shards: must be a power of two from 1 to 1024, got 12"]),
     ("timezone", variant(timezone="Mars/Olympus"), ['timezone: unknown time zone "Mars/Olympus"']),
-    ("audience-missing", variant(audience=DROP), ["audience: required unless entry is event"]),
+    (
+        "audience-missing",
+        variant(audience=DROP),
+        ["audience: required unless entry is event or api"],
+    ),
     (
         "audience-source",
         variant(audience={"source": "segmnt"}),
@@ -266,7 +273,7 @@ BAD_PLANS: list[tuple[str, dict[str, Any], list[str]]] = [
         variant(entry={"type": "immediatly"}),
         [
             'entry.type: unknown entry type "immediatly" '
-            "(expected one of: at, event, immediate, schedule)"
+            "(expected one of: api, at, event, immediate, schedule)"
         ],
     ),
     (

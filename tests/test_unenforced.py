@@ -39,6 +39,7 @@ EXPECTED: dict[str, list[str]] = {
     "cancelled-order-recall": [],
     "instalments-ab": [],
     "member-day": [],
+    "order-shipped": [],
     "push-click-sms": [],
     "tonight-popup-ab": [],
     "weekly-digest": [],

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.contracts.shard import Cohort, ShardState
     from journeys.names import cohort_key, exited_key
     from journeys.plan.entry import EventEntry
+    from journeys.plan.listening import listening_entry
     from journeys.plan.models import Plan
 
 from workflows import activity_calls as calls
@@ -42,6 +43,8 @@ class ShardContext:
         self.events_busy = 0
         """Event activities (exits, goals, entries) running now."""
         self.reports = Reports(self)
+        self._entry_for: Plan | None = None
+        self._entry: EventEntry | None = None
 
     # --- what the shard is -----------------------------------------------------------------
 
@@ -70,8 +73,10 @@ class ShardContext:
 
     @property
     def event_entry(self) -> EventEntry | None:
-        entry = self.plan.entry
-        return entry if isinstance(entry, EventEntry) else None
+        """How arrivals enter (an API entry seen as its reserved event's entry), or None."""
+        if self._entry_for is not self.plan:  # a plan is swapped only by a continue-as-new
+            self._entry_for, self._entry = self.plan, listening_entry(self.plan)
+        return self._entry
 
     def key(self, cohort_id: str) -> str:
         """The Redis key of cohort ``cohort_id`` of this shard."""

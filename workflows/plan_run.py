@@ -37,8 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.contracts.shard import Cohort, ShardState
     from journeys.names import run_audience_key, shard_workflow_id
     from journeys.plan.audience import AllAudience
-    from journeys.plan.entry import EventEntry
-    from journeys.plan.listening import listened_events
+    from journeys.plan.listening import listened_events, listening_entry
     from journeys.plan.models import Plan
     from journeys.progress import add_shard, details_line, merge_waits, node_totals
 
@@ -88,7 +87,7 @@ class PlanRunWorkflow:
         listening = listened_events(plan) if workflow.patched("event-registry") else []
         self._set_status(RunStatus.PAUSED if self._paused else RunStatus.RUNNING)
         forwarder = asyncio.create_task(self._forward_controls())
-        by_event = isinstance(plan.entry, EventEntry)  # every shard listens for entries
+        by_event = listening_entry(plan) is not None  # every shard listens for entries
         waits = [
             asyncio.create_task(self._run_shard(k, size))
             for k, size in enumerate(self._per_shard)
@@ -132,7 +131,7 @@ class PlanRunWorkflow:
     async def _run_shard(self, k: int, size: int) -> None:
         """Start shard ``k`` when a slot is free, wait for it, record its result."""
         assert self._input is not None and self._plan is not None
-        by_event = isinstance(self._plan.entry, EventEntry)
+        by_event = listening_entry(self._plan) is not None
         limit = self._shard_limit(self._plan)
         await workflow.wait_condition(lambda: len(self._children) < limit or self._cancelled)
         if self._cancelled:
@@ -267,7 +266,7 @@ class PlanRunWorkflow:
         """Shards running at once; every shard of an event-triggered run lives as long as
         its window, so all of them."""
         assert self._input is not None
-        if isinstance(plan.entry, EventEntry):
+        if listening_entry(plan) is not None:
             return plan.shards
         return self._input.options.max_parallel_shards
 
@@ -275,7 +274,7 @@ class PlanRunWorkflow:
     def _everyone_may_enter(plan: Plan, data: PlanRunInput) -> bool:
         """An event-triggered run with no audience to check entries against."""
         return (
-            isinstance(plan.entry, EventEntry)
+            listening_entry(plan) is not None
             and isinstance(plan.audience, AllAudience)
             and not data.audience.preloaded
             and data.audience.saved is None
@@ -283,8 +282,8 @@ class PlanRunWorkflow:
 
     def _entry_fields(self, plan: Plan, data: PlanRunInput, run_id: str, k: int) -> dict[str, Any]:
         """ShardState fields of an event-triggered run: the window and who may enter."""
-        entry = plan.entry
-        if not isinstance(entry, EventEntry):
+        entry = listening_entry(plan)
+        if entry is None:
             return {}
         return {
             "entries_until": entry.window.end if entry.window is not None else None,
@@ -295,7 +294,7 @@ class PlanRunWorkflow:
 
     def _totals(self) -> Counters:
         # event-triggered shards count their own entries
-        by_event = self._plan is not None and isinstance(self._plan.entry, EventEntry)
+        by_event = self._plan is not None and listening_entry(self._plan) is not None
         totals = Counters(targeted=sum(self._per_shard))
         for k in sorted(self._shards):
             part = self._shards[k].counters

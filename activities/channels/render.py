@@ -121,7 +121,7 @@ class PreparedTemplate:
         self._sms = config.type == "sms"
         # per field, in output order: its text, its failure, or the template to render per user
         self._fields: list[tuple[str, str | RenderError | Compiled]] = []
-        fixed = {"vars": self._vars, "user": {}, "event": {}}
+        fixed = {"vars": self._vars, "user": {}, "event": {}, "entry": {}}
         for field in _TEXT_FIELDS:
             text = getattr(source, field)
             if text is not None:
@@ -171,7 +171,9 @@ class PreparedTemplate:
         return content
 
     def _context(self, user: dict[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
-        return {"user": user, "vars": self._vars, "event": dict(event or {})}
+        # ``entry`` is the same mapping: an API entry's context reads as {{ entry.order_id }}
+        props = dict(event or {})
+        return {"user": user, "vars": self._vars, "event": props, "entry": props}
 
     def _prepare(
         self, field: str, text: str, fixed: dict[str, Any]
@@ -359,7 +361,7 @@ def _reads_recipient(env: jinja2.Environment, text: str) -> bool:
         names = meta.find_undeclared_variables(env.parse(text))
     except Exception:
         return True
-    return "user" in names or "event" in names
+    return bool(names & {"user", "event", "entry"})
 
 
 def _strings(value: Any) -> list[str]:

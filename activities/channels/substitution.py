@@ -1,8 +1,9 @@
 """Templates that only substitute names (``Hi {{ user.first_name }}``), rendered without Jinja.
 
 Most message templates are text with a few ``{{ user.x }}`` / ``{{ vars.x }}`` /
-``{{ event.x }}`` in it. Jinja renders those at about 6-13 us a message (a context per render,
-the sandbox's attribute lookup, an Undefined for a missing name); a blast renders one per user.
+``{{ event.x }}`` (or ``{{ entry.x }}``, the same props) in it. Jinja renders those at about
+6-13 us a message (a context per render, the sandbox's attribute lookup, an Undefined for a
+missing name); a blast renders one per user.
 :class:`Substitution` renders the same text by dictionary lookups, with Jinja's result:
 a missing name or None is empty, str / int / float / bool print as ``str()`` does. Any other
 value (a list, a date, ...) hands that message to the compiled Jinja template, so the output
@@ -17,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-_NAME = re.compile(r"\{\{ *(user|vars|event)\.([A-Za-z][A-Za-z0-9_]*) *\}\}")
+_NAME = re.compile(r"\{\{ *(user|vars|event|entry)\.([A-Za-z][A-Za-z0-9_]*) *\}\}")
 _SYNTAX = ("{{", "{%", "{#")
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 _PLAIN = (str, int, float, bool)
@@ -48,7 +49,7 @@ class Substitution:
         return cls([p for p in parts if p != ""], jinja)
 
     def render(self, context: dict[str, Any]) -> str:
-        """The text for ``context`` (``user``, ``vars``, ``event`` mappings)."""
+        """The text for ``context`` (``user``, ``vars``, ``event`` / ``entry`` mappings)."""
         out: list[str] = []
         for part in self._parts:
             if isinstance(part, str):

@@ -32,9 +32,8 @@ def _slug(kind: str, pattern: str, allowed: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-PlanId = Annotated[
-    str, _slug("plan id", r"[a-z0-9][a-z0-9-]{0,62}", "lowercase letters, digits and -")
-]
+PLAN_ID_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+PlanId = Annotated[str, _slug("plan id", PLAN_ID_PATTERN, "lowercase letters, digits and -")]
 StepId = Annotated[
     str, _slug("step id", r"[a-z0-9][a-z0-9_-]{0,62}", "lowercase letters, digits, - and _")
 ]

@@ -12,6 +12,9 @@ from journeys.errors import Problem
 from journeys.plan.graph import step_path
 from journeys.rules import ENTRY_PREFIX
 
+ARRIVALS = ("event", "api")
+"""Entry types whose users arrive one by one during the run (an event, a caller)."""
+
 
 def entry_type(document: Mapping[str, object]) -> str | None:
     """The entry ``type`` as written, if it is a string."""
@@ -57,15 +60,15 @@ def plan_level_problems(document: Mapping[str, object]) -> list[Problem]:
     marketing limits on a transactional plan."""
     problems: list[Problem] = _transactional_problems(document)
     kind = entry_type(document)
-    if document.get("audience") is None and kind != "event":
-        problems.append(Problem("audience", "required unless entry is event"))
-    if kind is None or kind == "event":
+    if document.get("audience") is None and kind not in ARRIVALS:
+        problems.append(Problem("audience", "required unless entry is event or api"))
+    if kind is None or kind in ARRIVALS:
         return problems
     steps = document.get("steps")
     for step_id, step in steps.items() if isinstance(steps, Mapping) else ():
         if isinstance(step, Mapping) and step.get("match_entry") is not None:
             path = f"{step_path(step_id, step)}.match_entry"
-            problems.append(Problem(path, f"needs an event entry (entry type is {kind})"))
+            problems.append(Problem(path, f"needs an event or api entry (entry type is {kind})"))
     for rule_path, rule in _plan_rules(document):
         for path, tag in _rule_tags(rule, rule_path):
             if tag.startswith(ENTRY_PREFIX):

@@ -1,4 +1,5 @@
-"""When users enter a plan: now, at a moment, on a schedule, or when an event arrives."""
+"""When users enter a plan: now, at a moment, on a schedule, when an event arrives, or when
+a caller asks."""
 
 from __future__ import annotations
 
@@ -68,16 +69,10 @@ class Window(PlanModel):
         return self
 
 
-class EventEntry(PlanModel):
-    """A user enters when ``event`` arrives (matching ``where`` and ``rule``).
+class _Admission(PlanModel):
+    """Who of the arriving users enters, and how arrivals are batched: what event entries
+    and API entries share."""
 
-    Entry events are buffered and become one cohort every ``flush_every`` or ``flush_size``
-    users, whichever comes first.
-    """
-
-    type: Literal["event"] = "event"
-    event: EventName
-    where: PropertyFilter | None = None
     rule: Rule | None = None
     reentry: Literal["once", "after_cooldown", "when_absent"] = "when_absent"
     """``once`` ever; again ``after_cooldown``; or whenever not already in the journey."""
@@ -98,7 +93,28 @@ class EventEntry(PlanModel):
         return value
 
 
+class EventEntry(_Admission):
+    """A user enters when ``event`` arrives (matching ``where`` and ``rule``).
+
+    Entry events are buffered and become one cohort every ``flush_every`` or ``flush_size``
+    users, whichever comes first.
+    """
+
+    type: Literal["event"] = "event"
+    event: EventName
+    where: PropertyFilter | None = None
+
+
+class ApiEntry(_Admission):
+    """A user enters when a caller asks (``POST /v1/plans/{id}/entries``, ``journeys
+    trigger``, ``Journeys.trigger``), with a context object that templates and rules read as
+    ``entry.*``; the same entry rule, re-entry rule, daily limit and batching as events."""
+
+    type: Literal["api"] = "api"
+
+
 Entry = Annotated[
-    ImmediateEntry | AtEntry | ScheduleEntry | EventEntry, Field(discriminator="type")
+    ImmediateEntry | AtEntry | ScheduleEntry | EventEntry | ApiEntry,
+    Field(discriminator="type"),
 ]
 """How users enter, discriminated on ``type``."""

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from journeys.durations import PositiveDuration
 from journeys.plan.audience import Audience
 from journeys.plan.common import PlanId, PlanModel, StepId, Text
-from journeys.plan.crosscheck import entry_type, plan_level_problems
+from journeys.plan.crosscheck import ARRIVALS, entry_type, plan_level_problems
 from journeys.plan.entry import Entry
 from journeys.plan.graph import graph_problems
 from journeys.plan.limits import Limits
@@ -103,9 +103,9 @@ class Plan(PlanModel):
             first = next(iter(steps))
             if isinstance(first, str):
                 data["start"] = first
-        if data.get("audience") is None and entry_type(data) == "event":
+        if data.get("audience") is None and entry_type(data) in ARRIVALS:
             data["audience"] = {"source": "all"}
-        if data.get("shards") is None and entry_type(data) == "event":
+        if data.get("shards") is None and entry_type(data) in ARRIVALS:
             data["shards"] = 1
         plan_id = data.get("id")
         if isinstance(steps, Mapping) and isinstance(plan_id, str):

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from journeys.plan.audience import Audience, SegmentAudience, SetAudience
-from journeys.plan.entry import EventEntry
+from journeys.plan.entry import ApiEntry, EventEntry
 from journeys.plan.models import Plan
 from journeys.plan.steps import BranchStep
 from journeys.rules import ENTRY_PREFIX, AllOf, AnyOf, NotRule, Rule, TagCondition
@@ -26,7 +26,7 @@ def rule_sites(plan: Plan) -> list[RuleSite]:
     sites: list[RuleSite] = []
     if plan.audience is not None:
         sites.extend(_audience_sites(plan.audience, "audience"))
-    if isinstance(plan.entry, EventEntry) and plan.entry.rule is not None:
+    if isinstance(plan.entry, EventEntry | ApiEntry) and plan.entry.rule is not None:
         sites.append(RuleSite("entry.rule", plan.entry.rule, segment=False))
     for step_id, step in plan.steps.items():
         if isinstance(step, BranchStep):

@@ -2,7 +2,9 @@
 
 ``POST /v1/events`` takes ``{"events": [...]}`` (at most 1,000) and answers 202 with what it
 did, or 422 with one entry per problem (``index``, ``field``, ``reason``) and nothing stored;
-a body over the configured size gets 413. ``POST /v1/suppressions`` (and ``/remove``) marks
+a body over the configured size gets 413. ``POST /v1/plans/{plan_id}/entries`` enters users
+into a running plan with an API entry (``{"request_id": ..., "entries": [{"user_id": ...,
+"context": {...}}]}``). ``POST /v1/suppressions`` (and ``/remove``) marks
 users suppressed, or allowed as test users, from ``{"user_ids": [...], "channel": "*"}``.
 ``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
 Prometheus text format.
@@ -29,6 +31,7 @@ from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 from journeys.policy import Suppression
 
 from .body import BodyRefused, read_json, refused
+from .entries import add_entry_routes
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
 from .service import EventIngest, IngestReport
 from .suppressions import add_suppression_routes
@@ -108,6 +111,7 @@ def create_app(
         counts["routed_events"] += report.routed
         return JSONResponse(report.model_dump(), status_code=202)
 
+    add_entry_routes(app, ingest=lambda: state["ingest"], max_body_bytes=max_body_bytes)
     add_suppression_routes(
         app,
         store=lambda: state["suppressions"],

@@ -16,8 +16,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from journeys.event_checks import ID_PATTERN, TEXT_PATTERN, TS_PATTERN
-from journeys.events import MAX_BATCH, MAX_USER_ID, EventProblem
+from journeys.events import API_ENTRY_PREFIX, MAX_BATCH, MAX_USER_ID, EventProblem
 from journeys.rules import NAME_PATTERN
+from journeys.triggers import MAX_REQUEST_ID
 
 JsonSchema = dict[str, object]
 
@@ -65,7 +66,12 @@ def request_schemas(*, max_props_depth: int, max_props_bytes: int) -> dict[str, 
         "additionalProperties": False,
         "properties": {
             "user_id": ident,
-            "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
+            "name": {
+                "type": "string",
+                "pattern": f"^(?!{API_ENTRY_PREFIX}){NAME_PATTERN}$",
+                "description": f"Names starting with `{API_ENTRY_PREFIX}` are reserved for "
+                "API entries.",
+            },
             "ts": {
                 "anyOf": [{"type": "string", "pattern": TS_PATTERN}, {"type": "null"}],
                 "description": "When it happened, with an offset; the receiver's clock if "
@@ -89,6 +95,40 @@ def request_schemas(*, max_props_depth: int, max_props_bytes: int) -> dict[str, 
         "required": ["events"],
         "additionalProperties": False,
         "properties": {"events": {"type": "array", "maxItems": MAX_BATCH, "items": _ref("Event")}},
+    }
+    schemas["Entry"] = {
+        "type": "object",
+        "description": "One user to enter, with the context the plan reads as `entry.*`.",
+        "required": ["user_id"],
+        "additionalProperties": False,
+        "properties": {
+            "user_id": ident,
+            "context": {
+                "type": "object",
+                "propertyNames": text,
+                "additionalProperties": _ref("PropValue2"),
+                "description": f"At most {max_props_bytes} bytes as compact JSON, nested at "
+                f"most {max_props_depth} deep.",
+            },
+        },
+    }
+    schemas["EntriesRequest"] = {
+        "type": "object",
+        "required": ["request_id", "entries"],
+        "additionalProperties": False,
+        "properties": {
+            "request_id": {
+                **ident,
+                "maxLength": MAX_REQUEST_ID,
+                "description": "The caller's id: a request sent again enters no one twice.",
+            },
+            "entries": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": _ref("Entry"),
+            },
+        },
     }
     return schemas
 
@@ -118,3 +158,11 @@ EVENTS_BODY: dict[str, object] = {
     }
 }
 """``openapi_extra`` of the events route."""
+
+ENTRIES_BODY: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _ref("EntriesRequest")}},
+    }
+}
+"""``openapi_extra`` of the entries route."""

@@ -10,6 +10,7 @@ re-signal after a crash between routing and marking acts once.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,13 +20,15 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from activities.controls.suppression import SuppressionStore, is_channel_name
-from activities.db import queries
+from activities.db import plan_store, queries
 from activities.db.pool import DbPool
 from activities.event_registry import ListenerCache
-from journeys.errors import EventsRefused
+from journeys.errors import EventsRefused, NotFound, NotListening
 from journeys.event_checks import MAX_PROPS_DEPTH
-from journeys.events import MAX_PROPS_BYTES, JourneyEvent, parse_events
+from journeys.events import MAX_PROPS_BYTES, JourneyEvent, api_entry_event, parse_events
+from journeys.plan.common import PLAN_ID_PATTERN
 from journeys.policy import Suppression
+from journeys.triggers import TriggerReport, parse_trigger
 from starter.ingest.coalesce import SignalCoalescer
 
 
@@ -77,6 +80,38 @@ class EventIngest:
         if seqs:
             await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
         return IngestReport(
+            accepted=len(events), duplicates=len(events) - len(fresh), routed=routed
+        )
+
+    async def enter(self, plan_id: str, raw: object) -> TriggerReport:
+        """Enter the users of trigger request ``raw`` into the running runs of ``plan_id``;
+        raises :class:`EventsRefused` (malformed), :class:`NotFound` (no such plan) or
+        :class:`NotListening` (no run takes API entries now), each before storing anything."""
+        if not re.fullmatch(PLAN_ID_PATTERN, plan_id):
+            raise NotFound(
+                f"no plan {plan_id[:80]!r}: plan ids are lowercase letters, digits and -"
+            )
+        events, problems = parse_trigger(
+            plan_id,
+            raw,
+            now=datetime.now(UTC),
+            max_props_bytes=self._max_props_bytes,
+            max_props_depth=self._max_props_depth,
+        )
+        if problems:
+            raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
+        name = api_entry_event(plan_id)
+        if not (await self._listeners.lookup([name], fresh=True))[name]:
+            await plan_store.versions(self._pool, plan_id)  # NotFound for an unknown plan
+            raise NotListening(
+                f"plan {plan_id!r} has no running run that takes API entries "
+                "(launch it; its entry must be type api)"
+            )
+        fresh, seqs = await self._store(events)
+        routed = await self._route(fresh)
+        if seqs:
+            await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
+        return TriggerReport(
             accepted=len(events), duplicates=len(events) - len(fresh), routed=routed
         )
 
