@@ -36,6 +36,7 @@ from bench import (
     scale_out,
     segments,
     targets,
+    triggers,
     upload,
 )
 from journeys.settings import Settings, get_settings
@@ -50,6 +51,7 @@ SCENARIOS: dict[str, Scenario] = {
     "blast": blast.run,
     "blast_http": blast_http.run,
     "events": events.run,
+    "triggers": triggers.run,
     "per_user": per_user.run,
     "scale_out": scale_out.run,
     "segments": segments.run,

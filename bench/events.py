@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,8 +83,26 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     )
 
 
+Post = Callable[[Journeys, str, list[tuple[str, datetime]]], Awaitable[object]]
+"""Sends one batch of (user, due time) to the run's plan: as events, or as API entries."""
+
+
+async def post_events(journeys: Journeys, plan_id: str, batch: list[tuple[str, datetime]]) -> None:
+    del plan_id  # events find every run that listens for their name
+    await journeys.send_events(
+        [{"user_id": user, "name": EVENT, "ts": due.isoformat()} for user, due in batch]
+    )
+
+
 async def measure(
-    settings: Settings, plan_file: Path, *, url: str, shape: tuple[int, timedelta]
+    settings: Settings,
+    plan_file: Path,
+    *,
+    url: str,
+    shape: tuple[int, timedelta],
+    post: Post = post_events,
+    listens_for: str = EVENT,
+    scenario: str = "events",
 ) -> list[dict[str, Any]]:
     """Steady latency and the ceiling against one run of ``plan_file``."""
     async with (
@@ -106,18 +124,22 @@ async def measure(
         run_id = launched.run_id
         async with asyncio.timeout(60):  # the run listens
             while True:
-                if await redis.hget(listeners_key(EVENT), run_id):
+                if await redis.hget(listeners_key(listens_for), run_id):
                     break
                 await asyncio.sleep(0.05)
         rows = []
         async with Journeys(url) as journeys:
+
+            async def send(batch: list[tuple[str, datetime]]) -> None:
+                await post(journeys, plan.id, batch)
+
             seconds = DURATION.total_seconds()
             where = f"{shape[0]} shard(s), flush {shape[1].total_seconds():g} s"
-            Console().print(f"events: {where}, steady {RATE}/s for {seconds:.0f} s ...")
-            due = await steady(journeys, run_id)
+            Console().print(f"{scenario}: {where}, steady {RATE}/s for {seconds:.0f} s ...")
+            due = await steady(send, run_id)
             rows.append(await collect(pool, run_id, due, label=f"steady {RATE}/s", shape=shape))
-            Console().print(f"events: {where}, {CEILING_EVENTS:,} events at once ...")
-            due, accepted_s = await flood(journeys, run_id)
+            Console().print(f"{scenario}: {where}, {CEILING_EVENTS:,} at once ...")
+            due, accepted_s = await flood(send, run_id)
             row = await collect(pool, run_id, due, label="ceiling", shape=shape)
             row["ingest_events_per_s"] = round(CEILING_EVENTS / accepted_s)
             rows.append(row)
@@ -154,11 +176,14 @@ async def ingest_api(settings: Settings) -> AsyncIterator[str]:
         await process.wait()
 
 
-def event(run_id: str, n: int, due: datetime) -> dict[str, Any]:
-    return {"user_id": f"{run_id[-8:]}-{n:07d}", "name": EVENT, "ts": due.isoformat()}
+def user_of(run_id: str, n: int) -> str:
+    return f"{run_id[-8:]}-{n:07d}"
 
 
-async def steady(journeys: Journeys, run_id: str) -> dict[str, datetime]:
+Send = Callable[[list[tuple[str, datetime]]], Coroutine[Any, Any, None]]
+
+
+async def steady(send: Send, run_id: str) -> dict[str, datetime]:
     """``RATE`` events/s for ``DURATION``; the due time of each user's event.
 
     Open loop, as many product services are: a batch goes every tick whether or not the
@@ -173,14 +198,14 @@ async def steady(journeys: Journeys, run_id: str) -> dict[str, datetime]:
         offset = tick * TICK.total_seconds()
         await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
         at = start_wall + timedelta(seconds=offset)
-        batch = [event(run_id, tick * per_tick + k, at) for k in range(per_tick)]
-        posts.append(asyncio.create_task(journeys.send_events(batch)))
-        due.update((e["user_id"], at) for e in batch)
+        batch = [(user_of(run_id, tick * per_tick + k), at) for k in range(per_tick)]
+        posts.append(asyncio.create_task(send(batch)))
+        due.update(batch)
     await asyncio.gather(*posts)
     return due
 
 
-async def flood(journeys: Journeys, run_id: str) -> tuple[dict[str, datetime], float]:
+async def flood(send: Send, run_id: str) -> tuple[dict[str, datetime], float]:
     """``CEILING_EVENTS`` events as fast as they are accepted; due times and the seconds the
     ingest API took to accept them all."""
     base = 10_000_000  # apart from the steady users
@@ -192,9 +217,9 @@ async def flood(journeys: Journeys, run_id: str) -> tuple[dict[str, datetime], f
         while queue:
             first = queue.pop(0)
             at = datetime.now(UTC)
-            batch = [event(run_id, first + k, at) for k in range(CEILING_BATCH)]
-            await journeys.send_events(batch)
-            due.update((e["user_id"], at) for e in batch)
+            batch = [(user_of(run_id, first + k), at) for k in range(CEILING_BATCH)]
+            await send(batch)
+            due.update(batch)
 
     await asyncio.gather(*(sender() for _ in range(CEILING_SENDERS)))
     return due, time.perf_counter() - started
@@ -269,8 +294,10 @@ def write_event_plan(directory: Path, *, shards: int, flush_every: timedelta) ->
     return path
 
 
-def latency_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="events: event-to-send latency (ingest API to inbox row)")
+def latency_table(
+    rows: list[dict[str, Any]], *, title: str = "events: event-to-send latency"
+) -> Table:
+    table = Table(title=f"{title} (ingest API to inbox row)")
     for column in (
         "load",
         "shards",
