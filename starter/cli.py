@@ -24,6 +24,7 @@ from . import (
     segment_commands,
     suppress_commands,
     tag_commands,
+    test_send_commands,
     version_commands,
 )
 from .console import error_line
@@ -49,6 +50,7 @@ suppress_commands.register(app)
 budget_commands.register(app)
 policy_commands.register(app)
 schedule_commands.register(app)
+test_send_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:
