@@ -73,6 +73,7 @@ class RunActivities:
                     shards=shards,
                     target=target,
                     zone=plan.timezone,
+                    as_of=data.as_of,
                 )
             else:
                 reason = "the plan has no audience and none was given at launch"

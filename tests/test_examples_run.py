@@ -10,7 +10,8 @@ schedule would start it (its entry made immediate) with every user's outcome che
 last test checks each becomes a Temporal Schedule (tests/test_schedule_cli.py runs schedules
 themselves: trigger, backfill, updates).
 ``cancelled-order-recall`` and ``order-shipped`` have their own files (test_example_recall.py,
-test_example_order_shipped.py)."""
+test_example_order_shipped.py); ``daily-checkin`` and ``birthday-week`` run over several
+occurrences of their schedules in test_calendar_examples.py (with the two above)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from tests.journey_runner import Advance, JourneyKit, Send, UntilRun
 from tests.receiver import SmtpSink
 
 EXAMPLES = ROOT / "examples"
-RUN_ELSEWHERE = {"cancelled-order-recall", "order-shipped"}
+RUN_ELSEWHERE = {"cancelled-order-recall", "order-shipped", "daily-checkin", "birthday-week"}
 SCHEDULED = {"member-day", "weekly-digest"}
 """Schedule entries: launched as Temporal Schedules (tests/test_schedule_cli.py); here each
 runs one occurrence, with its users' outcomes checked."""

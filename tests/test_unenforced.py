@@ -36,7 +36,9 @@ CHANNELS_FILE = EXAMPLES / "channels.yaml"
 # What warns today, from the plan alone: nothing. Every delivery control is enforced
 # (issue 16) and schedule entries become Temporal Schedules (issue 17).
 EXPECTED: dict[str, list[str]] = {
+    "birthday-week": [],
     "cancelled-order-recall": [],
+    "daily-checkin": [],
     "instalments-ab": [],
     "member-day": [],
     "order-shipped": [],

@@ -79,7 +79,12 @@ class PlanRunWorkflow:
             self._per_shard = [0] * plan.shards  # users come with their entry events
         else:
             materialised = await calls.materialise_audience(
-                MaterialiseInput(run_id=run_id, plan=plan, audience=data.audience),
+                MaterialiseInput(
+                    run_id=run_id,
+                    plan=plan,
+                    audience=data.audience,
+                    as_of=(search.scheduled_at() if workflow.patched("occurrence-as-of") else None),
+                ),
                 summary=f"materialise audience into {plan.shards} shards",
             )
             self._per_shard = materialised.per_shard

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -12,6 +13,8 @@ PLAN_VERSION = SearchAttributeKey.for_int("JourneyPlanVersion")
 RUN_KEY = SearchAttributeKey.for_keyword("JourneyRunKey")
 SHARD = SearchAttributeKey.for_int("JourneyShard")
 STATUS = SearchAttributeKey.for_keyword("JourneyStatus")
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+"""Set by Temporal on a workflow a schedule started: the occurrence's time."""
 
 
 def run_attributes(
@@ -34,3 +37,9 @@ def upsert_status(status: str) -> None:
     current = workflow.info().typed_search_attributes.get(STATUS)
     if current != status:
         workflow.upsert_search_attributes([STATUS.value_set(status)])
+
+
+def scheduled_at() -> datetime | None:
+    """The occurrence time of a run a schedule started (its catch-up or backfill time, not
+    when it ran), else None."""
+    return workflow.info().typed_search_attributes.get(SCHEDULED_START)

@@ -7,7 +7,7 @@ k carries the same hash tag, so ZUNIONSTORE and friends work even on Redis Clust
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -53,9 +53,11 @@ async def materialise(
     target: Callable[[int], str],
     scratch: str = "aud",
     zone: str = "UTC",
+    as_of: datetime | None = None,
 ) -> list[int]:
     """Write ``audience`` into the keys ``target(k)``; return users per shard. Rules are
-    evaluated now in ``zone`` (the plan's): it decides what "today" is for anniversaries."""
+    evaluated at ``as_of`` (now when None) in ``zone`` (the plan's): it decides what "today"
+    is for anniversaries and where relative windows end."""
     if isinstance(audience, ListAudience):
         # a saved audience may need rebuilding from its source, which this module evaluates
         from activities.audience.saved import saved_into
@@ -69,7 +71,7 @@ async def materialise(
     if isinstance(audience, SegmentAudience):
         # relative dates (T-7d) count from when the segment is evaluated
         definitions = await tag_store.live_definitions(pool, rule_tags([audience.rule]))
-        now = datetime.now(ZoneInfo(zone))
+        now = (as_of or datetime.now(UTC)).astimezone(ZoneInfo(zone))
         query, params = segment_query(audience.rule, now=now, read_tag=registry_reader(definitions))
         return await _from_query(redis, pool, query, params, shards=shards, target=target)
     if isinstance(audience, SetAudience):
@@ -82,6 +84,7 @@ async def materialise(
             target=target,
             scratch=scratch,
             zone=zone,
+            as_of=as_of,
         )
     assert isinstance(audience, FileAudience)
     problem = Problem("audience.path", "file audiences are loaded by `journeys launch`")
@@ -165,6 +168,7 @@ async def _combine(
     target: Callable[[int], str],
     scratch: str,
     zone: str,
+    as_of: datetime | None,
 ) -> list[int]:
     parts: list[Callable[[int], str]] = []
     for index, member in enumerate(audience.of):
@@ -182,6 +186,7 @@ async def _combine(
             target=part,
             scratch=name,
             zone=zone,
+            as_of=as_of,
         )
         parts.append(part)
     command = _COMBINE[audience.source]

@@ -3,6 +3,8 @@ events, set the rate, clean up."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel
 
 from journeys.contracts.runs import AudienceRef
@@ -28,6 +30,9 @@ class MaterialiseInput(BaseModel):
     run_id: str
     plan: Plan
     audience: AudienceRef
+    as_of: datetime | None = None
+    """When rules of a ``per_run`` audience are evaluated: a scheduled run's occurrence time
+    (a catch-up or backfill of yesterday selects yesterday's birthdays); now when None."""
 
 
 class MaterialiseOutput(BaseModel):
