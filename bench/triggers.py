@@ -26,7 +26,11 @@ from .blast import CHANNEL, write_channels
 from .events import TICK, ingest_api, latency_table, measure
 from .results import save
 
-RUNS = ((1, timedelta(milliseconds=200)), (4, timedelta(milliseconds=200)))
+RUNS = (  # (shards, flush_every): the default shard count at two flush intervals, then 4 shards
+    (1, timedelta(milliseconds=100)),
+    (1, timedelta(milliseconds=200)),
+    (4, timedelta(milliseconds=200)),
+)
 
 
 async def post_triggers(
