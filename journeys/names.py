@@ -16,6 +16,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "JourneyRunKey": "Keyword",
     "JourneyShard": "Int",
     "JourneyStatus": "Keyword",
+    "JourneyKind": "Keyword",
 }
 
 KEY_PREFIX = "jny"

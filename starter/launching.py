@@ -141,6 +141,7 @@ async def launch(
                 version=info.version,
                 run_key=key,
                 status=RunStatus.STARTING.value,
+                transactional=plan.transactional,
             ),
             static_summary=f"{plan.id} v{info.version} · {plan.name}",
             static_details=run_details(plan, version=info.version, run_id=run_id),

@@ -24,11 +24,13 @@ def _bar(c: Counters) -> ProgressBar:
     return ProgressBar(total=max(c.targeted, 1), completed=c.ended, width=30)
 
 
-def progress_table(progress: RunProgress) -> Group:
-    """Totals and one bar per shard."""
+def progress_table(progress: RunProgress, *, kind: str | None = None) -> Group:
+    """Totals and one bar per shard; ``kind``: transactional or marketing, when known."""
     t = progress.totals
     head = Table.grid(padding=(0, 2))
     head.add_row("run", progress.run_id)
+    if kind is not None:
+        head.add_row("kind", kind)
     head.add_row("status", progress.status.value)
     head.add_row(
         "totals",
@@ -58,7 +60,7 @@ def progress_table(progress: RunProgress) -> Group:
     return Group(head, shards)
 
 
-def result_table(result: PlanRunResult) -> Table:
+def result_table(result: PlanRunResult, *, kind: str | None = None) -> Table:
     """The summary of a finished run, one field per line (it stays readable when narrow)."""
     t = result.totals
     table = Table.grid(padding=(0, 2))
@@ -66,6 +68,7 @@ def result_table(result: PlanRunResult) -> Table:
     table.add_column()
     rows = [
         ("run", result.run_id),
+        *([("kind", kind)] if kind is not None else []),
         ("status", result.status.value),
         ("targeted", str(t.targeted)),
         ("delivered", str(t.delivered)),

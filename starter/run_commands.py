@@ -20,6 +20,7 @@ from journeys.contracts.runs import (
 from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
 from journeys.plan.entry import ScheduleEntry
 from journeys.settings import get_settings
+from workflows import search
 from workflows.plan_run import PlanRunWorkflow
 
 from .channel_rate import paced_channel, per_second_of, set_channel_rate
@@ -129,13 +130,16 @@ def status(
                     soft_wrap=True,
                 )
             return
+        kind = (await handle.describe()).typed_search_attributes.get(search.KIND)
         if not watch:
             state = await snapshot(client, handle)
             if as_json:
-                print_json(state)
+                print_json(state.model_dump(mode="json") | {"kind": kind})
             else:
                 out.print(
-                    progress_table(state) if isinstance(state, RunProgress) else result_table(state)
+                    progress_table(state, kind=kind)
+                    if isinstance(state, RunProgress)
+                    else result_table(state, kind=kind)
                 )
             return
         from rich.live import Live
@@ -144,7 +148,9 @@ def status(
             while True:
                 state = await snapshot(client, handle)
                 view = (
-                    progress_table(state) if isinstance(state, RunProgress) else result_table(state)
+                    progress_table(state, kind=kind)
+                    if isinstance(state, RunProgress)
+                    else result_table(state, kind=kind)
                 )
                 live.update(view, refresh=True)
                 if isinstance(state, PlanRunResult):

@@ -31,12 +31,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import plan_store
 from activities.db.pool import DbPool
+from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import PlanRunInput
 from journeys.names import run_workflow_id
 from journeys.plan.entry import ScheduleEntry
 from journeys.plan.models import Plan
 from journeys.policy import Policy, launch_policy
 from journeys.settings import Settings
+from workflows import search
 from workflows.plan_run import PlanRunWorkflow
 
 OVERLAP = {
@@ -78,6 +80,13 @@ def plan_schedule(plan: Plan, *, version: int, task_queue: str, policy: Policy |
         id=run_workflow_id(plan.id, version, SCHEDULED_RUN_KEY),
         task_queue=task_queue,
         static_summary=f"{plan.id} v{version} · {plan.name} (scheduled)",
+        typed_search_attributes=search.run_attributes(
+            plan_id=plan.id,
+            version=version,
+            run_key=SCHEDULED_RUN_KEY,
+            status=RunStatus.STARTING.value,
+            transactional=plan.transactional,
+        ),
     )
     return Schedule(
         action=action,

@@ -13,7 +13,7 @@ from typing import Any
 from journeys.contracts.counters import Counters
 from journeys.contracts.runs import ShardSummary
 from tests.engine import ROOT
-from tests.journey_kit import received_by_node
+from tests.journey_kit import eventually, received_by_node
 from tests.journey_runner import (
     Advance,
     Cancel,
@@ -120,3 +120,11 @@ async def test_order_shipped_notices_come_from_api_entries(
     sms = messages["waiting_sms", user["ignores"]]["content"]["body"]
     assert f"Parcel SF{tag}ignores for order {order['ignores']}" in sms
     assert max(journey.receiver.by_user().values()) == 2  # the retried request sent nothing
+    # reported apart from marketing: the run and its shard carry JourneyKind
+    client = await journey.client()
+    query = 'JourneyKind = "transactional" AND JourneyPlanId = "order-shipped"'
+
+    async def found() -> set[str]:
+        return {w.id async for w in client.list_workflows(query)}
+
+    await eventually(found, until=lambda ids: {outcome.run_id, f"{outcome.run_id}/shard/0"} <= ids)

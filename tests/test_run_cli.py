@@ -54,6 +54,7 @@ async def test_launch_wait_status_and_duplicate_run_key(
         code, out, err = await journeys(env, "status", run_id, "--json")
         assert code == 0, err
         assert json.loads(out)["status"] == "completed"
+        assert json.loads(out)["kind"] == "marketing"  # not a transactional notice
 
         code, out, err = await journeys(
             env, "launch", str(plan), "--audience", str(ids), "--run-key", "k1"

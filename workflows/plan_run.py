@@ -173,6 +173,7 @@ class PlanRunWorkflow:
                 run_key=data.run_key,
                 status=RunStatus.RUNNING.value,
                 shard=k,
+                transactional=plan.transactional if workflow.patched("journey-kind") else None,
             ),
             static_summary=f"shard {k} of {plan.shards} · {plan.id} v{data.version} · {size} users",
             static_details=(
