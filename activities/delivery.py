@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 from temporalio import activity
 
 from activities.channels.inbox_provider import InboxPage, InboxSender
-from activities.channels.message import Message, Outcome, SendResult
+from activities.channels.log_provider import LogSender
+from activities.channels.message import Message, Outcome, SendResult, idempotency_key
 from activities.channels.render import RenderError
 from activities.channels.runtime import ChannelRuntime
 from activities.controls.gate import Verdict
@@ -36,6 +37,7 @@ from activities.controls.page import (
 )
 from activities.db import queries
 from activities.db.pool import DbPool
+from activities.dry_run import dry_page
 from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
 from activities.page_content import PageContent, recipient
@@ -56,9 +58,7 @@ _FINAL = {"sent", "skipped", "failed", "dead"}
 RELEASE_CHUNK = 1000
 
 
-def idempotency_key(run_id: str, node: str, user_id: str, entry: int = 0) -> str:
-    """``{run}:{node}:{user}:{entry}``: one message per user, node and entry of a run."""
-    return f"{run_id}:{node}:{user_id}:{entry}"
+_LOG = LogSender()
 
 
 class DeliveryActivities:
@@ -76,6 +76,10 @@ class DeliveryActivities:
     async def deliver_page(self, data: DeliverPageInput) -> DeliverPageOutput:
         """Claim, render, rate-limit, send and settle one page; return its counts."""
         async with heartbeating():
+            if data.dry_run:
+                return await dry_page(
+                    data, redis=self._redis, pool=self._pool, content=self._content, log=_LOG
+                )
             return await self._deliver(data)
 
     @activity.defn(name=contracts.RELEASE_COHORT.name)

@@ -26,11 +26,10 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.channels.message import Message, Outcome, Recipient
+from activities.channels.message import Message, Outcome, Recipient, idempotency_key
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
 from activities.db.pool import DbPool, create_pool
-from activities.delivery import idempotency_key
 from journeys.settings import Settings
 from starter.connect import database, redis_client
 from tests.engine import client_for, for_test

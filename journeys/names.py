@@ -85,6 +85,12 @@ def entry_marks_key(run_id: str, shard: int) -> str:
     return f"{run_shard_prefix(run_id, shard)}:entries"
 
 
+def dry_samples_key(run_id: str) -> str:
+    """Hash node -> one message a dry run rendered there (JSON); read by ``journeys launch
+    --dry-run`` after the run's keys are gone, so it outlives them (and expires)."""
+    return f"{KEY_PREFIX}:dry:{{{run_id}}}"
+
+
 def daily_entries_key(run_id: str, day: str) -> str:
     """Entries admitted into a run on ``day`` (plan zone), for the daily limit. Hash-tagged by
     run, so the counter and the per-batch marks beside it share a cluster slot; they expire

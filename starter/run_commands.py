@@ -19,7 +19,8 @@ from journeys.contracts.runs import (
 )
 from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
 from journeys.plan.entry import ScheduleEntry
-from journeys.settings import get_settings
+from journeys.plan.models import Plan
+from journeys.settings import Settings, get_settings
 from workflows import search
 from workflows.plan_run import PlanRunWorkflow
 
@@ -27,6 +28,7 @@ from .channel_rate import paced_channel, per_second_of, set_channel_rate
 from .connect import database, redis_client, temporal_client
 from .console import err, out, print_json
 from .delayed_runs import cancel_waiting, start_delay, waiting_start
+from .dry_run import dry_run, dry_run_view
 from .launching import launch as start_run
 from .plan_files import plan_warnings, read_plan
 from .progress_view import progress_table, result_table
@@ -44,6 +46,9 @@ def launch(
     run_key: str | None = typer.Option(None, help="Names the run (default: a timestamp)."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run and print its summary."),
     channels: Path | None = typer.Option(None, help="Channels file (default JOURNEYS_CHANNELS)."),
+    dry: bool = typer.Option(
+        False, "--dry-run", help="Run it all now, waits compressed; render, deliver nothing."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Start a run of PLAN (publishing it first if it changed); prints the run id."""
@@ -58,6 +63,10 @@ def launch(
     for warning in plan_warnings(plan, plan_file, channels=channels):
         err.print(f"  ! {warning}", style="yellow", markup=False, soft_wrap=True)
     settings = get_settings()
+    if dry:
+        refuse_for_dry_runs(at=at, run_key=run_key)
+        asyncio.run(launch_dry(settings, plan, plan_file, audience=audience, as_json=as_json))
+        return
     if isinstance(plan.entry, ScheduleEntry):
         refuse_for_schedules(audience=audience, at=at, run_key=run_key, wait=wait)
         asyncio.run(launch_as_schedule(settings, plan, plan_file, as_json=as_json))
@@ -99,8 +108,38 @@ def launch(
     asyncio.run(go())
 
 
+def refuse_for_dry_runs(*, at: datetime | None, run_key: str | None) -> None:
+    """A dry run starts now under a key of its own: the options of a real run do not apply."""
+    for flag, given in (("--at/--in", at is not None), ("--run-key", run_key is not None)):
+        if given:
+            raise InvalidInput("--dry-run", [Problem(flag, "a dry run starts now, as its own run")])
+
+
+async def launch_dry(
+    settings: Settings, plan: Plan, plan_file: Path, *, audience: Path | None, as_json: bool
+) -> None:
+    """``launch --dry-run``: run it, then print what each node did."""
+    client = await temporal_client(settings)
+    async with database(settings) as pool, redis_client(settings) as redis:
+        report = await dry_run(
+            settings,
+            client=client,
+            pool=pool,
+            redis=redis,
+            plan=plan,
+            plan_file=plan_file,
+            audience_file=audience,
+        )
+    if as_json:
+        print_json(report)
+    else:
+        out.print(dry_run_view(report, plan))
+
+
 async def _handle(client: Client, run_id: str) -> WorkflowHandle[PlanRunWorkflow, PlanRunResult]:
-    handle = client.get_workflow_handle_for(PlanRunWorkflow.run, run_id)
+    handle: WorkflowHandle[PlanRunWorkflow, PlanRunResult] = client.get_workflow_handle(
+        run_id, result_type=PlanRunResult
+    )
     try:
         await handle.describe()
     except Exception as exc:

@@ -52,3 +52,10 @@ async def snapshot(client: Client, handle: WorkflowHandle[Any, Any]) -> RunProgr
         return await live_progress(client, handle)
     result: PlanRunResult = await handle.result()
     return result
+
+
+async def final_progress(handle: WorkflowHandle[Any, Any]) -> RunProgress:
+    """The ``progress`` of a run that has ended: its counters per shard and node as they
+    stood at the end (a query of a closed workflow replays it)."""
+    progress: RunProgress = await handle.query(PlanRunWorkflow.progress)
+    return progress

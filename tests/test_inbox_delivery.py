@@ -14,10 +14,11 @@ import pytest
 import redis.asyncio as aioredis
 from temporalio.testing import ActivityEnvironment
 
+from activities.channels.message import idempotency_key
 from activities.channels.render import Renderer, user_fields
 from activities.db import queries
 from activities.db.pool import DbPool
-from activities.delivery import DeliveryActivities, idempotency_key
+from activities.delivery import DeliveryActivities
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 from tests.test_channels import channels_file, runtime
 

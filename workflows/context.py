@@ -154,7 +154,7 @@ class ShardContext:
         """A durable timer that a cancel or a due continue-as-new cuts short; True if the
         deadline was reached."""
         delay = deadline - workflow.now()
-        if delay > timedelta(0):
+        if delay > timedelta(0) and not self.state.options.dry_run:  # a dry run compresses
             try:
                 await workflow.wait_condition(
                     lambda: self.state.cancelled or self.draining or self.suggested(),

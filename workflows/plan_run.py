@@ -90,6 +90,8 @@ class PlanRunWorkflow:
             self._per_shard = materialised.per_shard
         # Runs recorded before the registry existed did not register; keep their history.
         listening = listened_events(plan) if workflow.patched("event-registry") else []
+        if data.options.dry_run:
+            listening = []  # real events must not move a dry run, nor it record conversions
         self._set_status(RunStatus.PAUSED if self._paused else RunStatus.RUNNING)
         forwarder = asyncio.create_task(self._forward_controls())
         by_event = listening_entry(plan) is not None  # every shard listens for entries

@@ -49,6 +49,7 @@ async def _route_page(
             exit_rules=[c.rule for c in state.plan.exit_criteria if c.rule is not None],
             now=workflow.now(),
             fallback_zone=state.plan.timezone,
+            dry_run=state.options.dry_run,
         ),
         heartbeat=state.options.page_heartbeat_timeout,
         summary=f"{ctx.where} · {step.type} {cohort.node} · page {page + 1}",

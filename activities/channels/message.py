@@ -20,6 +20,11 @@ class Recipient(BaseModel):
     attrs: dict[str, Any] = {}
 
 
+def idempotency_key(run_id: str, node: str, user_id: str, entry: int = 0) -> str:
+    """``{run}:{node}:{user}:{entry}``: one message per user, node and entry of a run."""
+    return f"{run_id}:{node}:{user_id}:{entry}"
+
+
 class Message(BaseModel):
     """One rendered message, ready for a provider.
 

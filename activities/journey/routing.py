@@ -90,6 +90,8 @@ class RoutingActivities:
             return routes.branch(step, users, facts, now=data.now)
         if isinstance(step, AbSplitStep):
             by_arm, assignments = routes.split(step, users)
+            if data.dry_run:
+                return by_arm
             await self._pool.execute(
                 queries.ASSIGNMENTS_INSERT,
                 data.run_id,
@@ -106,7 +108,8 @@ class RoutingActivities:
             fallback = step.fallback_timezone or data.fallback_zone
             return routes.zones(users, facts, fallback=fallback)
         if isinstance(step, UpdateStep):
-            await self._update(step, users)
+            if not data.dry_run:
+                await self._update(step, users)
             return {OK: users}
         raise TypeError(f"route_page does not handle {step.type} steps")
 

@@ -48,6 +48,8 @@ class DeliverPageInput(BaseModel):
     ``{prefix}.a{release epoch ms}`` for bids waiting out the arbitration window."""
     confirm: bool = False
     """This pass confirms the bids an earlier pass placed (arbitration between plans)."""
+    dry_run: bool = False
+    """Render and log the page only (``RunOptions.dry_run``)."""
 
 
 class DeferredGroup(BaseModel):
@@ -109,6 +111,8 @@ class RoutePageInput(BaseModel):
     fallback_zone: str = "UTC"
     """The plan's zone: user-local times fall back to it, and it is the day "today" is for
     anniversary rules."""
+    dry_run: bool = False
+    """Route only: write no profile update and no A/B assignment (``RunOptions.dry_run``)."""
 
 
 class RoutePageOutput(BaseModel):

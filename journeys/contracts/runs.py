@@ -32,6 +32,10 @@ class RunOptions(BaseModel):
     """Force continue-as-new after this many pages (tests); None = when Temporal suggests."""
     page_heartbeat_timeout: timedelta = timedelta(seconds=30)
     """How soon a page on a dead worker is retried elsewhere."""
+    dry_run: bool = False
+    """``journeys launch --dry-run``: timers fire at once, sends and webhooks are rendered
+    and logged (no provider, no ledger row), updates and A/B assignments are not written,
+    no event reaches the run."""
 
 
 class PlanRunInput(BaseModel):

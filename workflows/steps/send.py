@@ -22,7 +22,7 @@ async def run(ctx: ShardContext, cohort: Cohort, step: SendStep | WebhookStep) -
     state = ctx.state
     controls = (
         controls_for(state.plan, state.policy, run_id=state.run_id, channel=step.channel)
-        if state.delivery_controls
+        if state.delivery_controls and not state.options.dry_run
         else None  # a run launched before the gate existed goes on as it was launched
     )
     while True:
@@ -96,6 +96,7 @@ async def _page(
             controls=controls,
             deferred_prefix=_deferred_prefix(cohort),
             confirm=cohort.confirm,
+            dry_run=state.options.dry_run,
         ),
         heartbeat=state.options.page_heartbeat_timeout,
         summary=f"{ctx.where} · {step.type} {cohort.node} · page {page + 1}",
