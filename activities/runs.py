@@ -48,7 +48,9 @@ class RunActivities:
                     self._redis, self._pool, name=data.audience.saved, shards=shards, target=target
                 )
             elif plan.audience is not None and (
-                plan.audience.mode == "snapshot" and is_evaluated(plan.audience)
+                plan.audience.mode == "snapshot"
+                and is_evaluated(plan.audience)
+                and not data.dry_run
             ):
                 # evaluated by the plan's first run, reused by every later one
                 name = snapshot_name(plan.id, plan.audience)

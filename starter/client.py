@@ -125,7 +125,10 @@ class Journeys:
                     answer: dict[str, Any] = response.json()
                     return answer
                 if response.status_code in (404, 409, 422):
-                    errors = response.json().get("errors", [])
+                    try:
+                        errors = response.json().get("errors", [])
+                    except ValueError:  # not the API's answer (a proxy's page)
+                        errors = [{"index": -1, "field": "", "reason": response.text[:200]}]
                     refused = [(e["index"], e["field"], e["reason"]) for e in errors]
                     if response.status_code == 422:
                         raise EventsRefused(refused)

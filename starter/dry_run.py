@@ -29,6 +29,7 @@ from journeys.settings import Settings
 
 from .launching import launch
 from .run_state import final_progress
+from .schedules import update_schedule
 
 
 class DryRunReport(BaseModel):
@@ -68,10 +69,14 @@ async def dry_run(
         plan=plan,
         plan_file=plan_file,
         audience_file=audience_file,
-        at=now if isinstance(plan.entry, ScheduleEntry) else None,
+        at=now,  # now, whatever the entry says: an `at` entry would wait for its moment
         run_key=f"dry-{now:%Y%m%dT%H%M%S%f}"[:-3],
         options=RunOptions(dry_run=True),
     )
+    if isinstance(plan.entry, ScheduleEntry) and launched.published:
+        # the dry run published a new version: the schedule starts it from now on, as after
+        # `journeys publish` (else a later publish finds nothing new and never repoints it)
+        await update_schedule(settings, client=client, plan=plan, version=launched.version)
     result = await handle.result()
     progress = await final_progress(handle)
     by_node = node_totals(progress.per_shard)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from journeys.plan.models import Plan
 from journeys.triggers import parse_trigger, trigger_event_id
 from starter.client import Journeys
 from tests.conftest import spawn_journeys
+from tests.journey_kit import eventually
 from tests.journey_runner import (
     Cancel,
     Check,
@@ -208,3 +209,45 @@ async def test_entry_rule_daily_limit_and_request_ids_hold_for_every_caller(
     for message in sent.values():  # the context reached the template as the entry's props
         assert message["content"]["body"] == f"for o-{message['user_id']}"
     assert await stored_triggers(journey.pool, plan_id) == 8  # r1 once, the CLI, the client
+
+
+async def test_a_closed_entry_window_is_refused_though_the_run_goes_on(
+    journey: JourneyKit, ingest_url: str
+) -> None:
+    journey.use_ingest(ingest_url)
+    tag = uuid.uuid4().hex[:6]
+    plan_id = f"api-closed-{tag}"
+    end = datetime.now(UTC) + timedelta(seconds=3)
+
+    async def after_the_window(live: LiveRun) -> None:
+        # the run still runs (its user waits an hour); the window, on the wall clock, is shut
+        await eventually(lambda: _now(), until=lambda now: now > end)
+        async with Journeys(ingest_url) as client:
+            with pytest.raises(NotListening, match="window open"):
+                await client.trigger(plan_id, user_id=f"late-{tag}")
+        assert await stored_triggers(journey.pool, plan_id) == 1  # the refused one is not
+
+    outcome = await journey.run(
+        {
+            "id": plan_id,
+            "entry": {"type": "api", "flush_every": "100ms", "window": {"end": end.isoformat()}},
+            "steps": {
+                "later": {"type": "wait", "duration": "1h", "next": "hi"},
+                "hi": {"type": "send", "channel": "push", "template": "hello"},
+            },
+        },
+        users=None,
+        skipping=False,
+        script=[
+            UntilListening(api_entry_event(plan_id)),
+            Trigger([{"user_id": f"early-{tag}"}], request_id="r1"),
+            UntilShard(lambda s: s.counters.targeted == 1),
+            Check(after_the_window),
+            Cancel(),
+        ],
+    )
+    assert outcome.result.totals.targeted == 1
+
+
+async def _now() -> datetime:
+    return datetime.now(UTC)

@@ -84,6 +84,7 @@ class PlanRunWorkflow:
                     plan=plan,
                     audience=data.audience,
                     as_of=(search.scheduled_at() if workflow.patched("occurrence-as-of") else None),
+                    dry_run=data.options.dry_run,
                 ),
                 summary=f"materialise audience into {plan.shards} shards",
             )

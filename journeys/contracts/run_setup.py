@@ -33,6 +33,9 @@ class MaterialiseInput(BaseModel):
     as_of: datetime | None = None
     """When rules of a ``per_run`` audience are evaluated: a scheduled run's occurrence time
     (a catch-up or backfill of yesterday selects yesterday's birthdays); now when None."""
+    dry_run: bool = False
+    """A dry run: a ``snapshot`` audience is evaluated for it alone, never saved (the plan's
+    first real run makes the snapshot)."""
 
 
 class MaterialiseOutput(BaseModel):

@@ -22,11 +22,13 @@ from temporalio.client import Client
 from activities.controls.suppression import SuppressionStore, is_channel_name
 from activities.db import plan_store, queries
 from activities.db.pool import DbPool
-from activities.event_registry import ListenerCache
+from activities.event_registry import Listener, ListenerCache
 from journeys.errors import EventsRefused, NotFound, NotListening
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_PROPS_BYTES, JourneyEvent, api_entry_event, parse_events
 from journeys.plan.common import PLAN_ID_PATTERN
+from journeys.plan.entry import ApiEntry
+from journeys.plan.models import Plan
 from journeys.policy import Suppression
 from journeys.triggers import TriggerReport, parse_trigger
 from starter.ingest.coalesce import SignalCoalescer
@@ -63,6 +65,7 @@ class EventIngest:
         self._max_props_depth = max_props_depth
         self._signals = SignalCoalescer(client, linger=linger)
         self._listeners = ListenerCache(redis)
+        self._plans: dict[tuple[str, int], Plan] = {}
 
     async def ingest(self, raw: Sequence[object]) -> IngestReport:
         """Validate, store and route ``raw`` (JSON objects); raises :class:`EventsRefused`."""
@@ -101,14 +104,23 @@ class EventIngest:
         if problems:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
         name = api_entry_event(plan_id)
-        if not (await self._listeners.lookup([name], fresh=True))[name]:
+        listeners = (await self._listeners.lookup([name], fresh=True))[name]
+        mine = f"plan/{plan_id}/v"
+        taking = [
+            listener
+            for listener in listeners
+            if listener.run_id.startswith(mine) and await self._takes_entries(listener.run_id)
+        ]
+        if not taking:
             await plan_store.versions(self._pool, plan_id)  # NotFound for an unknown plan
             raise NotListening(
-                f"plan {plan_id!r} has no running run that takes API entries "
-                "(launch it; its entry must be type api)"
+                f"plan {plan_id!r} has no running run that takes API entries now "
+                "(launch it; its entry must be type api, its window open)"
             )
+        # other plans may listen for the name too (a wait, a goal): they hear it as an event
+        others = [listener for listener in listeners if not listener.run_id.startswith(mine)]
         fresh, seqs = await self._store(events)
-        routed = await self._route(fresh)
+        routed = await self._route(fresh, listeners={name: taking + others})
         if seqs:
             await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
         return TriggerReport(
@@ -164,9 +176,30 @@ class EventIngest:
                 users, channel=channel, reason=name, source=f"event:{name}"
             )
 
-    async def _route(self, events: list[JourneyEvent]) -> int:
-        """One batched signal per (run, shard) listening for the events' names."""
-        listeners = await self._listeners.lookup(sorted({e.name for e in events}))
+    async def _takes_entries(self, run_id: str) -> bool:
+        """Whether run ``run_id`` (``plan/{id}/v{N}/{key}``) has an API entry whose window is
+        open now; versions never change, so each is read once."""
+        _, plan_id, version, _ = run_id.split("/", 3)
+        key = (plan_id, int(version.removeprefix("v")))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = await plan_store.load(self._pool, *key)
+        entry = plan.entry
+        if not isinstance(entry, ApiEntry):
+            return False
+        end = entry.window.end if entry.window is not None else None
+        return end is None or datetime.now(UTC) < end
+
+    async def _route(
+        self,
+        events: list[JourneyEvent],
+        *,
+        listeners: dict[str, list[Listener]] | None = None,
+    ) -> int:
+        """One batched signal per (run, shard) listening for the events' names (or, given
+        ``listeners``, per those)."""
+        if listeners is None:
+            listeners = await self._listeners.lookup(sorted({e.name for e in events}))
         per_run: dict[tuple[str, int], list[JourneyEvent]] = defaultdict(list)
         for event in events:
             for listener in listeners.get(event.name, []):
