@@ -40,7 +40,7 @@ from activities.db.pool import DbPool
 from activities.dry_run import dry_page
 from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
-from activities.page_content import PageContent, recipient
+from activities.page_content import PageContent, page_message
 from activities.rate_limit import RateLimiter
 from journeys.contracts import activities as contracts
 from journeys.contracts import failures
@@ -320,17 +320,7 @@ class DeliveryActivities:
                 )
                 continue
             messages.append(
-                Message(
-                    idempotency_key=key,
-                    run_id=data.run_id,
-                    node_id=data.node,
-                    channel=data.channel,
-                    template=data.template,
-                    user_id=user,
-                    to=recipient(user, profiles.get(user)),
-                    content=content,
-                    data=dict(data.vars),
-                )
+                page_message(data, key=key, user=user, row=profiles.get(user), content=content)
             )
         channel_rate = self._channel_rate(data.channel)
         while messages:

@@ -20,7 +20,7 @@ from activities.channels.message import Message, idempotency_key
 from activities.channels.render import RenderError
 from activities.db.pool import DbPool
 from activities.journey.facts import admit, page_users
-from activities.page_content import PageContent, recipient
+from activities.page_content import PageContent, page_message
 from journeys.contracts.counters import Counters
 from journeys.contracts.pages import DeliverPageInput, DeliverPageOutput
 from journeys.names import dry_samples_key
@@ -61,18 +61,9 @@ async def dry_page(
         if isinstance(fields, RenderError):
             failed[fields.category] += 1
             continue
+        key = idempotency_key(data.run_id, data.node, user, entries[user])
         messages.append(
-            Message(
-                idempotency_key=idempotency_key(data.run_id, data.node, user, entries[user]),
-                run_id=data.run_id,
-                node_id=data.node,
-                channel=data.channel,
-                template=data.template,
-                user_id=user,
-                to=recipient(user, profiles.get(user)),
-                content=fields,
-                data=dict(data.vars),
-            )
+            page_message(data, key=key, user=user, row=profiles.get(user), content=fields)
         )
     await log.send(messages)
     counters.delivered = len(messages)

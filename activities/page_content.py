@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.channels.message import Recipient
+from activities.channels.message import Message, Recipient
 from activities.channels.render import Rendered, user_fields
 from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
@@ -48,6 +48,23 @@ def _fields(user: str, row: Any) -> dict[str, Any]:
         return user_fields(user)
     return user_fields(
         user, email=row["email"], phone=row["phone"], timezone=row["timezone"], attrs=row["attrs"]
+    )
+
+
+def page_message(
+    data: DeliverPageInput, *, key: str, user: str, row: Any, content: dict[str, str]
+) -> Message:
+    """The message of ``user`` (profile ``row``) on the page ``data``, rendered as ``content``."""
+    return Message(
+        idempotency_key=key,
+        run_id=data.run_id,
+        node_id=data.node,
+        channel=data.channel,
+        template=data.template,
+        user_id=user,
+        to=recipient(user, row),
+        content=content,
+        data=dict(data.vars),
     )
 
 
