@@ -18,6 +18,7 @@ from . import (
     plan_commands,
     policy_commands,
     profile_commands,
+    report_commands,
     run_commands,
     saved_audience_commands,
     schedule_commands,
@@ -51,6 +52,7 @@ budget_commands.register(app)
 policy_commands.register(app)
 schedule_commands.register(app)
 test_send_commands.register(app)
+report_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

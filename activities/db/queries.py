@@ -606,3 +606,27 @@ ORDER BY user_id, list, channel LIMIT $3
 SUPPRESSIONS_ALL = "SELECT user_id, list, channel FROM suppressions ORDER BY user_id"
 
 SUPPRESSIONS_OF = "SELECT user_id, list, channel FROM suppressions WHERE user_id = ANY($1::text[])"
+
+# journeys report: what a run did, from the ledger, the assignments and the conversions.
+REPORT_DELIVERIES = """
+SELECT node_id, status, reason, count(*) AS users FROM deliveries WHERE run_id = $1
+GROUP BY node_id, status, reason ORDER BY node_id, status, reason NULLS FIRST
+"""
+
+REPORT_ARMS = """
+SELECT a.node_id, a.arm, bool_or(a.control) AS control, count(*) AS users,
+       count(c.user_id) AS converted, COALESCE(sum(c.value), 0) AS value
+FROM assignments a
+LEFT JOIN (
+    SELECT DISTINCT ON (user_id, arm_node) user_id, arm_node, value FROM conversions
+    WHERE run_id = $1 ORDER BY user_id, arm_node, ts
+) c ON c.user_id = a.user_id AND c.arm_node = a.node_id
+WHERE a.run_id = $1
+GROUP BY a.node_id, a.arm ORDER BY a.node_id, a.arm
+"""
+
+REPORT_CONVERSIONS = """
+SELECT count(DISTINCT user_id) AS users, count(*) AS conversions,
+       COALESCE(sum(value), 0) AS value
+FROM conversions WHERE run_id = $1
+"""
