@@ -132,7 +132,7 @@ async def test_the_ingest_api_holds_to_its_openapi_document(
         "--checks=all",
         "--mode=all",
         "--phases=examples,coverage,fuzzing",
-        "--max-examples=60",
+        "--max-examples=30",
         "--seed=20261201",
         "--workers=1",
         "--request-timeout=10",
@@ -145,7 +145,7 @@ async def test_the_ingest_api_holds_to_its_openapi_document(
         cwd=tmp_path,
     )
     try:
-        async with asyncio.timeout(240):  # about 20 s here; a hang must not hold the suite
+        async with asyncio.timeout(240):  # about 30 s here; a hang must not hold the suite
             output, _ = await process.communicate()
     finally:
         if process.returncode is None:

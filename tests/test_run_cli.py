@@ -152,7 +152,9 @@ async def test_a_run_launched_at_a_time_starts_then(
     env = env_for(settings)
     plan = write_plan(tmp_path, channel="popup", shards=1)
     ids = write_ids(tmp_path, 20, prefix="at")
-    at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+    # far enough ahead that the command (a process that imports the app, publishes and loads
+    # the audience) has surely started the run before it: 4 s was too little on a busy machine
+    at = (datetime.now(UTC) + timedelta(seconds=10)).replace(microsecond=0)
     async with worker_running(settings):
         code, out, err = await journeys(
             env,
