@@ -42,6 +42,7 @@ from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
 from activities.page_content import PageContent, page_message
 from activities.rate_limit import RateLimiter
+from activities.redis_values import text_of
 from journeys.contracts import activities as contracts
 from journeys.contracts import failures
 from journeys.contracts.counters import Counters
@@ -94,7 +95,7 @@ class DeliveryActivities:
             if not chunk:
                 return ReleaseCohortOutput(released=released)
             pairs = cast(list[tuple[bytes | str, float]], chunk)
-            entries = [(_text(member), int(entry)) for member, entry in pairs]
+            entries = [(text_of(member), int(entry)) for member, entry in pairs]
             released += await self._gate.release_for(
                 data.controls,
                 channel=data.channel,
@@ -422,7 +423,3 @@ class _PageUsers:
     users: list[str]
     entries: dict[str, int]
     profiles: dict[str, Any] | None
-
-
-def _text(member: bytes | str) -> str:
-    return member.decode() if isinstance(member, bytes) else member

@@ -14,6 +14,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from temporalio import activity
 
+from activities.redis_values import text_of
 from journeys.contracts import activities as contracts
 from journeys.contracts.run_setup import ListenersInput, ListenersOutput
 from journeys.names import listeners_key
@@ -82,13 +83,9 @@ class ListenerCache:
                 pipe.hgetall(listeners_key(name))
             for name, entries in zip(stale, await pipe.execute(), strict=True):
                 listeners = sorted(
-                    Listener(run_id=_text(run), shards=int(shards))
+                    Listener(run_id=text_of(run), shards=int(shards))
                     for run, shards in entries.items()
                 )
                 self._cache[name] = (now + self._ttl, listeners)
                 found[name] = listeners
         return found
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

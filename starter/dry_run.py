@@ -17,6 +17,7 @@ from rich.table import Table
 from temporalio.client import Client
 
 from activities.db.pool import DbPool
+from activities.redis_values import text_of
 from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.runs import RunOptions
 from journeys.errors import InvalidInput, Problem
@@ -83,7 +84,7 @@ async def dry_run(
     key = dry_samples_key(launched.run_id)
     raw: dict[bytes | str, bytes | str] = await redis.hgetall(key)
     await redis.delete(key)
-    samples = {_text(k): json.loads(v) for k, v in raw.items()}
+    samples = {text_of(k): json.loads(v) for k, v in raw.items()}
     return DryRunReport(
         run_id=launched.run_id,
         status=result.status,
@@ -122,7 +123,3 @@ def dry_run_view(report: DryRunReport, plan: Plan) -> Group:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
