@@ -6,6 +6,8 @@ channels:
     type: push
     provider: {kind: http, url: "https://push.example.com/send", secret: "..."}
     rate: 500/s
+    cost: 0.002
+    engagement: {delivered: push_delivered, opened: push_opened, clicked: push_clicked}
     templates:
       promo: {title: "Hello {{ user.name }}", body: "..."}
 ```
@@ -141,6 +143,19 @@ class Template(_Model):
     """The JSON body of an http call (webhooks, call tasks) or push custom data."""
 
 
+class Engagement(_Model):
+    """The events that say what became of this channel's messages (a provider's receipt, the
+    app reporting an open or a click): each names the event, and the message it belongs to
+    is the one whose idempotency key the event's ``key`` property carries; an event without
+    it counts for the user's last message on this channel within ``window`` before it."""
+
+    delivered: Text | None = None
+    opened: Text | None = None
+    clicked: Text | None = None
+    key: Text = "message_id"
+    window: Annotated[PositiveDuration, within(maximum=timedelta(days=90))] = timedelta(days=3)
+
+
 class Channel(_Model):
     """A named way to reach users."""
 
@@ -150,6 +165,7 @@ class Channel(_Model):
     cost: float = Field(default=0.0, ge=0)
     """Cost of one message, in the report's currency."""
     templates: dict[TemplateName, Template] = Field(default_factory=dict)
+    engagement: Engagement | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Channel:
@@ -249,3 +265,9 @@ def check_channels(data: object) -> tuple[ChannelsFile | None, list[Problem]]:
 def load_channels(path: Path) -> ChannelsFile:
     """Read and validate a channels file; raise :class:`ChannelsInvalid` listing every problem."""
     return load_checked(path, check_channels, refused=ChannelsInvalid)
+
+
+def channels_at(path: Path) -> ChannelsFile | None:
+    """The channels file at ``path`` (``settings.channels_file``), or None when there is none
+    (the ingest API runs without one: it then maps no engagement events)."""
+    return load_channels(path) if path.exists() else None

@@ -24,6 +24,18 @@ PROPS_BYTES_CEILING = 64 * 1024
 
 MAX_USER_ID = 200
 
+
+def checked_user_id(value: str) -> str:
+    """``value`` when it can be an event's ``user_id`` (a pydantic validator for the other
+    endpoints that name users); else :class:`ValueError` with the reason."""
+    if not value or len(value) > MAX_USER_ID:
+        raise ValueError(f"user ids are 1 to {MAX_USER_ID} characters")
+    reason = id_problem(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
 API_ENTRY_PREFIX = "_entry:"
 """Event names reserved for API entries: the sender of ``POST /v1/events`` cannot use them."""
 

@@ -11,6 +11,8 @@ quotas:                              # workspace packs across plans
   - {channel: sms, max_messages: 100000}
 arbitration: 10s                     # priority between plans reaching a user at once
 suppression: {event: unsubscribed, channel_property: channel}
+negative_events:                     # what a message may cost beyond its price (reports, ROI)
+  - {name: unsubscribed, cost: 2.5, window: 3d}
 ```
 
 A launch reads the file once and the run keeps that policy to its end, so a run is checked
@@ -56,6 +58,16 @@ class Suppression(PlanModel):
     channel_property: Text = "channel"
 
 
+class NegativeEvent(PlanModel):
+    """An event that counts against the message before it (an unsubscribe, an uninstall):
+    attributed to the user's last message sent within ``window`` before the event, on any
+    channel, and worth ``cost`` in the report's currency."""
+
+    name: Text
+    cost: float = Field(default=0.0, ge=0)
+    window: Annotated[Duration, within(maximum=timedelta(days=90))] = timedelta(days=3)
+
+
 class Policy(PlanModel):
     """Workspace-wide delivery controls; plans add their own in ``limits``."""
 
@@ -74,6 +86,7 @@ class Policy(PlanModel):
     """How long a capped send waits for a higher-priority plan to claim the same user
     (0: first come, first served)."""
     suppression: Suppression = Suppression()
+    negative_events: list[NegativeEvent] = Field(default_factory=list)
 
 
 def policy_problems(policy: Policy) -> list[Problem]:
@@ -85,6 +98,11 @@ def policy_problems(policy: Policy) -> list[Problem]:
     ]
     problems += _repeated("quiet_hours", [q.channel for q in policy.quiet_hours], "quiet hours")
     problems += _repeated("quotas", [q.channel for q in policy.quotas], "quota")
+    seen: set[str] = set()
+    for i, negative in enumerate(policy.negative_events):
+        if negative.name in seen:
+            problems.append(Problem(f"negative_events.{i}.name", "a second entry for this event"))
+        seen.add(negative.name)
     return problems
 
 

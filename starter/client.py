@@ -1,5 +1,6 @@
-"""The Python client product services use to send events (``Journeys.send_events``) and to
-enter users into running plans (``Journeys.trigger``).
+"""The Python client product services use to send events (``Journeys.send_events``), to
+enter users into running plans (``Journeys.trigger``), and that apps use to say an in-app
+message was read or clicked (``Journeys.inbox_read``, ``Journeys.inbox_click``).
 
     async with Journeys("http://ingest:8088") as journeys:
         await journeys.send_events([{"user_id": "u1", "name": "order_cancelled",
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from journeys.errors import EventsRefused, NotFound, NotListening, ServiceUnavailable
 from journeys.events import MAX_BATCH, JourneyEvent, parse_events
+from journeys.inbox import InboxAction, InboxActionDone
 from journeys.triggers import TriggerReport, parse_trigger
 
 
@@ -109,6 +111,19 @@ class Journeys:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
         return TriggerReport.model_validate(await self._post(f"/v1/plans/{plan_id}/entries", body))
 
+    async def inbox_read(self, message_id: str, *, user_id: str) -> InboxActionDone:
+        """``user_id`` read in-app message ``message_id`` (the first read's time stays);
+        raises :class:`NotFound` when the user has no such message."""
+        return await self._inbox("read", message_id=message_id, user_id=user_id)
+
+    async def inbox_click(self, message_id: str, *, user_id: str) -> InboxActionDone:
+        """``user_id`` clicked in-app message ``message_id`` (which reads it, too)."""
+        return await self._inbox("click", message_id=message_id, user_id=user_id)
+
+    async def _inbox(self, action: str, *, message_id: str, user_id: str) -> InboxActionDone:
+        body = InboxAction(user_id=user_id, message_id=message_id).model_dump()
+        return InboxActionDone.model_validate(await self._post(f"/v1/inbox/{action}", body))
+
     async def _post_events(self, batch: list[JourneyEvent]) -> dict[str, Any]:
         body = {"events": [e.model_dump(mode="json", exclude_none=True) for e in batch]}
         return await self._post("/v1/events", body)
@@ -121,7 +136,7 @@ class Journeys:
                 if attempt == self._attempts:
                     raise ServiceUnavailable(f"ingest API unreachable: {exc}") from exc
             else:
-                if response.status_code == 202:
+                if response.status_code in (200, 202):
                     answer: dict[str, Any] = response.json()
                     return answer
                 if response.status_code in (404, 409, 422):

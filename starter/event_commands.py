@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from activities.engagement import EngagementMap
+from journeys.channels_config import channels_at
 from journeys.errors import InvalidInput, Problem
 from journeys.events import MAX_BATCH
 from journeys.policy import policy_at
@@ -32,6 +34,8 @@ events_app = typer.Typer(
 async def _ingest_path() -> AsyncIterator[EventIngest]:
     """The ingest path ``journeys serve`` runs, on this process's connections."""
     settings = get_settings()
+    policy = policy_at(settings.policy_file)
+    engagement = EngagementMap.of(channels_at(settings.channels_file), policy)
     client = await temporal_client(settings)
     async with database(settings) as pool, redis_client(settings) as redis:
         yield EventIngest(
@@ -40,7 +44,8 @@ async def _ingest_path() -> AsyncIterator[EventIngest]:
             client=client,
             max_props_bytes=settings.event_props_max_bytes,
             max_props_depth=settings.event_props_max_depth,
-            suppression=policy.suppression if (policy := policy_at(settings.policy_file)) else None,
+            suppression=policy.suppression if policy is not None else None,
+            engagement=engagement,
         )
 
 

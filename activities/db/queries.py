@@ -609,8 +609,29 @@ SUPPRESSIONS_OF = "SELECT user_id, list, channel FROM suppressions WHERE user_id
 
 # journeys report: what a run did, from the ledger, the assignments and the conversions.
 REPORT_DELIVERIES = """
-SELECT node_id, status, reason, count(*) AS users FROM deliveries WHERE run_id = $1
-GROUP BY node_id, status, reason ORDER BY node_id, status, reason NULLS FIRST
+SELECT node_id, channel, status, reason, count(*) AS users FROM deliveries WHERE run_id = $1
+GROUP BY node_id, channel, status, reason ORDER BY node_id, channel, status, reason NULLS FIRST
+"""
+
+REPORT_ENGAGEMENT = """
+SELECT node_id, kind, count(*) AS messages, COALESCE(sum(cost), 0) AS cost FROM engagements
+WHERE run_id = $1 GROUP BY node_id, kind ORDER BY node_id, kind
+"""
+
+# An arm's messages: every message the run sent to the arm's users (those before the split
+# too, which both arms received alike), by channel, for its cost.
+REPORT_ARM_MESSAGES = """
+SELECT a.node_id, a.arm, d.channel, count(*) AS sent
+FROM assignments a
+JOIN deliveries d ON d.run_id = a.run_id AND d.user_id = a.user_id AND d.status = 'sent'
+WHERE a.run_id = $1 GROUP BY a.node_id, a.arm, d.channel ORDER BY a.node_id, a.arm, d.channel
+"""
+
+REPORT_ARM_ENGAGEMENT = """
+SELECT a.node_id, a.arm, e.kind, count(DISTINCT e.user_id) AS users,
+       COALESCE(sum(e.cost), 0) AS cost
+FROM assignments a JOIN engagements e ON e.run_id = a.run_id AND e.user_id = a.user_id
+WHERE a.run_id = $1 GROUP BY a.node_id, a.arm, e.kind ORDER BY a.node_id, a.arm, e.kind
 """
 
 REPORT_ARMS = """
@@ -629,4 +650,57 @@ REPORT_CONVERSIONS = """
 SELECT count(DISTINCT user_id) AS users, count(*) AS conversions,
        COALESCE(sum(value), 0) AS value
 FROM conversions WHERE run_id = $1
+"""
+
+# --- engagement (activities/engagement.py) -------------------------------------------------
+
+_ENGAGEMENT_INSERT = """
+INSERT INTO engagements (message_key, kind, event_name, run_id, node_id, user_id, channel,
+                         cost, ts)
+SELECT d.idempotency_key, $1, $2, d.run_id, d.node_id, d.user_id, d.channel, $3, e.ts
+"""
+
+# Events that carry their message's key: the message must be the same user's, sent, and on
+# one of the channels the event is mapped for ($6 NULL: any channel).
+ENGAGEMENT_BY_KEY = (
+    _ENGAGEMENT_INSERT
+    + """FROM unnest($4::text[], $5::timestamptz[], $7::text[]) AS e(user_id, ts, key)
+JOIN deliveries d ON d.idempotency_key = e.key AND d.user_id = e.user_id AND d.status = 'sent'
+WHERE $6::text[] IS NULL OR d.channel = ANY($6::text[])
+ON CONFLICT (message_key, kind) DO NOTHING
+"""
+)
+
+# Events without a key: the user's last message sent within $7 before the event
+# (deliveries_user_sent, read backwards), on the mapped channels ($6 NULL: any channel).
+ENGAGEMENT_LAST_MESSAGE = (
+    _ENGAGEMENT_INSERT
+    + """FROM unnest($4::text[], $5::timestamptz[]) AS e(user_id, ts)
+CROSS JOIN LATERAL (
+    SELECT idempotency_key, run_id, node_id, user_id, channel FROM deliveries
+    WHERE user_id = e.user_id AND status = 'sent'
+      AND sent_at <= e.ts AND sent_at > e.ts - $7::interval
+      AND ($6::text[] IS NULL OR channel = ANY($6::text[]))
+    ORDER BY sent_at DESC LIMIT 1
+) d
+ON CONFLICT (message_key, kind) DO NOTHING
+"""
+)
+
+# The app reads (or clicks) an inbox message: read_at is set once, and the message's
+# engagement rows ($3 kinds, $4 their event names) are recorded when it has a ledger row
+# (a test send has none). Nothing happens for a message that is not this user's.
+INBOX_ENGAGE = """
+WITH msg AS (
+    UPDATE inbox SET read_at = COALESCE(read_at, now())
+    WHERE message_id = $1 AND user_id = $2
+    RETURNING message_id, read_at
+), noted AS (
+    INSERT INTO engagements (message_key, kind, event_name, run_id, node_id, user_id, channel, ts)
+    SELECT d.idempotency_key, k.kind, k.name, d.run_id, d.node_id, d.user_id, d.channel, now()
+    FROM msg JOIN deliveries d ON d.idempotency_key = msg.message_id AND d.status = 'sent'
+    CROSS JOIN unnest($3::text[], $4::text[]) AS k(kind, name)
+    ON CONFLICT (message_key, kind) DO NOTHING
+)
+SELECT message_id, read_at FROM msg
 """

@@ -6,8 +6,9 @@ a body over the configured size gets 413. ``POST /v1/plans/{plan_id}/entries`` e
 into a running plan with an API entry (``{"request_id": ..., "entries": [{"user_id": ...,
 "context": {...}}]}``). ``POST /v1/suppressions`` (and ``/remove``) marks
 users suppressed, or allowed as test users, from ``{"user_ids": [...], "channel": "*"}``.
-``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
-Prometheus text format.
+``POST /v1/inbox/read`` (and ``/click``) record what the app's user did with an
+in-app message. ``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics``
+counts in the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from temporalio.client import Client
 
 from activities.controls.suppression import SuppressionStore
+from activities.engagement import EngagementMap, EngagementStore
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
@@ -32,6 +34,7 @@ from journeys.policy import Suppression
 
 from .body import BodyRefused, read_json, refused
 from .entries import add_entry_routes
+from .inbox import add_inbox_routes
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
 from .service import EventIngest, IngestReport
 from .suppressions import add_suppression_routes
@@ -46,6 +49,7 @@ def create_app(
     linger: timedelta = timedelta(0),
     suppression: Suppression | None = None,
     channels: frozenset[str] | None = None,
+    engagement: EngagementMap | None = None,
 ) -> FastAPI:
     """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
     counts: Counter[str] = Counter()
@@ -63,7 +67,9 @@ def create_app(
             max_props_depth=max_props_depth,
             linger=linger,
             suppression=suppression,
+            engagement=engagement,
         )
+        state["engagement"] = EngagementStore(pool=pool, engagement=engagement)
         state["suppressions"] = SuppressionStore(pool=pool, redis=redis)
         try:
             yield
@@ -112,6 +118,7 @@ def create_app(
         return JSONResponse(report.model_dump(), status_code=202)
 
     add_entry_routes(app, ingest=lambda: state["ingest"], max_body_bytes=max_body_bytes)
+    add_inbox_routes(app, store=lambda: state["engagement"], max_body_bytes=max_body_bytes)
     add_suppression_routes(
         app,
         store=lambda: state["suppressions"],

@@ -9,7 +9,8 @@ import uvicorn
 from temporalio.client import Client
 
 from activities.db.pool import create_pool
-from journeys.channels_config import load_channels
+from activities.engagement import EngagementMap
+from journeys.channels_config import channels_at
 from journeys.policy import policy_at
 from journeys.settings import Settings
 
@@ -26,6 +27,7 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
         return pool, aioredis.Redis.from_url(settings.redis_url), client
 
     policy = policy_at(settings.policy_file)
+    channels = channels_at(settings.channels_file)
     config = uvicorn.Config(
         create_app(
             connect,
@@ -34,11 +36,8 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
             max_body_bytes=settings.ingest_max_body_bytes,
             linger=settings.ingest_linger,
             suppression=policy.suppression if policy is not None else None,
-            channels=(
-                frozenset(load_channels(settings.channels_file).channels)
-                if settings.channels_file.exists()
-                else None
-            ),
+            channels=frozenset(channels.channels) if channels is not None else None,
+            engagement=EngagementMap.of(channels, policy),
         ),
         host=settings.ingest_host,
         port=settings.ingest_port if port is None else port,

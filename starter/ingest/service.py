@@ -1,5 +1,8 @@
 """Accept a batch of events: validate, store, route to the journeys that listen.
 
+Unsubscribes suppress their users, and receipts, opens, clicks and negative events are
+attributed to their messages (:mod:`activities.engagement`), before routing.
+
 All or nothing: a batch with a bad event is refused whole (with every problem named), so a
 sender never has to work out which half went in. Accepted events are stored first, then
 routed, then marked routed; a retried batch (same event ids) stores nothing twice and routes
@@ -22,6 +25,7 @@ from temporalio.client import Client
 from activities.controls.suppression import SuppressionStore, is_channel_name
 from activities.db import plan_store, queries
 from activities.db.pool import DbPool
+from activities.engagement import EngagementMap, EngagementStore
 from activities.event_registry import Listener, ListenerCache
 from journeys.errors import EventsRefused, NotFound, NotListening
 from journeys.event_checks import MAX_PROPS_DEPTH
@@ -57,8 +61,10 @@ class EventIngest:
         max_props_depth: int = MAX_PROPS_DEPTH,
         linger: timedelta = timedelta(0),
         suppression: Suppression | None = None,
+        engagement: EngagementMap | None = None,
     ) -> None:
         self._pool = pool
+        self._engagement = EngagementStore(pool=pool, engagement=engagement)
         self._suppression = suppression or Suppression()
         self._suppressions = SuppressionStore(pool=pool, redis=redis)
         self._max_props_bytes = max_props_bytes
@@ -79,6 +85,7 @@ class EventIngest:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
         fresh, seqs = await self._store(events)
         await self._suppress(fresh)
+        await self._engagement.record(fresh)
         routed = await self._route(fresh)
         if seqs:
             await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from activities.controls.suppression import ListName, SuppressionStore
-from journeys.event_checks import ID_PATTERN, id_problem
-from journeys.events import MAX_USER_ID
+from journeys.event_checks import ID_PATTERN
+from journeys.events import MAX_USER_ID, checked_user_id
 
 from .body import BodyRefused, read_json, refused
 from .openapi import Refusal
@@ -21,22 +21,12 @@ MAX_USERS = 1000
 MAX_REASON = 200
 
 
-def _user_id(value: str) -> str:
-    """The rule of events' ``user_id``: the users an event can name can be suppressed."""
-    if not value or len(value) > MAX_USER_ID:
-        raise ValueError(f"user ids are 1 to {MAX_USER_ID} characters")
-    reason = id_problem(value)
-    if reason is not None:
-        raise ValueError(reason)
-    return value
-
-
 class SuppressionChange(BaseModel):
     """Users to mark or unmark: suppressed on ``channel`` (``*``: all), or allowed."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # as the schema says: no coercion
 
-    user_ids: list[Annotated[str, AfterValidator(_user_id)]] = Field(
+    user_ids: list[Annotated[str, AfterValidator(checked_user_id)]] = Field(
         min_length=1, max_length=MAX_USERS
     )
     channel: str = Field(default="*", pattern=CHANNEL_PATTERN)
