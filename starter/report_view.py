@@ -1,0 +1,81 @@
+"""A run's report as rich tables: the funnel, its send nodes, each split's arms."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+
+from journeys.arm_stats import ArmResult
+
+from .report import RunReport
+
+
+def report_view(report: RunReport) -> Group:
+    """The report as rich tables: the run and its funnel, its send nodes, each split's arms."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for label, value in (
+        ("run", report.run_id),
+        ("plan", f"{report.plan_id} v{report.version} · {report.status.value}"),
+        ("targeted", f"{report.targeted:,}"),
+        ("delivered", f"{report.delivered:,}" + _receipts(report.receipts)),
+        ("opened", f"{report.opened:,}"),
+        ("clicked", f"{report.clicked:,}"),
+        ("converted", f"{report.converted:,} users · value {report.value:,.2f}"),
+        ("negative", f"{report.negative:,} · value {report.negative_value:,.2f}"),
+        ("cost", f"{report.cost:,.2f}"),
+        ("ROI", _ratio(report.roi)),
+    ):
+        head.add_row(label, value)
+    sends = Table(
+        "node", "channel", "sent", "skipped", "deferred", "failed", "pending", "opened",
+        "clicked", "negative", "cost", title="sends",
+    )  # fmt: skip
+    for n in report.nodes:
+        sends.add_row(
+            n.node, n.channel, f"{n.sent:,}" + _receipts(n.receipts), _counts(n.skipped),
+            str(n.deferred), _counts(n.failed), str(n.pending), f"{n.opened:,}",
+            f"{n.clicked:,}", f"{n.negative:,}", f"{n.cost:,.2f}",
+        )  # fmt: skip
+    parts: list[Table] = [head, sends]
+    for node, arms in report.splits.items():
+        table = Table(
+            "arm", "users", "converted", "rate (95% CI)", "lift", "p-value", "value",
+            "incremental", "clicked", "negative", "cost", "ROI", title=f"arms of {node}",
+        )  # fmt: skip
+        for a in arms:
+            table.add_row(
+                a.arm + (" (control)" if a.control else ""),
+                f"{a.users:,}",
+                f"{a.converted:,}",
+                _rate(a),
+                "" if a.lift is None else f"{a.lift:+.1%}",
+                "" if a.p_value is None else f"{a.p_value:.4f}",
+                f"{a.value:,.2f}",
+                "" if a.incremental_value is None else f"{a.incremental_value:+,.2f}",
+                f"{a.clicked:,}",
+                f"{a.negative:,}",
+                f"{a.cost:,.2f}",
+                _ratio(a.roi),
+            )
+        parts.append(table)
+    return Group(*parts)
+
+
+def _receipts(receipts: int) -> str:
+    return f" ({receipts:,} confirmed)" if receipts else ""
+
+
+def _ratio(value: float | None) -> str:
+    return "- (no message cost)" if value is None else f"{value:+.1%}"
+
+
+def _rate(arm: ArmResult) -> str:
+    if arm.rate is None or arm.ci_low is None or arm.ci_high is None:
+        return ""
+    return f"{arm.rate:.2%} ({arm.ci_low:.2%} to {arm.ci_high:.2%})"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k or '-'} {v}" for k, v in sorted(counts.items()))
