@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -66,6 +67,14 @@ class ArmReport(ArmResult):
     """Value beyond the control arm's, scaled to this arm's users (None for the control)."""
 
 
+class ConversionsAt(BaseModel):
+    """Conversions in one hour of the run (UTC)."""
+
+    at: datetime
+    conversions: int
+    value: float
+
+
 class RunReport(BaseModel):
     """The report of one run."""
 
@@ -88,6 +97,7 @@ class RunReport(BaseModel):
     nodes: list[NodeFunnel]
     splits: dict[str, list[ArmReport]]
     """A/B node -> its arms."""
+    timeline: list[ConversionsAt] = Field(default_factory=list)
 
 
 async def run_report(
@@ -122,6 +132,10 @@ async def run_report(
         roi=roi(value=value, cost=cost, negative=negative_value),
         nodes=nodes,
         splits=splits,
+        timeline=[
+            ConversionsAt(at=r["at"], conversions=int(r["conversions"]), value=float(r["value"]))
+            for r in await pool.fetch(queries.REPORT_TIMELINE, run_id)
+        ],
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rich.console import Group
 from rich.table import Table
 
 from journeys.arm_stats import ArmResult
 
+from .plan_report import PlanReport
 from .report import RunReport
 
 
@@ -25,7 +28,7 @@ def report_view(report: RunReport) -> Group:
         ("converted", f"{report.converted:,} users · value {report.value:,.2f}"),
         ("negative", f"{report.negative:,} · value {report.negative_value:,.2f}"),
         ("cost", f"{report.cost:,.2f}"),
-        ("ROI", _ratio(report.roi)),
+        ("ROI", _ratio(report.roi, why=True)),
     ):
         head.add_row(label, value)
     sends = Table(
@@ -67,8 +70,10 @@ def _receipts(receipts: int) -> str:
     return f" ({receipts:,} confirmed)" if receipts else ""
 
 
-def _ratio(value: float | None) -> str:
-    return "- (no message cost)" if value is None else f"{value:+.1%}"
+def _ratio(value: float | None, *, why: bool = False) -> str:
+    if value is None:
+        return "- (no message cost)" if why else "-"
+    return f"{value:+.1%}"
 
 
 def _rate(arm: ArmResult) -> str:
@@ -79,3 +84,44 @@ def _rate(arm: ArmResult) -> str:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k or '-'} {v}" for k, v in sorted(counts.items()))
+
+
+def plan_report_view(report: PlanReport) -> Group:
+    """A plan's runs, oldest first: when each was due and started, how long it took, its
+    success rate, skips and failures, and its funnel; then the totals and the trend."""
+    runs = Table(
+        "run", "v", "status", "due", "start delay", "duration", "targeted", "delivered",
+        "success", "skipped", "failed", "clicked", "converted", "value", "ROI",
+        title=f"runs of {report.plan_id}",
+    )  # fmt: skip
+    for r in report.runs:
+        runs.add_row(
+            r.run_id.rsplit("/", 1)[-1], str(r.version), r.status,
+            r.due_at.strftime("%Y-%m-%d %H:%M"), _span(r.start_delay), _span(r.duration),
+            f"{r.targeted:,}", f"{r.delivered:,}",
+            "" if r.success_rate is None else f"{r.success_rate:.1%}",
+            _counts(r.skipped), _counts(r.failed), f"{r.clicked:,}", f"{r.converted:,}",
+            f"{r.value:,.2f}", _ratio(r.roi),
+        )  # fmt: skip
+    totals = Table.grid(padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    trend = report.success_trend
+    for label, value in (
+        ("runs", f"{len(report.runs)}"),
+        ("targeted", f"{report.targeted:,}"),
+        ("delivered", f"{report.delivered:,}"),
+        ("converted", f"{report.converted:,} users · value {report.value:,.2f}"),
+        ("cost", f"{report.cost:,.2f} · negative {report.negative_value:,.2f}"),
+        ("ROI", _ratio(report.roi, why=True)),
+        ("success trend", "" if trend is None else f"{trend:+.1%} (oldest to newest shown)"),
+    ):
+        totals.add_row(label, value)
+    return Group(runs, totals)
+
+
+def _span(span: timedelta | None) -> str:
+    if span is None:
+        return ""
+    seconds = span.total_seconds()
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

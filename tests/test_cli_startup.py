@@ -1,5 +1,6 @@
 """Every ``journeys`` command pays for what ``starter.cli`` imports: the statistics stack
-(statsmodels, scipy, pandas: 1.5 s here) loads only when a report compares arms."""
+(statsmodels, scipy, pandas: 1.5 s here) loads only when a report compares arms, and
+matplotlib only when it draws."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from tests.conftest import ROOT
 
-HEAVY = ("statsmodels", "scipy", "pandas")
+HEAVY = ("statsmodels", "scipy", "pandas", "matplotlib")
 
 
 def test_the_cli_starts_without_the_statistics_stack() -> None:

@@ -5,20 +5,23 @@ their cost, and the report's funnel, arms, cost and ROI, each figure one the tes
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from PIL import Image
 
 from journeys.ab import assign
 from journeys.errors import NotFound
 from journeys.plan.steps import AbSplitStep
 from starter.client import Journeys
 from starter.plan_files import read_plan
-from starter.report import run_report
+from starter.report import RunReport, run_report
 from tests.conftest import serving_ingest, spawn_journeys
 from tests.engine import settings_env
 from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, UntilShard
@@ -154,9 +157,37 @@ async def test_engagement_is_attributed_and_reported(journey: JourneyKit) -> Non
     assert offer.incremental_value == pytest.approx(80 - 20 * len(offered) / len(held))
     assert holdout.incremental_value is None
 
+    assert sum(p.conversions for p in report.timeline) == 10
+    assert sum(p.value for p in report.timeline) == 100.0
+
     env = settings_env(journey.settings, channels=journey.settings.channels_file)
-    proc = await spawn_journeys("report", outcome.run_id, "--json", env=env)
+    png, page = journey.directory / "report.png", journey.directory / "report.html"
+    proc = await spawn_journeys(
+        "report", outcome.run_id, "--json", "--png", str(png), "--html", str(page), env=env
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     got = json.loads(out)
     assert (got["cost"], got["clicked"], got["negative_value"]) == (cost, 14, 6.0)
+    assert_charts(png, page, report)
+
+
+def assert_charts(png: Path, page: Path, report: RunReport) -> None:
+    """The PNG is a PNG that states its figures; the page opens offline and carries the
+    same numbers (its tables, and the report as JSON)."""
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > 600
+        shown = json.loads(image.info["Description"])
+    assert shown["funnel"] == {
+        "targeted": 60, "delivered": report.delivered, "opened": 6, "clicked": 14,
+        "converted": 10,
+    }  # fmt: skip
+    offer = next(a for a in report.splits["split"] if a.arm == "offer")
+    assert shown["arms"]["split/offer"] == [offer.rate, offer.ci_low, offer.ci_high]
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!doctype html>") and "data:image/png;base64," in text
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", text)  # nothing from a network
+    embedded = re.search(r'<script type="application/json" id="report">(.*?)</script>', text, re.S)
+    assert embedded is not None
+    assert json.loads(embedded.group(1))["roi"] == pytest.approx(report.roi)
+    assert "arms of split" in text and f"{report.cost:,.2f}" in text

@@ -646,6 +646,12 @@ WHERE a.run_id = $1
 GROUP BY a.node_id, a.arm ORDER BY a.node_id, a.arm
 """
 
+# Conversions over time: hours from the first (the chart's line); a user's first per entry.
+REPORT_TIMELINE = """
+SELECT date_trunc('hour', ts) AS at, count(*) AS conversions, COALESCE(sum(value), 0) AS value
+FROM conversions WHERE run_id = $1 GROUP BY 1 ORDER BY 1
+"""
+
 REPORT_CONVERSIONS = """
 SELECT count(DISTINCT user_id) AS users, count(*) AS conversions,
        COALESCE(sum(value), 0) AS value
