@@ -14,9 +14,12 @@ from rich.table import Table
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.audience.shard_sets import save_audience
+from activities.channels.message import idempotency_key
 from activities.db import plan_store, queries, tag_store
 from activities.db.pool import DbPool
+from activities.engagement import EngagementStore
 from activities.tags.values import computed_values
+from journeys.channels_config import load_channels
 from journeys.contracts.runs import PlanRunResult
 from journeys.settings import Settings
 from journeys.tags.model import load_tags_file
@@ -26,9 +29,13 @@ from .console import out
 from .launching import launch
 from .plan_files import NOT_PLANS, read_plan
 from .progress_view import progress_table, result_table
+from .report import run_report
+from .report_view import report_view
 from .run_state import live_progress
 
 DEMO_USERS = 2_000
+WELCOME_STEP = "welcome"
+"""The send step of examples/welcome-blast.yaml, whose popups the simulated app reads."""
 _ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "UTC"]
 _SEGMENTS = ["new", "active", "lapsed", "vip"]
 
@@ -140,8 +147,31 @@ async def run_demo(settings: Settings) -> PlanRunResult:
     result: PlanRunResult = await handle.result()
     out.print()
     out.print(result_table(result))
+    async with database(settings) as pool:
+        read, clicked = await act_as_the_app(pool, launched.run_id, ids)
+        out.print(
+            f"the app (simulated): {read} popups read, {clicked} clicked, through the "
+            "engagement store that POST /v1/inbox/read and /click call"
+        )
+        costs = {name: c.cost for name, c in load_channels(channels).channels.items()}
+        out.print(report_view(await run_report(pool, client, launched.run_id, costs=costs)))
     out.print(f"watch it in the Temporal UI: {launched.ui_url}", soft_wrap=True)
     return result
+
+
+async def act_as_the_app(pool: DbPool, run_id: str, users: list[str]) -> tuple[int, int]:
+    """Read every fourth user's popup and click every tenth's, as the app would report them,
+    so the demo's report has opens and clicks to show."""
+    store = EngagementStore(pool=pool)
+    read = clicked = 0
+    for n, user in enumerate(users):
+        if n % 4 and n % 10:
+            continue
+        key = idempotency_key(run_id, WELCOME_STEP, user)
+        done = await store.inbox(message_id=key, user_id=user, clicked=n % 10 == 0)
+        read += done is not None
+        clicked += done is not None and n % 10 == 0
+    return read, clicked
 
 
 async def _done(handle: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from activities.db.pool import DbPool
 from tests.conftest import spawn_journeys
@@ -28,3 +29,9 @@ async def test_demo_runs_the_welcome_blast(cli_env: dict[str, str], pool: DbPool
     )
     assert sent == popups == 2000
     assert "completed" in text
+    # it ends with the run's report: the simulated app read every 4th and 10th popup
+    assert re.search(r"opened\s+600", text) and re.search(r"clicked\s+200", text)
+    engaged = await pool.fetch(
+        "SELECT kind, count(*) AS n FROM engagements WHERE run_id = $1 GROUP BY kind", run_id
+    )
+    assert {r["kind"]: r["n"] for r in engaged} == {"opened": 600, "clicked": 200}
