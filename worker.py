@@ -26,6 +26,7 @@ from activities.journey.entries import EntryActivities
 from activities.journey.goals import GoalActivities
 from activities.journey.routing import RoutingActivities
 from activities.journey.waiting import WaitingActivities
+from activities.journey.winners import WinnerActivities
 from activities.plans import PlanActivities
 from activities.runs import RunActivities
 from journeys.redact import configure_logging
@@ -63,6 +64,7 @@ def build_activities(
     goals = GoalActivities(pool=pool, redis=redis)
     registry = RegistryActivities(redis=redis)
     entries = EntryActivities(pool=pool, redis=redis)
+    winners = WinnerActivities(pool=pool)
     return [
         plans.load_plan_version,
         runs.materialise_audience,
@@ -79,6 +81,7 @@ def build_activities(
         registry.register_listeners,
         registry.unregister_listeners,
         entries.admit_entries,
+        winners.decide_winner,
     ]
 
 

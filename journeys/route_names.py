@@ -2,8 +2,9 @@
 
 They are short and stable because they end up in Redis keys and in node counters: ``b0``,
 ``b1``.. and ``else`` for branches, ``a0``.. for arms, ``tz:{zone}`` for users' own time zones,
-``ok`` for updates. Activities write users under these names; the shard interpreter reads
-them back to find where each route's users go next.
+``ok`` for updates, ``hold`` for users waiting for a split's winner. Activities write users
+under these names; the shard interpreter reads them back to find where each route's users
+go next.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Literal
 
 ELSE = "else"
 OK = "ok"
+HOLD = "hold"
+"""Users an ab_split keeps until its winner is decided (a winning path in a blast)."""
 _BRANCH, _ARM, _ZONE = "b", "a", "tz:"
 
 
@@ -36,7 +39,7 @@ class Route:
     """A decoded route name: its kind and, for branches and arms, the index; for zones, the
     zone."""
 
-    kind: Literal["branch", "else", "arm", "zone", "ok"]
+    kind: Literal["branch", "else", "arm", "zone", "ok", "hold"]
     index: int = 0
     zone: str = ""
 
@@ -47,6 +50,8 @@ def parse_route(name: str) -> Route:
         return Route("else")
     if name == OK:
         return Route("ok")
+    if name == HOLD:
+        return Route("hold")
     if name.startswith(_ZONE):
         return Route("zone", zone=name.removeprefix(_ZONE))
     for prefix, kind in ((_BRANCH, "branch"), (_ARM, "arm")):

@@ -67,6 +67,18 @@ class ArmReport(ArmResult):
     """Value beyond the control arm's, scaled to this arm's users (None for the control)."""
 
 
+class WinnerDecision(BaseModel):
+    """An ab_split's winning path: the arm chosen, whether it won or was the fallback, the
+    figures it was chosen on, when, and how many users were sent there after."""
+
+    arm: str
+    significant: bool
+    metric: str
+    decided_at: datetime
+    figures: dict[str, object]
+    sent_to_winner: int
+
+
 class ConversionsAt(BaseModel):
     """Conversions in one hour of the run (UTC)."""
 
@@ -98,6 +110,9 @@ class RunReport(BaseModel):
     splits: dict[str, list[ArmReport]]
     """A/B node -> its arms."""
     timeline: list[ConversionsAt] = Field(default_factory=list)
+    winners: dict[str, WinnerDecision] = Field(default_factory=dict)
+    """ab_split node -> its winning path's decision (arms count only the users the test
+    split)."""
 
 
 async def run_report(
@@ -136,6 +151,17 @@ async def run_report(
             ConversionsAt(at=r["at"], conversions=int(r["conversions"]), value=float(r["value"]))
             for r in await pool.fetch(queries.REPORT_TIMELINE, run_id)
         ],
+        winners={
+            r["node_id"]: WinnerDecision(
+                arm=r["arm"],
+                significant=r["significant"],
+                metric=r["metric"],
+                decided_at=r["decided_at"],
+                figures=r["figures"],
+                sent_to_winner=int(r["sent_to_winner"]),
+            )
+            for r in await pool.fetch(queries.REPORT_WINNERS, run_id)
+        },
     )
 
 

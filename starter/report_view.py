@@ -62,6 +62,14 @@ def report_view(report: RunReport) -> Group:
                 f"{a.cost:,.2f}",
                 _ratio(a.roi),
             )
+        decided = report.winners.get(node)
+        if decided is not None:
+            how = "won" if decided.significant else "no arm won: the fallback"
+            table.caption = (
+                f"winner by {decided.metric}: {decided.arm} ({how}), decided "
+                f"{decided.decided_at:%Y-%m-%d %H:%M} UTC; {decided.sent_to_winner:,} more "
+                "users sent there (not in the figures above)"
+            )
         parts.append(table)
     return Group(*parts)
 

@@ -57,7 +57,8 @@ def _after(plan: Plan, node: str, route: str) -> str | None:
     if isinstance(step, BranchStep):
         return step.else_ if decoded.kind == "else" else step.branches[decoded.index].next
     if isinstance(step, AbSplitStep):
-        return step.arms[decoded.index].next
+        # held for the winner: they wait at the split, then leave it by the winner's arm
+        return node if decoded.kind == "hold" else step.arms[decoded.index].next
     assert isinstance(step, UpdateStep), step.type
     return step.next
 

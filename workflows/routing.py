@@ -17,22 +17,46 @@ from workflows.context import ShardContext
 RoutedStep = BranchStep | AbSplitStep | UpdateStep | WaitUntilStep
 
 
-async def route_cohort(ctx: ShardContext, cohort: Cohort, step: RoutedStep) -> str | None:
-    """Route every page of ``cohort``, counting who reached the node and who exited; the
-    prefix of its route cohorts, or None if it stopped early (state kept in ``cohort``)."""
+async def route_cohort(
+    ctx: ShardContext,
+    cohort: Cohort,
+    step: RoutedStep,
+    *,
+    winner_arm: int | None = None,
+    test_share: int | None = None,
+    count_entry: bool = True,
+) -> str | None:
+    """Route every page of ``cohort``, counting who reached the node (unless
+    ``count_entry`` is off: held users were counted when held) and who exited; the prefix
+    of its route cohorts, or None if it stopped early (state kept in ``cohort``).
+    ``winner_arm`` and ``test_share`` are an ab_split's winning path
+    (:class:`RoutePageInput`)."""
     prefix = f"{cohort.id}>{cohort.node}"
-    outs = await ctx.pages(cohort, lambda page: _route_page(ctx, cohort, step, prefix, page))
+    outs = await ctx.pages(
+        cohort,
+        lambda page: _route_page(
+            ctx, cohort, step, prefix, page, winner_arm=winner_arm, test_share=test_share
+        ),
+    )
     if outs is None:
         return None
     counters = ctx.node(cohort.node)
-    counters.entered += cohort.size
+    if count_entry:
+        counters.entered += cohort.size
     counters.exited += cohort.exited
     ctx.state.counters.exited += cohort.exited
     return prefix
 
 
 async def _route_page(
-    ctx: ShardContext, cohort: Cohort, step: RoutedStep, prefix: str, page: int
+    ctx: ShardContext,
+    cohort: Cohort,
+    step: RoutedStep,
+    prefix: str,
+    page: int,
+    *,
+    winner_arm: int | None,
+    test_share: int | None,
 ) -> RoutePageOutput:
     state = ctx.state
     result = await calls.route_page(
@@ -50,6 +74,8 @@ async def _route_page(
             now=workflow.now(),
             fallback_zone=state.plan.timezone,
             dry_run=state.options.dry_run,
+            winner_arm=winner_arm,
+            test_share=test_share,
         ),
         heartbeat=state.options.page_heartbeat_timeout,
         summary=f"{ctx.where} · {step.type} {cohort.node} · page {page + 1}",

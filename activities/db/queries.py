@@ -457,11 +457,50 @@ WHERE user_id = ANY($1::text[]) AND name = ANY($2::text[]) AND ts >= $3 AND ts <
 """
 
 ASSIGNMENTS_INSERT = """
-INSERT INTO assignments (run_id, node_id, user_id, arm, control, bucket, assigned_at)
-SELECT $1, $2, t.user_id, t.arm, t.control, t.bucket, $7
-FROM unnest($3::text[], $4::text[], $5::boolean[], $6::integer[])
-    AS t(user_id, arm, control, bucket)
+INSERT INTO assignments (run_id, node_id, user_id, arm, control, bucket, assigned_at, by_winner)
+SELECT $1, $2, t.user_id, t.arm, t.control, t.bucket, $7, t.by_winner
+FROM unnest($3::text[], $4::text[], $5::boolean[], $6::integer[], $8::boolean[])
+    AS t(user_id, arm, control, bucket, by_winner)
 ON CONFLICT (run_id, node_id, user_id) DO NOTHING
+"""
+
+# A winning path's figures: per arm, the users the test split (never those sent to the
+# winner) and how many of them succeeded by the metric (converted at this split, or
+# clicked a message of the run).
+WINNER_CONVERSIONS = """
+SELECT a.arm, count(*) AS users, count(c.user_id) AS successes
+FROM assignments a
+LEFT JOIN (SELECT DISTINCT user_id FROM conversions WHERE run_id = $1 AND arm_node = $2) c
+    ON c.user_id = a.user_id
+WHERE a.run_id = $1 AND a.node_id = $2 AND NOT a.by_winner GROUP BY a.arm
+"""
+WINNER_CLICKS = """
+SELECT a.arm, count(*) AS users, count(c.user_id) AS successes
+FROM assignments a
+LEFT JOIN (SELECT DISTINCT user_id FROM engagements WHERE run_id = $1 AND kind = 'clicked') c
+    ON c.user_id = a.user_id
+WHERE a.run_id = $1 AND a.node_id = $2 AND NOT a.by_winner GROUP BY a.arm
+"""
+
+# The first shard to decide records the decision; every later ask reads it back.
+WINNER_RECORD = """
+WITH ins AS (
+    INSERT INTO winners (run_id, node_id, arm, significant, metric, figures, decided_at)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+    ON CONFLICT (run_id, node_id) DO NOTHING
+    RETURNING arm, significant
+)
+SELECT arm, significant FROM ins
+UNION ALL
+SELECT arm, significant FROM winners WHERE run_id = $1 AND node_id = $2
+LIMIT 1
+"""
+WINNER_OF = "SELECT arm, significant FROM winners WHERE run_id = $1 AND node_id = $2"
+REPORT_WINNERS = """
+SELECT w.node_id, w.arm, w.significant, w.metric, w.figures, w.decided_at,
+       (SELECT count(*) FROM assignments a
+        WHERE a.run_id = w.run_id AND a.node_id = w.node_id AND a.by_winner) AS sent_to_winner
+FROM winners w WHERE w.run_id = $1 ORDER BY w.node_id
 """
 
 # First goal event per user and entry ($9) wins. The arm is the user's latest assignment in the
@@ -624,14 +663,16 @@ REPORT_ARM_MESSAGES = """
 SELECT a.node_id, a.arm, d.channel, count(*) AS sent
 FROM assignments a
 JOIN deliveries d ON d.run_id = a.run_id AND d.user_id = a.user_id AND d.status = 'sent'
-WHERE a.run_id = $1 GROUP BY a.node_id, a.arm, d.channel ORDER BY a.node_id, a.arm, d.channel
+WHERE a.run_id = $1 AND NOT a.by_winner
+GROUP BY a.node_id, a.arm, d.channel ORDER BY a.node_id, a.arm, d.channel
 """
 
 REPORT_ARM_ENGAGEMENT = """
 SELECT a.node_id, a.arm, e.kind, count(DISTINCT e.user_id) AS users,
        COALESCE(sum(e.cost), 0) AS cost
 FROM assignments a JOIN engagements e ON e.run_id = a.run_id AND e.user_id = a.user_id
-WHERE a.run_id = $1 GROUP BY a.node_id, a.arm, e.kind ORDER BY a.node_id, a.arm, e.kind
+WHERE a.run_id = $1 AND NOT a.by_winner
+GROUP BY a.node_id, a.arm, e.kind ORDER BY a.node_id, a.arm, e.kind
 """
 
 REPORT_ARMS = """
@@ -642,7 +683,7 @@ LEFT JOIN (
     SELECT DISTINCT ON (user_id, arm_node) user_id, arm_node, value FROM conversions
     WHERE run_id = $1 ORDER BY user_id, arm_node, ts
 ) c ON c.user_id = a.user_id AND c.arm_node = a.node_id
-WHERE a.run_id = $1
+WHERE a.run_id = $1 AND NOT a.by_winner
 GROUP BY a.node_id, a.arm ORDER BY a.node_id, a.arm
 """
 

@@ -10,9 +10,10 @@ from datetime import datetime
 
 from journeys.ab import arm_index, bucket
 from journeys.plan.steps import AbSplitStep, BranchStep
-from journeys.route_names import ELSE, arm_route, branch_route, zone_route
+from journeys.route_names import ELSE, HOLD, arm_route, branch_route, zone_route
 from journeys.rule_eval import UserFacts, evaluate
 from journeys.schedule import zone_or
+from journeys.winner import in_test
 
 
 def branch(
@@ -38,16 +39,33 @@ class Assignment:
     arm: str
     control: bool
     bucket: int
+    by_winner: bool = False
 
 
-def split(step: AbSplitStep, users: Sequence[str]) -> tuple[dict[str, list[str]], list[Assignment]]:
-    """Arms by ``mmh3(salt + user_id) mod 10000`` over the cumulative weights."""
+def split(
+    step: AbSplitStep,
+    users: Sequence[str],
+    *,
+    winner_arm: int | None = None,
+    test_share: int | None = None,
+) -> tuple[dict[str, list[str]], list[Assignment]]:
+    """Arms by ``mmh3(salt + user_id) mod 10000`` over the cumulative weights. With a decided
+    ``winner_arm`` everyone goes there; with a ``test_share`` (a winning path, undecided)
+    only that percent is split and the others wait on the ``hold`` route, unassigned."""
     salt = step.salt or ""
     weights = [arm.weight for arm in step.arms]
     routes: dict[str, list[str]] = defaultdict(list)
     assignments: list[Assignment] = []
     for user in users:
         b = bucket(salt, user)
+        if winner_arm is not None:
+            arm = step.arms[winner_arm]
+            routes[arm_route(winner_arm)].append(user)
+            assignments.append(Assignment(user, arm.name, arm.control, b, by_winner=True))
+            continue
+        if test_share is not None and not in_test(salt, user, share=test_share):
+            routes[HOLD].append(user)
+            continue
         index = arm_index(weights, b)
         arm = step.arms[index]
         routes[arm_route(index)].append(user)

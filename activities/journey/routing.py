@@ -89,8 +89,10 @@ class RoutingActivities:
             )
             return routes.branch(step, users, facts, now=data.now)
         if isinstance(step, AbSplitStep):
-            by_arm, assignments = routes.split(step, users)
-            if data.dry_run:
+            by_arm, assignments = routes.split(
+                step, users, winner_arm=data.winner_arm, test_share=data.test_share
+            )
+            if data.dry_run or not assignments:
                 return by_arm
             await self._pool.execute(
                 queries.ASSIGNMENTS_INSERT,
@@ -101,6 +103,7 @@ class RoutingActivities:
                 [a.control for a in assignments],
                 [a.bucket for a in assignments],
                 data.now,
+                [a.by_winner for a in assignments],
             )
             return by_arm
         if isinstance(step, WaitUntilStep):

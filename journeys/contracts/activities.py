@@ -48,6 +48,7 @@ from journeys.contracts.run_setup import (
     SetRateInput,
     SetRateOutput,
 )
+from journeys.contracts.winners import DecideWinnerInput, DecideWinnerOutput
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
@@ -79,6 +80,7 @@ RECORD_CONVERSIONS = ActivityContract(
     "record_conversions", RecordConversionsInput, RecordConversionsOutput
 )
 ADMIT_ENTRIES = ActivityContract("admit_entries", AdmitEntriesInput, AdmitEntriesOutput)
+DECIDE_WINNER = ActivityContract("decide_winner", DecideWinnerInput, DecideWinnerOutput)
 
 
 class Named(Protocol):
@@ -110,5 +112,6 @@ ALL: tuple[Named, ...] = (
     MARK_EXITED,
     RECORD_CONVERSIONS,
     ADMIT_ENTRIES,
+    DECIDE_WINNER,
 )
 """Every contract; the worker must register an implementation of each."""

@@ -113,6 +113,11 @@ class RoutePageInput(BaseModel):
     anniversary rules."""
     dry_run: bool = False
     """Route only: write no profile update and no A/B assignment (``RunOptions.dry_run``)."""
+    winner_arm: int | None = None
+    """An ab_split's decided winner: every user goes to this arm (assigned ``by_winner``)."""
+    test_share: int | None = None
+    """An ab_split with a winning path in a blast, undecided: only this percent of users is
+    split; the others go to the route that waits for the winner."""
 
 
 class RoutePageOutput(BaseModel):

@@ -46,7 +46,11 @@ class Cohort(BaseModel):
     kept in the cohort, so a pass cut by continue-as-new forgets none of its earlier
     pages'. (Bids come back page by page, as cohorts of their own.)"""
     wake_at: datetime | None = None
-    """The timer of a wait, wait_until or wait_for_event node, once armed."""
+    """The timer of a wait, wait_until or wait_for_event node, once armed (and of users
+    waiting for an ab_split's winner)."""
+    awaiting_winner: bool = False
+    """Users an ab_split with a winning path held back: at ``wake_at`` they go to the
+    winner."""
     zone: str | None = None
     """wait_until in users' own zones: the zone this sub-cohort waits in."""
     routes: dict[str, int] = Field(default_factory=dict)
@@ -86,6 +90,11 @@ class ShardState(BaseModel):
     reports_sent: int = 0
     entered_at: datetime | None = None
     """When the audience entered (the goal window starts here)."""
+    winners: dict[str, int] = Field(default_factory=dict)
+    """ab_split node -> the arm its winning path chose (decided once per run)."""
+    split_at: dict[str, datetime] = Field(default_factory=dict)
+    """ab_split node with a winning path -> when its first users were split (an
+    event-triggered plan decides from then plus ``after``)."""
     exit_inbox: list[JourneyEvent] = Field(default_factory=list)
     goal_inbox: list[JourneyEvent] = Field(default_factory=list)
     entry_inbox: list[JourneyEvent] = Field(default_factory=list)

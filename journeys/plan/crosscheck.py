@@ -60,6 +60,7 @@ def plan_level_problems(document: Mapping[str, object]) -> list[Problem]:
     marketing limits on a transactional plan."""
     problems: list[Problem] = _transactional_problems(document)
     kind = entry_type(document)
+    problems += _winner_problems(document, kind)
     if document.get("audience") is None and kind not in ARRIVALS:
         problems.append(Problem("audience", "required unless entry is event or api"))
     if kind is None or kind in ARRIVALS:
@@ -90,4 +91,24 @@ def _transactional_problems(document: Mapping[str, object]) -> list[Problem]:
     ]
     if limits.get("priority", 50) != 50:
         problems.append(Problem("limits.priority", "a transactional plan competes for no slot"))
+    return problems
+
+
+def _winner_problems(document: Mapping[str, object], kind: str | None) -> list[Problem]:
+    """A winning path needs what its metric counts, and holds back only a blast's users."""
+    problems: list[Problem] = []
+    steps = document.get("steps")
+    for step_id, step in steps.items() if isinstance(steps, Mapping) else ():
+        winner = step.get("winner") if isinstance(step, Mapping) else None
+        if not isinstance(winner, Mapping):
+            continue
+        path = f"{step_path(step_id, step)}.winner"
+        if winner.get("metric") == "conversion" and document.get("goal") is None:
+            problems.append(Problem(f"{path}.metric", "conversion needs the plan's goal"))
+        if kind in ARRIVALS and winner.get("test_share") is not None:
+            reason = (
+                "holds back a blast's audience; an event-triggered plan splits every "
+                "entrant until an arm wins"
+            )
+            problems.append(Problem(f"{path}.test_share", reason))
     return problems

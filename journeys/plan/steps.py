@@ -133,6 +133,25 @@ class Arm(PlanModel):
         return value
 
 
+class Winner(PlanModel):
+    """Pick the winning arm by ``metric`` after ``after`` and send the rest there.
+
+    In a blast only ``test_share`` percent of the audience is split at first; the others
+    wait at the split, and after ``after`` go to the best arm that is not the control if it
+    beats the runner-up (or, with one such arm, the control) at ``min_confidence``, else to
+    ``fallback``. In an event-triggered plan every entrant is split until an arm wins;
+    later entrants go to it."""
+
+    metric: Literal["conversion", "click"]
+    after: Annotated[Duration, within(maximum=timedelta(days=90))]
+    min_confidence: float = Field(default=0.95, ge=0.5, le=0.999)
+    test_share: int | None = Field(default=None, ge=1, le=99)
+    """Percent of a blast's audience split across the arms at first (default 20)."""
+    fallback: Text | None = None
+    """The arm the rest go to when no arm wins (default: the first arm that is not the
+    control)."""
+
+
 class AbSplitStep(PlanModel):
     """Assign users to arms by ``mmh3(salt + user_id) mod 10000``.
 
@@ -142,6 +161,26 @@ class AbSplitStep(PlanModel):
     type: Literal["ab_split"] = "ab_split"
     salt: Text | None = None
     arms: list[Arm] = Field(min_length=2, max_length=10)
+    winner: Winner | None = None
+
+    @model_validator(mode="after")
+    def _fallback(self) -> AbSplitStep:
+        fallback = self.winner.fallback if self.winner else None
+        if fallback is not None:
+            arm = next((a for a in self.arms if a.name == fallback), None)
+            if arm is None:
+                raise ValueError(f"winner.fallback: no arm {fallback!r}")
+            if arm.control:
+                raise ValueError("winner.fallback: the control arm receives nothing")
+        return self
+
+    def fallback_arm(self) -> int:
+        """Index of the arm the rest go to when no arm wins."""
+        fallback = self.winner.fallback if self.winner else None
+        for i, arm in enumerate(self.arms):
+            if arm.name == fallback or (fallback is None and not arm.control):
+                return i
+        raise AssertionError("an ab_split has an arm that is not the control")
 
     @field_validator("arms")
     @classmethod

@@ -1,5 +1,6 @@
 """``branch``, ``ab_split`` and ``update``: route the cohort page by page, then send each
-route's users on (a control arm's journey ends there)."""
+route's users on (a control arm's journey ends there). An ab_split with a winning path
+holds some users back for the winner (:mod:`workflows.steps.winning`)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,47 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.shard import Cohort
     from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep
-    from journeys.route_names import parse_route
+    from journeys.route_names import HOLD, parse_route
 
 from workflows.context import ShardContext
 from workflows.routing import route_cohort
+from workflows.steps import winning
 
 
 async def run(
     ctx: ShardContext, cohort: Cohort, step: BranchStep | AbSplitStep | UpdateStep
 ) -> bool:
     """Route every page of ``cohort``; False if it stopped early (state kept)."""
-    prefix = await route_cohort(ctx, cohort, step)
+    winner = step.winner if isinstance(step, AbSplitStep) else None
+    winner_arm = test_share = None
+    if winner is not None and isinstance(step, AbSplitStep):
+        if cohort.awaiting_winner:
+            winner_arm = await winning.held_winner(ctx, cohort, step, winner)
+            if winner_arm is None:
+                return False
+        else:
+            winner_arm, test_share = await winning.pass_options(ctx, cohort, step, winner)
+    prefix = await route_cohort(
+        ctx,
+        cohort,
+        step,
+        winner_arm=winner_arm,
+        test_share=test_share,
+        count_entry=not cohort.awaiting_winner,  # counted when they were held
+    )
     if prefix is None:
         return False
     counters = ctx.node(cohort.node)
     for route in sorted(cohort.routes):
         size = cohort.routes[route]
+        cohort_id = f"{prefix}.{route}"
+        if route == HOLD and winner is not None:
+            winning.hold(ctx, cohort_id=cohort_id, node=cohort.node, size=size, winner=winner)
+            continue
         label, node, control = _way(step, route)
         counters.routes[label] = counters.routes.get(label, 0) + size
         if control:
             counters.completed += size
-        cohort_id = f"{prefix}.{route}"
         ctx.forward(cohort_id=cohort_id, node=node, key=ctx.key(cohort_id), size=size)
     return True
 
