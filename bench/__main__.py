@@ -33,6 +33,7 @@ from bench import (
     events,
     per_user,
     profiles,
+    report,
     scale_out,
     segments,
     targets,
@@ -56,6 +57,7 @@ SCENARIOS: dict[str, Scenario] = {
     "scale_out": scale_out.run,
     "segments": segments.run,
     "controls": controls.run,
+    "report": report.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 

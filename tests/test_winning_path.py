@@ -98,6 +98,8 @@ async def test_a_blast_sends_the_rest_to_the_arm_that_won(journey: JourneyKit) -
     a, b = report.splits["split"]
     assert (a.users, b.users) == (len(by_arm["a"]), len(by_arm["b"]))  # the test only
     assert (a.converted, b.converted) == (1, 12)
+    # b's path also carried the held users; its messages count only those the test split
+    assert (a.messages, b.messages) == (len(by_arm["a"]), len(by_arm["b"]))
     decided = report.winners["split"]
     assert (decided.arm, decided.significant, decided.sent_to_winner) == ("b", True, len(held))
 

@@ -657,34 +657,40 @@ SELECT node_id, kind, count(*) AS messages, COALESCE(sum(cost), 0) AS cost FROM 
 WHERE run_id = $1 GROUP BY node_id, kind ORDER BY node_id, kind
 """
 
-# An arm's messages: every message the run sent to the arm's users (those before the split
-# too, which both arms received alike), by channel, for its cost.
+# An arm's users: those the split assigned it (not those sent to a winner afterwards).
+REPORT_ARM_USERS = """
+SELECT node_id, arm, bool_or(control) AS control, count(*) AS users FROM assignments
+WHERE run_id = $1 AND NOT by_winner GROUP BY node_id, arm ORDER BY node_id, arm
+"""
+
+# An arm's conversions: its users' first conversion at the split (conversions carry the
+# arm), each checked against its assignment by primary key.
+REPORT_ARM_CONVERSIONS = """
+SELECT c.arm_node AS node_id, c.arm, count(*) AS converted, COALESCE(sum(c.value), 0) AS value
+FROM (
+    SELECT DISTINCT ON (user_id, arm_node) user_id, arm_node, arm, value FROM conversions
+    WHERE run_id = $1 AND arm_node IS NOT NULL ORDER BY user_id, arm_node, ts
+) c
+JOIN assignments a ON a.run_id = $1 AND a.node_id = c.arm_node AND a.user_id = c.user_id
+WHERE NOT a.by_winner
+GROUP BY c.arm_node, c.arm ORDER BY c.arm_node, c.arm
+"""
+
+# The messages of a split's arms when a winner took users along the same paths: only those
+# to the users the split assigned, at the arms' own nodes ($3).
 REPORT_ARM_MESSAGES = """
-SELECT a.node_id, a.arm, d.channel, count(*) AS sent
+SELECT a.arm, d.channel, count(*) AS sent
 FROM assignments a
 JOIN deliveries d ON d.run_id = a.run_id AND d.user_id = a.user_id AND d.status = 'sent'
-WHERE a.run_id = $1 AND NOT a.by_winner
-GROUP BY a.node_id, a.arm, d.channel ORDER BY a.node_id, a.arm, d.channel
+WHERE a.run_id = $1 AND a.node_id = $2 AND NOT a.by_winner AND d.node_id = ANY($3::text[])
+GROUP BY a.arm, d.channel ORDER BY a.arm, d.channel
 """
 
 REPORT_ARM_ENGAGEMENT = """
-SELECT a.node_id, a.arm, e.kind, count(DISTINCT e.user_id) AS users,
-       COALESCE(sum(e.cost), 0) AS cost
+SELECT a.arm, e.kind, count(*) AS messages, COALESCE(sum(e.cost), 0) AS cost
 FROM assignments a JOIN engagements e ON e.run_id = a.run_id AND e.user_id = a.user_id
-WHERE a.run_id = $1 AND NOT a.by_winner
-GROUP BY a.node_id, a.arm, e.kind ORDER BY a.node_id, a.arm, e.kind
-"""
-
-REPORT_ARMS = """
-SELECT a.node_id, a.arm, bool_or(a.control) AS control, count(*) AS users,
-       count(c.user_id) AS converted, COALESCE(sum(c.value), 0) AS value
-FROM assignments a
-LEFT JOIN (
-    SELECT DISTINCT ON (user_id, arm_node) user_id, arm_node, value FROM conversions
-    WHERE run_id = $1 ORDER BY user_id, arm_node, ts
-) c ON c.user_id = a.user_id AND c.arm_node = a.node_id
-WHERE a.run_id = $1 AND NOT a.by_winner
-GROUP BY a.node_id, a.arm ORDER BY a.node_id, a.arm
+WHERE a.run_id = $1 AND a.node_id = $2 AND NOT a.by_winner AND e.node_id = ANY($3::text[])
+GROUP BY a.arm, e.kind ORDER BY a.arm, e.kind
 """
 
 # Conversions over time: hours from the first (the chart's line); a user's first per entry.
