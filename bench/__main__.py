@@ -30,6 +30,7 @@ from bench import (
     blast,
     blast_http,
     controls,
+    engagement_load,
     events,
     per_user,
     profiles,
@@ -58,6 +59,7 @@ SCENARIOS: dict[str, Scenario] = {
     "segments": segments.run,
     "controls": controls.run,
     "report": report.run,
+    "engagement_load": engagement_load.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 

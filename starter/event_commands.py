@@ -153,12 +153,13 @@ def trigger(
 def serve(
     port: int | None = typer.Option(None, help="Port (default JOURNEYS_INGEST_PORT)."),
 ) -> None:
-    """Run the HTTP ingest API: POST /v1/events, /v1/plans/{id}/entries, GET /healthz, ..."""
+    """Run the HTTP ingest API: events, API entries, suppressions, inbox reads and clicks."""
     settings = get_settings()
     server = build_server(settings, port=port)
     out.print(
         f"ingest API on http://{settings.ingest_host}:{server.config.port} "
-        "(POST /v1/events, POST /v1/plans/{plan_id}/entries, GET /healthz, GET /metrics)"
+        "(POST /v1/events, /v1/plans/{plan_id}/entries, /v1/suppressions, /v1/inbox/read, "
+        "/v1/inbox/click; GET /healthz, /metrics, /openapi.json)"
     )
     asyncio.run(server.serve())
 
