@@ -25,6 +25,7 @@ from journeys.roi import roi
 from workflows import search
 
 from .report import RunReport, run_report
+from .report_combine import combine
 
 MAX_RUNS = 100
 
@@ -68,6 +69,8 @@ class PlanReport(BaseModel):
     roi: float | None
     success_trend: float | None
     """Newest run's success rate minus the oldest's (None with fewer than two)."""
+    combined: RunReport
+    """The runs' reports as one: funnel per node, arms compared over all of them."""
 
 
 async def plan_report(
@@ -108,6 +111,7 @@ async def plan_report(
         negative_value=negative,
         roi=roi(value=value, cost=cost, negative=negative),
         success_trend=rates[-1] - rates[0] if len(rates) >= 2 else None,
+        combined=combine(plan_id, reports),
     )
 
 

@@ -27,10 +27,10 @@ def report(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     png: Path | None = typer.Option(
-        None, "--png", metavar="FILE", help="Also write a run's charts as a PNG."
+        None, "--png", metavar="FILE", help="Also write the charts as a PNG."
     ),
     page: Path | None = typer.Option(
-        None, "--html", metavar="FILE", help="Also write a run's report as one HTML page."
+        None, "--html", metavar="FILE", help="Also write the report as one HTML page."
     ),
 ) -> None:
     """What a run did (funnel, sends, arms, cost and ROI), or a plan's last runs.
@@ -39,31 +39,34 @@ def report(
     events, cost and ROI, and each A/B arm's rate with its 95% interval, lift against the
     control, p-value and ROI; message costs are the channels file's. For PLAN: each of its
     last runs with when it was due and started, how long it took, its success rate, skips,
-    failures and funnel, then the totals and the trend."""
+    failures and funnel, then the totals, the trend, and their funnel and arms added up
+    (which --png and --html draw)."""
     settings = get_settings()
     if "/" not in target:
-        if png is not None or page is not None:
-            raise typer.BadParameter(
-                "--png and --html draw one run; give a run id", param_hint="RUN"
-            )
         across = asyncio.run(_plan(settings, target, runs))
+        _draw(across.combined, png=png, page=page)
         if as_json:
             print_json(across)
         else:
             out.print(plan_report_view(across))
         return
     got = asyncio.run(_run(settings, target))
-    if png is not None or page is not None:
-        from .report_charts import write_html, write_png  # matplotlib: only when drawing
-
-        if png is not None:
-            write_png(got, png)
-        if page is not None:
-            write_html(got, page)
+    _draw(got, png=png, page=page)
     if as_json:
         print_json(got)
     else:
         out.print(report_view(got))
+
+
+def _draw(got: RunReport, *, png: Path | None, page: Path | None) -> None:
+    if png is None and page is None:
+        return
+    from .report_charts import write_html, write_png  # matplotlib: only when drawing
+
+    if png is not None:
+        write_png(got, png)
+    if page is not None:
+        write_html(got, page)
 
 
 def _costs(settings: Settings) -> dict[str, float]:

@@ -125,7 +125,7 @@ def plan_report_view(report: PlanReport) -> Group:
         ("success trend", "" if trend is None else f"{trend:+.1%} (oldest to newest shown)"),
     ):
         totals.add_row(label, value)
-    return Group(runs, totals)
+    return Group(runs, totals, report_view(report.combined))
 
 
 def _span(span: timedelta | None) -> str:

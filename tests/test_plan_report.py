@@ -11,12 +11,22 @@ import pytest
 
 from journeys.errors import NotFound
 from starter.plan_report import plan_report
+from starter.report import run_report
 from tests.conftest import spawn_journeys
 from tests.engine import settings_env
 from tests.journey_runner import JourneyKit
 
 PLAN = {
-    "steps": {"hello": {"type": "send", "channel": "push", "template": "hello"}},
+    "steps": {
+        "split": {
+            "type": "ab_split",
+            "arms": [
+                {"name": "holdout", "weight": 20, "control": True},
+                {"name": "hi", "weight": 80, "next": "hello"},
+            ],
+        },
+        "hello": {"type": "send", "channel": "push", "template": "hello"},
+    },
     "limits": {"plan_cap": {"max": 1, "per": "7d"}},
 }
 
@@ -32,16 +42,33 @@ async def test_the_execution_view_lists_a_plans_runs_oldest_first(journey: Journ
 
     report = await plan_report(journey.pool, client, plan_id, runs=5)
     assert [r.run_id for r in report.runs] == [first.run_id, second.run_id]
+    each = [await run_report(journey.pool, client, r) for r in (first.run_id, second.run_id)]
     old, new = report.runs
-    assert (old.targeted, old.delivered, old.success_rate, old.skipped) == (10, 10, 1.0, {})
-    assert (new.targeted, new.delivered, new.skipped) == (15, 5, {"plan_cap": 10})
-    assert new.success_rate == pytest.approx(5 / 15)
-    assert report.success_trend == pytest.approx(5 / 15 - 1)
-    assert (report.targeted, report.delivered) == (25, 15)
+    sent = [r.delivered for r in each]
+    assert (old.targeted, old.delivered, old.success_rate, old.skipped) == (
+        10,
+        sent[0],
+        sent[0] / 10,
+        {},
+    )
+    held_back = sum(r.nodes[0].skipped.get("plan_cap", 0) for r in each)
+    assert held_back == sent[0]  # the second run skips everyone the first reached
+    assert (new.targeted, new.delivered, new.skipped) == (15, sent[1], {"plan_cap": held_back})
+    assert new.success_rate == pytest.approx(sent[1] / 15)
+    assert report.success_trend == pytest.approx(sent[1] / 15 - sent[0] / 10)
+    assert (report.targeted, report.delivered) == (25, sum(sent))
     for run in report.runs:
         assert run.status == "completed" and run.started_at is not None
         assert run.start_delay is not None and run.duration is not None
         assert run.started_at >= run.due_at and run.duration.total_seconds() > 0
+    # the runs as one: funnel per node and arms added up, then compared again
+    [hello] = report.combined.nodes
+    assert (hello.sent, hello.skipped) == (sum(sent), {"plan_cap": held_back})
+    arms = {a.arm: a for a in report.combined.splits["split"]}
+    for name in ("holdout", "hi"):
+        per_run = [next(a for a in r.splits["split"] if a.arm == name) for r in each]
+        assert arms[name].users == sum(a.users for a in per_run)
+    assert arms["hi"].messages == sum(sent)
 
     newest = await plan_report(journey.pool, client, plan_id, runs=1)
     assert [r.run_id for r in newest.runs] == [second.run_id]
@@ -52,7 +79,9 @@ async def test_the_execution_view_lists_a_plans_runs_oldest_first(journey: Journ
     proc = await spawn_journeys("report", plan_id, "--runs", "2", "--json", env=env)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    assert [r["delivered"] for r in json.loads(out)["runs"]] == [10, 5]
-    drawn = await spawn_journeys("report", plan_id, "--png", "x.png", env=env)
+    assert [r["delivered"] for r in json.loads(out)["runs"]] == sent
+    png = journey.directory / "plan.png"
+    drawn = await spawn_journeys("report", plan_id, "--png", str(png), env=env)
     _, err = await drawn.communicate()
-    assert drawn.returncode == 2 and "--png and --html draw one run" in err.decode()
+    assert drawn.returncode == 0, err.decode()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
