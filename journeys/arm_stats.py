@@ -83,4 +83,6 @@ def _interval(arm: ArmCounts, confidence: float) -> tuple[float, float]:
     from statsmodels.stats.proportion import proportion_confint
 
     low, high = proportion_confint(arm.converted, arm.users, alpha=1 - confidence, method="wilson")
-    return float(low), float(high)
+    rate = arm.converted / arm.users
+    # the closed form's ends are exact at 0 and n successes; the float one misses by 1e-17
+    return min(float(low), rate), max(float(high), rate)

@@ -99,7 +99,8 @@ def _arm_paths(plan: Plan | None, node: str) -> dict[str, set[str]]:
     if plan is None or not isinstance(step, AbSplitStep):
         return {}
     raw = {sid: s.model_dump(by_alias=True, mode="json") for sid, s in plan.steps.items()}
-    return arm_paths(raw, {arm.name: arm.next for arm in step.arms})
+    arms = {arm.name: arm.next for arm in step.arms}
+    return arm_paths(raw, arms, start=plan.start_step, split=node)
 
 
 def _has_winner(plan: Plan, node: str) -> bool:

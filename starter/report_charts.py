@@ -108,9 +108,10 @@ def _figure(report: RunReport) -> Figure:
     ]
     if points:
         rates = [a.rate or 0.0 for _, a in points]
+        # the interval's ends can miss the rate by a rounding error (0 of n converted)
         errors = [
-            [r - (a.ci_low or 0.0) for r, (_, a) in zip(rates, points, strict=True)],
-            [(a.ci_high or 0.0) - r for r, (_, a) in zip(rates, points, strict=True)],
+            [max(0.0, r - (a.ci_low or 0.0)) for r, (_, a) in zip(rates, points, strict=True)],
+            [max(0.0, (a.ci_high or 0.0) - r) for r, (_, a) in zip(rates, points, strict=True)],
         ]
         arms.errorbar(range(len(points)), rates, yerr=errors, fmt="o", capsize=6)
         arms.set_xticks(range(len(points)), [label for label, _ in points])

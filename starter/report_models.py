@@ -37,9 +37,10 @@ class ArmReport(ArmResult):
 
     value: float = 0.0
     messages: int = 0
+    """Messages sent at the arm's own steps (not before the split)."""
     cost: float = 0.0
     clicked: int = 0
-    """Users of the arm who clicked a message of the run."""
+    """Clicked messages of the arm's own path (steps only it leads to)."""
     negative: int = 0
     negative_value: float = 0.0
     roi: float | None = None

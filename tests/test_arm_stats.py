@@ -56,3 +56,11 @@ def test_a_test_with_no_variance_has_no_p_value() -> None:
     control, other = compare_arms(none_converted)
     assert other.p_value is None and other.lift is None  # a control that converted none
     assert control.ci_low == 0.0 and control.ci_high is not None and control.ci_high > 0
+
+
+def test_the_interval_holds_its_rate_at_none_and_all_converted() -> None:
+    none, every = compare_arms(
+        [ArmCounts(arm="none", users=12, converted=0), ArmCounts(arm="all", users=9, converted=9)]
+    )
+    assert none.ci_low == none.rate == 0.0 and none.ci_high is not None and none.ci_high > 0
+    assert every.ci_high == every.rate == 1.0 and every.ci_low is not None and every.ci_low < 1

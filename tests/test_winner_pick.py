@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from journeys.arm_stats import ArmCounts, two_proportion_p
+from journeys.plan.graph import arm_paths
 from journeys.plan.validate import check_plan
 from journeys.winner import in_test, pick_winner
 
@@ -108,3 +109,19 @@ def test_winner_problems_name_the_field(
 ) -> None:
     _, problems = check_plan(_plan(entry, winner, goal=goal), channels=None)
     assert any(p.path == path and reason in p.reason for p in problems), problems
+
+
+def test_an_arm_owns_only_the_steps_no_other_way_leads_to() -> None:
+    steps: dict[str, dict[str, object]] = {
+        "gate": {"type": "branch", "branches": [{"name": "vip", "next": "split"}], "else": "late"},
+        "split": {"type": "ab_split"},
+        "a1": {"type": "send", "next": "a2"},
+        "a2": {"type": "send", "next": "late"},
+        "b1": {"type": "send", "next": "both"},
+        "both": {"type": "send"},
+        "late": {"type": "send"},
+    }
+    steps["a2"]["next"] = "both"
+    got = arm_paths(steps, {"a": "a1", "b": "b1", "holdout": None}, start="gate", split="split")
+    # "both" is where a and b merge; "late" is reached around the split, from the branch
+    assert got == {"a": {"a1", "a2"}, "b": {"b1"}, "holdout": set()}

@@ -465,8 +465,9 @@ ON CONFLICT (run_id, node_id, user_id) DO NOTHING
 """
 
 # A winning path's figures: per arm, the users the test split (never those sent to the
-# winner) and how many of them succeeded by the metric (converted at this split, or
-# clicked a message of the run).
+# winner) and how many of them succeeded by the metric (converted at this split, or clicked
+# a message of the run after the split assigned them: clicks on what every arm got before
+# it tell the arms nothing apart).
 WINNER_CONVERSIONS = """
 SELECT a.arm, count(*) AS users, count(c.user_id) AS successes
 FROM assignments a
@@ -477,8 +478,10 @@ WHERE a.run_id = $1 AND a.node_id = $2 AND NOT a.by_winner GROUP BY a.arm
 WINNER_CLICKS = """
 SELECT a.arm, count(*) AS users, count(c.user_id) AS successes
 FROM assignments a
-LEFT JOIN (SELECT DISTINCT user_id FROM engagements WHERE run_id = $1 AND kind = 'clicked') c
-    ON c.user_id = a.user_id
+LEFT JOIN (
+    SELECT user_id, max(ts) AS ts FROM engagements
+    WHERE run_id = $1 AND kind = 'clicked' GROUP BY user_id
+) c ON c.user_id = a.user_id AND c.ts >= a.assigned_at
 WHERE a.run_id = $1 AND a.node_id = $2 AND NOT a.by_winner GROUP BY a.arm
 """
 
@@ -695,7 +698,8 @@ GROUP BY a.arm, e.kind ORDER BY a.arm, e.kind
 
 # Conversions over time: hours from the first (the chart's line); a user's first per entry.
 REPORT_TIMELINE = """
-SELECT date_trunc('hour', ts) AS at, count(*) AS conversions, COALESCE(sum(value), 0) AS value
+SELECT date_trunc('hour', ts, 'UTC') AS at, count(*) AS conversions,
+       COALESCE(sum(value), 0) AS value
 FROM conversions WHERE run_id = $1 GROUP BY 1 ORDER BY 1
 """
 

@@ -56,6 +56,8 @@ class WinnerActivities:
             "p_value": pick.p_value,
             "min_confidence": data.min_confidence,
         }
+        if data.dry_run:  # a dry run records nothing: its answer is the pick
+            return DecideWinnerOutput(arm=arm, significant=pick.significant)
         row = await self._pool.fetchrow(
             queries.WINNER_RECORD,
             data.run_id,
@@ -66,7 +68,9 @@ class WinnerActivities:
             figures,
             data.now,
         )
-        assert row is not None  # inserted, or the row another shard inserted
+        if row is None:  # another shard's insert raced ours: its row is committed now
+            row = await self._pool.fetchrow(queries.WINNER_OF, data.run_id, data.node)
+        assert row is not None  # inserted, by us or by the shard we raced
         return _answer(data, row["arm"], row["significant"])
 
 

@@ -95,6 +95,8 @@ class ShardState(BaseModel):
     split_at: dict[str, datetime] = Field(default_factory=dict)
     """ab_split node with a winning path -> when its first users were split (an
     event-triggered plan decides from then plus ``after``)."""
+    winner_asked_at: dict[str, datetime] = Field(default_factory=dict)
+    """ab_split node -> when this shard last asked for its winner (event plans)."""
     exit_inbox: list[JourneyEvent] = Field(default_factory=list)
     goal_inbox: list[JourneyEvent] = Field(default_factory=list)
     entry_inbox: list[JourneyEvent] = Field(default_factory=list)

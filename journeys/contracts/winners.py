@@ -21,6 +21,8 @@ class DecideWinnerInput(BaseModel):
     """The arm for the rest when none wins (a blast); None: decide only on a win (event
     plans keep splitting)."""
     now: datetime
+    dry_run: bool = False
+    """Pick, but record nothing (``RunOptions.dry_run``)."""
 
 
 class DecideWinnerOutput(BaseModel):

@@ -85,18 +85,24 @@ def graph_problems(document: Mapping[str, object]) -> list[Problem]:
 
 
 def arm_paths(
-    steps: Mapping[str, Mapping[str, object]], arms: Mapping[str, str | None]
+    steps: Mapping[str, Mapping[str, object]],
+    arms: Mapping[str, str | None],
+    *,
+    start: str,
+    split: str,
 ) -> dict[str, set[str]]:
-    """For an ab_split whose arms (name -> next step) lead into ``steps`` (raw, as
-    dumped by alias): the steps only that arm leads to. Steps two arms lead to (their paths
-    merge) belong to neither."""
+    """For the ab_split ``split`` whose arms (name -> next step) lead into ``steps`` (raw,
+    as dumped by alias): the steps only that arm leads to. Steps two arms lead to (their
+    paths merge), and steps a user can reach from ``start`` without passing the split,
+    belong to no arm."""
     graph = {sid: [t for _, t in step_edges(step) if t in steps] for sid, step in steps.items()}
-    reach = {arm: _reachable(graph, nxt) if nxt else set() for arm, nxt in arms.items()}
+    around = _reachable({**graph, split: []}, start) if start in graph else set()
+    reach = {arm: _reachable(graph, nxt) if nxt in graph else set() for arm, nxt in arms.items()}
     seen: dict[str, int] = {}
     for nodes in reach.values():
         for node in nodes:
             seen[node] = seen.get(node, 0) + 1
-    return {arm: {n for n in nodes if seen[n] == 1} for arm, nodes in reach.items()}
+    return {arm: {n for n in nodes if seen[n] == 1} - around for arm, nodes in reach.items()}
 
 
 def _reachable(graph: Mapping[str, list[str]], start: str) -> set[str]:

@@ -4,11 +4,13 @@ users' wait, and the decision (the ``decide_winner`` activity, once per run).
 A blast splits ``test_share`` percent and holds the rest in a cohort of their own at the
 split, whose timer ends ``after`` later; then the decision (the best arm if significant,
 else the fallback) sends them all one way. An event-triggered plan splits every entrant;
-once ``after`` has passed since its first split, each later pass asks for a winner and,
-once one is significant, sends its users there.
+once ``after`` has passed since its first split, a later pass asks for a winner (at most
+once a minute per shard) and, once one is significant, sends its users there.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from temporalio import workflow
 
@@ -21,6 +23,10 @@ with workflow.unsafe.imports_passed_through():
 from workflows import activity_calls as calls
 from workflows.context import ShardContext
 
+ASK_EVERY = timedelta(minutes=1)
+"""An event-triggered plan asks for a winner at most this often per shard: each ask is two
+aggregates over the split's assignments."""
+
 
 async def pass_options(
     ctx: ShardContext, cohort: Cohort, step: AbSplitStep, winner: Winner
@@ -30,14 +36,20 @@ async def pass_options(
     if ctx.event_entry is None:  # a blast: decided by the held cohort's timer
         decided = state.winners.get(node)
         return decided, None if decided is not None else winner.test_share or DEFAULT_TEST_SHARE
-    first = state.split_at.setdefault(node, workflow.now())
-    if node not in state.winners and workflow.now() >= first + winner.after:
+    now = workflow.now()
+    first = state.split_at.setdefault(node, now)
+    asked = state.winner_asked_at.get(node)
+    due = now >= first + winner.after and (asked is None or now >= asked + ASK_EVERY)
+    if node not in state.winners and due:
+        state.winner_asked_at[node] = now
         await decide(ctx, node, step, winner, final=False)
     return state.winners.get(node), None
 
 
 def hold(ctx: ShardContext, *, cohort_id: str, node: str, size: int, winner: Winner) -> None:
-    """Keep the users of route ``hold`` at the split until ``after`` from now."""
+    """Keep the users of route ``hold`` at the split until ``after`` from now (at once when
+    the winner is known by now: a pass resumed after it was decided)."""
+    decided = node in ctx.state.winners
     if size > 0:
         ctx.state.cohorts.append(
             Cohort(
@@ -46,7 +58,7 @@ def hold(ctx: ShardContext, *, cohort_id: str, node: str, size: int, winner: Win
                 key=ctx.key(cohort_id),
                 size=size,
                 awaiting_winner=True,
-                wake_at=workflow.now() + winner.after,
+                wake_at=workflow.now() + (timedelta(0) if decided else winner.after),
                 arrival_counted=True,
             )
         )
@@ -78,6 +90,7 @@ async def decide(
             controls=[arm.control for arm in step.arms],
             fallback=step.fallback_arm() if final else None,
             now=workflow.now(),
+            dry_run=ctx.state.options.dry_run,
         ),
         summary=f"{ctx.where} · winner of {node}",
     )
