@@ -31,37 +31,44 @@ def report_view(report: RunReport) -> Group:
         ("ROI", _ratio(report.roi, why=True)),
     ):
         head.add_row(label, value)
-    sends = Table(
-        "node", "channel", "sent", "skipped", "deferred", "failed", "pending", "opened",
-        "clicked", "negative", "cost", title="sends",
-    )  # fmt: skip
-    for n in report.nodes:
-        sends.add_row(
-            n.node, n.channel, f"{n.sent:,}" + _receipts(n.receipts), _counts(n.skipped),
-            str(n.deferred), _counts(n.failed), str(n.pending), f"{n.opened:,}",
-            f"{n.clicked:,}", f"{n.negative:,}", f"{n.cost:,.2f}",
-        )  # fmt: skip
-    parts: list[Table] = [head, sends]
+    rows = [
+        {
+            "node": n.node,
+            "channel": n.channel,
+            "sent": f"{n.sent:,}" + _receipts(n.receipts),
+            "skipped": _counts(n.skipped),
+            "deferred": _some(n.deferred),
+            "failed": _counts(n.failed),
+            "pending": _some(n.pending),
+            "opened": _some(n.opened),
+            "clicked": _some(n.clicked),
+            "negative": _some(n.negative),
+            "cost": _some(n.cost, "{:,.2f}"),
+        }
+        for n in report.nodes
+    ]
+    parts: list[Table] = [head, _table("sends", rows, keep=("node", "channel", "sent"))]
     for node, arms in report.splits.items():
-        table = Table(
-            "arm", "users", "converted", "rate (95% CI)", "lift", "p-value", "value",
-            "incremental", "clicked", "negative", "cost", "ROI", title=f"arms of {node}",
-        )  # fmt: skip
-        for a in arms:
-            table.add_row(
-                a.arm + (" (control)" if a.control else ""),
-                f"{a.users:,}",
-                f"{a.converted:,}",
-                _rate(a),
-                "" if a.lift is None else f"{a.lift:+.1%}",
-                "" if a.p_value is None else f"{a.p_value:.4f}",
-                f"{a.value:,.2f}",
-                "" if a.incremental_value is None else f"{a.incremental_value:+,.2f}",
-                f"{a.clicked:,}",
-                f"{a.negative:,}",
-                f"{a.cost:,.2f}",
-                _ratio(a.roi),
-            )
+        arm_rows = [
+            {
+                "arm": a.arm + (" (control)" if a.control else ""),
+                "users": f"{a.users:,}",
+                "converted": f"{a.converted:,}",
+                "rate (95% CI)": _rate(a),
+                "lift": "" if a.lift is None else f"{a.lift:+.1%}",
+                "p-value": "" if a.p_value is None else f"{a.p_value:.4f}",
+                "value": _some(a.value, "{:,.2f}"),
+                "incremental": (
+                    "" if a.incremental_value is None else f"{a.incremental_value:+,.2f}"
+                ),
+                "clicked": _some(a.clicked),
+                "negative": _some(a.negative),
+                "cost": _some(a.cost, "{:,.2f}"),
+                "ROI": "" if a.roi is None else _ratio(a.roi),
+            }
+            for a in arms
+        ]
+        table = _table(f"arms of {node}", arm_rows, keep=("arm", "users", "converted"))
         decided = report.winners.get(node)
         if decided is not None:
             how = "won" if decided.significant else "no arm won: the fallback"
@@ -72,6 +79,25 @@ def report_view(report: RunReport) -> Group:
             )
         parts.append(table)
     return Group(*parts)
+
+
+def _table(title: str, rows: list[dict[str, str]], *, keep: tuple[str, ...]) -> Table:
+    """A table of ``rows`` without the columns that are empty in every row (but ``keep``),
+    so a report fits a terminal: most runs have no deferrals, failures or costs."""
+    columns = [
+        c
+        for c in (rows[0] if rows else dict.fromkeys(keep))
+        if c in keep or any(r[c] for r in rows)
+    ]
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    return table
+
+
+def _some(value: float, form: str = "{:,}") -> str:
+    """``value`` formatted, or empty when it is 0."""
+    return form.format(value) if value else ""
 
 
 def _receipts(receipts: int) -> str:

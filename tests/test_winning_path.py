@@ -159,7 +159,7 @@ async def test_later_entrants_go_to_the_winner_once_it_is_significant(
 ) -> None:
     journey.use_ingest(ingest_url)
     tag = uuid.uuid4().hex[:6]
-    first = [f"we-{tag}-{n:03d}" for n in range(60)]
+    first = [f"we-{tag}-{n:03d}" for n in range(80)]
     later = [f"we-{tag}-late-{n:02d}" for n in range(20)]
     plan_file, split = split_of(
         journey,
