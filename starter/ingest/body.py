@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from journeys.events import MAX_PROBLEMS
 
@@ -40,6 +42,23 @@ async def read_json(request: Request, *, max_bytes: int) -> object:
         raise BodyRefused(422, "not JSON: nested too deeply to parse") from None
     except ValueError as exc:  # UnicodeDecodeError and over-long integers included
         raise BodyRefused(422, f"not JSON: {exc}"[:200]) from None
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[Model], *, max_bytes: int) -> Model | Response:
+    """The body as a ``model``, or the 413 / 422 answer refusing it (each problem named)."""
+    try:
+        body = await read_json(request, max_bytes=max_bytes)
+    except BodyRefused as exc:
+        return refused([(-1, "body", exc.reason)], status=exc.status)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        return refused(
+            [(-1, ".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        )
 
 
 def refused(problems: list[tuple[int, str, str]], *, status: int = 422) -> Response:

@@ -8,14 +8,13 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from activities.engagement import EngagementStore
 from journeys.event_checks import ID_PATTERN
 from journeys.events import MAX_USER_ID
 from journeys.inbox import MAX_MESSAGE_ID, InboxAction, InboxActionDone
 
-from .body import BodyRefused, read_json, refused
+from .body import read_model, refused
 from .openapi import Refusal
 
 INBOX_BODY: dict[str, object] = {
@@ -75,16 +74,9 @@ def _handler(
     store: Callable[[], EngagementStore], *, clicked: bool, max_body_bytes: int
 ) -> Callable[[Request], Awaitable[Response]]:
     async def inbox_action(request: Request) -> Response:
-        try:
-            body = await read_json(request, max_bytes=max_body_bytes)
-        except BodyRefused as exc:
-            return refused([(-1, "body", exc.reason)], status=exc.status)
-        try:
-            asked = InboxAction.model_validate(body)
-        except ValidationError as exc:
-            return refused(
-                [(-1, ".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
-            )
+        asked = await read_model(request, InboxAction, max_bytes=max_body_bytes)
+        if isinstance(asked, Response):
+            return asked
         done = await store().inbox(
             message_id=asked.message_id, user_id=asked.user_id, clicked=clicked
         )

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from activities.controls.suppression import ListName, SuppressionStore
 from journeys.event_checks import ID_PATTERN
 from journeys.events import MAX_USER_ID, checked_user_id
 
-from .body import BodyRefused, read_json, refused
+from .body import read_model, refused
 from .openapi import Refusal
 
 CHANNEL_PATTERN = r"^(\*|[a-z0-9][a-z0-9_-]{0,62})$"
@@ -138,16 +138,9 @@ async def _change(
 ) -> SuppressionChange | Response:
     """The body as a :class:`SuppressionChange`, or the 4xx answer refusing it (a channel
     the channels file does not declare, too: a mark on it would stop nothing)."""
-    try:
-        body = await read_json(request, max_bytes=max_body_bytes)
-    except BodyRefused as exc:
-        return refused([(-1, "body", exc.reason)], status=exc.status)
-    try:
-        change = SuppressionChange.model_validate(body)
-    except ValidationError as exc:
-        return refused(
-            [(-1, ".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
-        )
+    change = await read_model(request, SuppressionChange, max_bytes=max_body_bytes)
+    if isinstance(change, Response):
+        return change
     if channels is not None and change.channel != "*" and change.channel not in channels:
         return refused([(-1, "channel", f"no channel {change.channel!r} in the channels file")])
     return change
