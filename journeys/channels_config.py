@@ -180,6 +180,10 @@ class ChannelsFile(_Model):
 
     channels: dict[ChannelName, Channel] = Field(min_length=1)
 
+    def costs(self) -> dict[str, float]:
+        """Channel -> the price of one message (what reports charge)."""
+        return {name: channel.cost for name, channel in self.channels.items()}
+
 
 _JINJA = SandboxedEnvironment()
 

@@ -153,7 +153,7 @@ async def run_demo(settings: Settings) -> PlanRunResult:
             f"the app (simulated): {read} popups read, {clicked} clicked, through the "
             "engagement store that POST /v1/inbox/read and /click call"
         )
-        costs = {name: c.cost for name, c in load_channels(channels).channels.items()}
+        costs = load_channels(channels).costs()
         out.print(report_view(await run_report(pool, client, launched.run_id, costs=costs)))
     out.print(f"watch it in the Temporal UI: {launched.ui_url}", soft_wrap=True)
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from activities.db import queries
@@ -55,43 +55,51 @@ async def split_reports(
             extras = await _assigned_extras(pool, run_id, node, paths, costs)
         else:
             extras = {arm: _path_extras(paths.get(arm, set()), by_node) for arm in paths}
-        control = next(((c, v) for c, v in got if c.control), None)
-        reports = []
-        for result, (counts, value) in zip(compare_arms([c for c, _ in got]), got, strict=True):
-            extra = extras.get(counts.arm, _Extras())
-            reports.append(
-                ArmReport(
-                    **result.model_dump(),
-                    value=value,
-                    messages=extra.messages,
-                    cost=extra.cost,
-                    clicked=extra.clicked,
-                    negative=extra.negative,
-                    negative_value=extra.negative_value,
-                    roi=roi(value=value, cost=extra.cost, negative=extra.negative_value),
-                    incremental_value=(
-                        None
-                        if control is None or counts.control
-                        else incremental_value(
-                            value=value,
-                            users=counts.users,
-                            control_value=control[1],
-                            control_users=control[0].users,
-                        )
-                    ),
-                )
-            )
-        splits[node] = reports
+        splits[node] = compared(
+            [(counts, value, extras.get(counts.arm, Extras())) for counts, value in got]
+        )
     return splits
 
 
 @dataclass
-class _Extras:
+class Extras:
+    """What an arm's own path sent and what became of it."""
+
     messages: int = 0
     cost: float = 0.0
     clicked: int = 0
     negative: int = 0
     negative_value: float = 0.0
+
+
+def compared(arms: Sequence[tuple[ArmCounts, float, Extras]]) -> list[ArmReport]:
+    """The arms of one split (counts, conversion value, own-path figures) as reports: the
+    statistics against the control, ROI, and value beyond the control."""
+    control = next(((c, v) for c, v, _ in arms if c.control), None)
+    results = compare_arms([c for c, _, _ in arms])
+    return [
+        ArmReport(
+            **result.model_dump(),
+            value=value,
+            messages=extra.messages,
+            cost=extra.cost,
+            clicked=extra.clicked,
+            negative=extra.negative,
+            negative_value=extra.negative_value,
+            roi=roi(value=value, cost=extra.cost, negative=extra.negative_value),
+            incremental_value=(
+                None
+                if control is None or counts.control
+                else incremental_value(
+                    value=value,
+                    users=counts.users,
+                    control_value=control[1],
+                    control_users=control[0].users,
+                )
+            ),
+        )
+        for result, (counts, value, extra) in zip(results, arms, strict=True)
+    ]
 
 
 def _arm_paths(plan: Plan | None, node: str) -> dict[str, set[str]]:
@@ -108,8 +116,8 @@ def _has_winner(plan: Plan, node: str) -> bool:
     return isinstance(step, AbSplitStep) and step.winner is not None
 
 
-def _path_extras(path: set[str], by_node: Mapping[str, NodeFunnel]) -> _Extras:
-    extra = _Extras()
+def _path_extras(path: set[str], by_node: Mapping[str, NodeFunnel]) -> Extras:
+    extra = Extras()
     for node in sorted(path & set(by_node)):
         funnel = by_node[node]
         extra.messages += funnel.sent
@@ -126,13 +134,13 @@ async def _assigned_extras(
     node: str,
     paths: Mapping[str, set[str]],
     costs: Mapping[str, float],
-) -> dict[str, _Extras]:
+) -> dict[str, Extras]:
     own = sorted(set().union(*paths.values())) if paths else []
     messaged, engaged = await asyncio.gather(
         pool.fetch(queries.REPORT_ARM_MESSAGES, run_id, node, own),
         pool.fetch(queries.REPORT_ARM_ENGAGEMENT, run_id, node, own),
     )
-    extras: dict[str, _Extras] = defaultdict(_Extras)
+    extras: dict[str, Extras] = defaultdict(Extras)
     for row in messaged:
         extra = extras[row["arm"]]
         extra.messages += int(row["sent"])

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from journeys.arm_stats import ArmCounts, compare_arms
+from journeys.arm_stats import ArmCounts
 from journeys.contracts.counters import RunStatus
-from journeys.roi import incremental_value, roi
+from journeys.roi import roi
 
+from .report_arms import Extras, compared
 from .report_models import ArmReport, ConversionsAt, NodeFunnel, RunReport
 
 _SUMMED = ("sent", "deferred", "pending", "receipts", "opened", "clicked", "negative")
@@ -69,54 +70,22 @@ def _status(reports: Sequence[RunReport]) -> RunStatus:
 
 
 def _splits(reports: Sequence[RunReport]) -> dict[str, list[ArmReport]]:
-    sums: dict[str, dict[str, ArmReport]] = defaultdict(dict)
+    sums: dict[str, dict[str, tuple[ArmCounts, Extras]]] = defaultdict(dict)
+    values: dict[tuple[str, str], float] = defaultdict(float)
     for report in reports:
         for node, arms in report.splits.items():
             for arm in arms:
-                into = sums[node].setdefault(
-                    arm.arm,
-                    ArmReport(
-                        arm=arm.arm, control=arm.control, users=0, converted=0, rate=None,
-                        ci_low=None, ci_high=None,
-                    ),
-                )  # fmt: skip
-                into.users += arm.users
-                into.converted += arm.converted
-                into.value += arm.value
-                into.messages += arm.messages
-                into.cost += arm.cost
-                into.clicked += arm.clicked
-                into.negative += arm.negative
-                into.negative_value += arm.negative_value
-    out: dict[str, list[ArmReport]] = {}
-    for node in sorted(sums):
-        arms = [sums[node][name] for name in sorted(sums[node])]
-        counts = [
-            ArmCounts(arm=a.arm, control=a.control, users=a.users, converted=a.converted)
-            for a in arms
-        ]
-        control = next((a for a in arms if a.control), None)
-        out[node] = [
-            ArmReport(
-                **result.model_dump(),
-                value=a.value,
-                messages=a.messages,
-                cost=a.cost,
-                clicked=a.clicked,
-                negative=a.negative,
-                negative_value=a.negative_value,
-                roi=roi(value=a.value, cost=a.cost, negative=a.negative_value),
-                incremental_value=(
-                    None
-                    if control is None or a.control
-                    else incremental_value(
-                        value=a.value,
-                        users=a.users,
-                        control_value=control.value,
-                        control_users=control.users,
-                    )
-                ),
-            )
-            for result, a in zip(compare_arms(counts), arms, strict=True)
-        ]
-    return out
+                fresh = ArmCounts(arm=arm.arm, control=arm.control, users=0, converted=0)
+                counts, extra = sums[node].setdefault(arm.arm, (fresh, Extras()))
+                counts.users += arm.users
+                counts.converted += arm.converted
+                values[(node, arm.arm)] += arm.value
+                extra.messages += arm.messages
+                extra.cost += arm.cost
+                extra.clicked += arm.clicked
+                extra.negative += arm.negative
+                extra.negative_value += arm.negative_value
+    return {
+        node: compared([(c, values[(node, a)], e) for a, (c, e) in sorted(sums[node].items())])
+        for node in sorted(sums)
+    }

@@ -71,7 +71,7 @@ def _draw(got: RunReport, *, png: Path | None, page: Path | None) -> None:
 
 def _costs(settings: Settings) -> dict[str, float]:
     channels = channels_at(settings.channels_file)
-    return {name: c.cost for name, c in channels.channels.items()} if channels else {}
+    return channels.costs() if channels else {}
 
 
 async def _run(settings: Settings, run_id: str) -> RunReport:
