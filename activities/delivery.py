@@ -179,6 +179,8 @@ class DeliveryActivities:
         _count_settled(counters, gated.counts)
         passed += gated.skipped
         counters.deferred += len(gated.deferred)
+        for deferral in gated.deferred.values():
+            counters.deferred_by[deferral.reason] = counters.deferred_by.get(deferral.reason, 0) + 1
         outcomes: dict[str, SendResult] = {}
         if todo:
             outcomes = await self._send(data, todo, {u: entries[u] for _, u in todo}, profiles)

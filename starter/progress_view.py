@@ -14,6 +14,11 @@ def _reasons(counts: dict[str, int]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())) or "-"
 
 
+def _deferred(c: Counters) -> str:
+    """The users held back, by reason when the counters know them."""
+    return f"{c.deferred} ({_reasons(c.deferred_by)})" if c.deferred_by else str(c.deferred)
+
+
 def _node(c: Counters) -> str:
     """What a node did: its routes, or its deliveries, and who waits there."""
     done = _reasons(c.routes) if c.routes else str(c.delivered or c.entered)
@@ -36,7 +41,7 @@ def progress_table(progress: RunProgress, *, kind: str | None = None) -> Group:
         "totals",
         f"{t.ended}/{t.targeted} journeys ended · {t.delivered} delivered · "
         f"skipped {_reasons(t.skipped)} · failed {_reasons(t.failed)} · "
-        f"retrying {t.retrying} · deferred {t.deferred} · cancelled {t.cancelled}",
+        f"retrying {t.retrying} · deferred {_deferred(t)} · cancelled {t.cancelled}",
     )
     head.add_row(
         "journeys",
@@ -73,7 +78,7 @@ def result_table(result: PlanRunResult, *, kind: str | None = None) -> Table:
         ("targeted", str(t.targeted)),
         ("delivered", str(t.delivered)),
         ("skipped", _reasons(t.skipped)),
-        ("deferred", f"{t.deferred} (quiet hours, arbitration; each settled once later)"),
+        ("deferred", f"{_deferred(t)}; each settled once later"),
         ("failed", _reasons(t.failed)),
         ("journeys", f"completed {t.completed} · exited {t.exited} · cancelled {t.cancelled}"),
         ("converted", f"{t.converted}" + (f" (value {t.value:g})" if t.value else "")),

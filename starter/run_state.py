@@ -39,6 +39,7 @@ async def live_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> Run
         for mine, theirs, before in (
             (totals.skipped, new.counters.skipped, old.counters.skipped),
             (totals.failed, new.counters.failed, old.counters.failed),
+            (totals.deferred_by, new.counters.deferred_by, old.counters.deferred_by),
         ):
             for reason in sorted(set(theirs) | set(before)):
                 mine[reason] = mine.get(reason, 0) + theirs.get(reason, 0) - before.get(reason, 0)

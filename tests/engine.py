@@ -112,6 +112,8 @@ def settings_env(settings: Settings, *, channels: Path | None = None) -> dict[st
         JOURNEYS_INGEST_HOST=settings.ingest_host,
         COLUMNS="200",
     )
+    if settings.policy_file is not None:
+        env["JOURNEYS_POLICY"] = str(settings.policy_file)
     return env
 
 

@@ -26,6 +26,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Received:
     status: int
     signature_ok: bool | None  # None when the receiver has no secret
     repeat: bool  # answered from an earlier request with the same Idempotency-Key
+    at: float  # time.monotonic() when it was read, before any set latency
 
 
 class Receiver:
@@ -159,6 +161,7 @@ class Receiver:
     def _handle(self, request: _Handler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length)
+        at = time.monotonic()
         if self.latency:
             self._wake.wait(self.latency)
         headers = {name.lower(): value for name, value in request.headers.items()}
@@ -186,7 +189,15 @@ class Receiver:
                     self._answers[key] = (status, answer)
             self.requests.append(
                 Received(
-                    request.command, request.path, headers, raw, body, status, signature_ok, repeat
+                    request.command,
+                    request.path,
+                    headers,
+                    raw,
+                    body,
+                    status,
+                    signature_ok,
+                    repeat,
+                    at,
                 )
             )
         request.send_response(status)

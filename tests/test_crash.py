@@ -12,7 +12,7 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -28,8 +28,9 @@ from tests.receiver import Receiver
 
 USERS = 5_000
 KILL_AT = (800, 2_200, 3_600)
-BUDGET = 4_500
+BUDGET = 4_000
 REJECTED = 100  # answered 400: they fail for good and give their reservation back
+CAPPED_EVERY = 9  # one user in nine had a message from another plan an hour ago
 
 
 async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
@@ -56,6 +57,13 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
     ids = write_ids(tmp_path, USERS, prefix=prefix)
     people = [f"{prefix}-{n:06d}" for n in range(1, USERS + 1)]
     receiver.permanent_for = set(people[::50][:REJECTED])
+    # the cap (1 a day) stops these: another plan reached them an hour ago
+    capped = set(people[3::CAPPED_EVERY]) - receiver.permanent_for
+    earlier = int((datetime.now(UTC) - timedelta(hours=1)).timestamp() * 1000)
+    pipe = redis.pipeline(transaction=False)
+    for user in sorted(capped):
+        pipe.zadd(sent_history_key(user), {"m|sms|other|plan/other/v1/x:hello:0": earlier})
+    await pipe.execute()
     options = RunOptions(page_heartbeat_timeout=timedelta(seconds=3))
 
     worker = await start_worker(env)
@@ -82,16 +90,19 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
     status = {r["user_id"]: r["status"] for r in rows}
     counts = Counter(status.values())
     sent = {u for u, s in status.items() if s == "sent"}
-    # The budget ran out: every user is sent, failed for good, or skipped for the budget. Had
-    # a crash left a reservation unreleased, fewer than BUDGET would be sent and the counter
-    # would not match the ledger.
+    # The budget ran out: every user is sent, failed for good, or skipped for the cap or the
+    # budget. Had a crash left a reservation unreleased, fewer than BUDGET would be sent and
+    # the counter would not match the ledger; had one counted a user twice against the cap,
+    # more users would be skipped for it.
     assert len(status) == USERS and set(counts) <= {"sent", "failed", "skipped"}
-    assert {r["reason"] for r in rows if r["status"] == "skipped"} <= {"budget"}
+    reasons = {r["user_id"]: r["reason"] for r in rows if r["status"] == "skipped"}
+    assert {u for u, reason in reasons.items() if reason == "cap"} == capped
+    assert set(reasons.values()) == {"cap", "budget"}
     assert counts["failed"] <= REJECTED and set(receiver.permanent_for).isdisjoint(sent)
     assert result.totals.delivered == counts["sent"]
     assert sum(result.totals.skipped.values()) == counts["skipped"]
     assert await redis.hget(budget_key(launched.run_id, "push"), "n") == str(len(sent)).encode()
-    assert len(sent) <= BUDGET
+    assert len(sent) == BUDGET  # more users passed the cap than the budget allows
     per_user = receiver.by_user()
     assert set(per_user) == sent and set(per_user.values()) == {1}
     # each sent user's history holds its one message, the others' nothing: the cap counts
@@ -100,7 +111,7 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
     for user in people:
         pipe.zcard(sent_history_key(user))
     held = dict(zip(people, await pipe.execute(), strict=True))
-    assert {u for u, n in held.items() if n == 1} == sent
+    assert {u for u, n in held.items() if n == 1} == sent | capped
     assert set(held.values()) <= {0, 1}
     # Repeats are re-sends of a message whose answer the dead worker never recorded; the
     # provider recognises them by Idempotency-Key. They are bounded by the pages in flight.

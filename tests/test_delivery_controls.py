@@ -4,6 +4,7 @@ a real HTTP receiver. Each test reads the ledger and the receiver, not only the 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -14,16 +15,19 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import yaml
+from rich.console import Console, RenderableType
 
 from activities.db.pool import DbPool
 from journeys.contracts.counters import Counters, RunStatus
 from journeys.contracts.runs import ControlSignal, RunOptions
-from journeys.names import budget_key, sent_history_key, shard_workflow_id
+from journeys.names import budget_key, quota_key, sent_history_key, shard_workflow_id
 from journeys.settings import Settings
-from tests.conftest import serving_ingest
+from starter.progress_view import result_table
+from tests.conftest import serving_ingest, spawn_journeys
 from tests.engine import (
     client_for,
     for_test,
+    settings_env,
     start_blast,
     worker_running,
     write_channels,
@@ -33,6 +37,13 @@ from tests.journey_kit import until_shard
 from tests.journey_runner import Advance, Check, JourneyKit, LiveRun, Post, UntilShard
 from tests.receiver import Receiver
 from workflows.plan_run import PlanRunWorkflow
+
+
+def rendered(renderable: RenderableType) -> str:
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return " ".join(console.export_text().split())
+
 
 FAST = RunOptions(page_heartbeat_timeout=timedelta(seconds=5))
 
@@ -119,6 +130,9 @@ async def test_quiet_hours_defer_or_drop_by_zone(
     }
     totals = outcome.result.totals
     assert (totals.delivered, totals.skipped, totals.deferred) == (10, {"quiet_hours": 5}, 5)
+    assert totals.deferred_by == {"quiet_hours": 5}
+    # the summary `journeys status` prints for an ended run names the reason
+    assert "deferred 5 (quiet_hours 5)" in rendered(result_table(outcome.result))
     received = {m["user_id"] for m in journey.receiver.messages().values()}
     assert received == {u for u, z in people.items() if z != "Etc/UTC"}
     assert outcome.nodes["hello"].entered == 15  # the held users are not counted twice
@@ -155,7 +169,38 @@ async def test_a_budget_runs_out_while_failed_sends_give_their_place_back(
     assert len(journey.receiver.messages()) == 60
 
 
+async def test_a_workspace_quota_runs_out_across_plans(journey: JourneyKit) -> None:
+    await journey.redis.delete(quota_key("push"))
+    journey.use_policy({"quotas": [{"channel": "push", "max_messages": 25}]})
+    send = {"hello": {"type": "send", "channel": "push", "template": "hello"}}
+    limits = {"page_size": 10, "concurrency": 1}
+    try:
+        first = await journey.run(
+            {"steps": send, "limits": limits}, users=[f"quo1-{i:02d}" for i in range(20)]
+        )
+        budget = [{"channel": "push", "max_messages": 100}]
+        second = await journey.run(
+            {"steps": send, "limits": {**limits, "budget": budget}},
+            users=[f"quo2-{i:02d}" for i in range(20)],
+        )
+        env = settings_env(journey.settings)
+        proc = await spawn_journeys("budget", "show", second.run_id, "--json", env=env)
+        out, err = await proc.communicate()
+    finally:
+        await journey.redis.delete(quota_key("push"))
+    assert first.result.totals.delivered == 20 and not first.result.totals.skipped
+    # the pack is the workspace's: the second plan gets what the first left
+    assert (second.result.totals.delivered, second.result.totals.skipped) == (5, {"quota": 15})
+    rows = await ledger(journey.pool, second.run_id)
+    assert Counter(rows.values()) == Counter({("sent", None): 5, ("skipped", "quota"): 15})
+    assert proc.returncode == 0, err.decode()
+    shown = {(r["kind"], r["channel"]): (r["spent"], r["remaining"]) for r in json.loads(out)}
+    assert shown == {("quota", "push"): (25, 0), ("budget", "push"): (5, 95)}
+
+
 async def test_suppression_by_event_and_by_api_mid_run(journey: JourneyKit) -> None:
+    # the policy names the workspace's own unsubscribe event and its channel property
+    journey.use_policy({"suppression": {"event": "opted_out", "channel_property": "medium"}})
     async with serving_ingest(journey.settings) as ingest_url:  # knows the kit's channels
         await suppressed_mid_run(journey, ingest_url)
 
@@ -165,6 +210,7 @@ async def suppressed_mid_run(journey: JourneyKit, ingest_url: str) -> None:
     tag = uuid.uuid4().hex[:6]
     people = [f"sup{tag}-{i:02d}" for i in range(20)]
     everywhere, sms_only, by_api, sly = people[:3], people[3:5], people[5], people[6]
+    freed, tester, default_name = people[7], people[8], people[9]
 
     async def suppress_by_api(_: LiveRun) -> None:
         async with httpx.AsyncClient(base_url=ingest_url) as http:
@@ -178,6 +224,14 @@ async def suppressed_mid_run(journey: JourneyKit, ingest_url: str) -> None:
                 "/v1/suppressions", json={"user_ids": [by_api], "channel": "fax"}
             )
             assert unknown.status_code == 422  # a mark on no channel would stop nothing
+            # marked, then unmarked: sent as if never suppressed
+            for path in ("/v1/suppressions", "/v1/suppressions/remove"):
+                answer = await http.post(path, json={"user_ids": [freed]})
+                assert answer.status_code == 200 and answer.json() == {"changed": 1}, path
+            allowed = await http.post(
+                "/v1/suppressions", json={"user_ids": [tester], "allow": True}
+            )
+            assert allowed.status_code == 200 and allowed.json() == {"changed": 1}
 
     outcome = await journey.run(
         {
@@ -191,13 +245,15 @@ async def suppressed_mid_run(journey: JourneyKit, ingest_url: str) -> None:
         script=[
             UntilShard(lambda s: s.nodes.get("pause", Counters()).entered == 20),
             Post(
-                [{"user_id": u, "name": "unsubscribed"} for u in everywhere]
+                [{"user_id": u, "name": "opted_out"} for u in everywhere]
                 + [
-                    {"user_id": u, "name": "unsubscribed", "props": {"channel": "sms"}}
+                    {"user_id": u, "name": "opted_out", "props": {"medium": "sms"}}
                     for u in sms_only
                 ]
                 # not a channel name: suppressed everywhere, never made a test user
-                + [{"user_id": sly, "name": "unsubscribed", "props": {"channel": "+allow"}}]
+                + [{"user_id": sly, "name": "opted_out", "props": {"medium": "+allow"}}]
+                # the default name is only an event here: it suppresses no one
+                + [{"user_id": default_name, "name": "unsubscribed"}]
             ),
             Check(suppress_by_api),
             Advance(timedelta(hours=1, minutes=1)),
@@ -211,11 +267,14 @@ async def suppressed_mid_run(journey: JourneyKit, ingest_url: str) -> None:
     # unsubscribed from sms only: push still reaches them
     assert {m["user_id"] for m in journey.receiver.messages().values()} == set(people) - stopped
     marks = await journey.pool.fetch(
-        "SELECT user_id, channel, source FROM suppressions WHERE user_id = ANY($1)", people
+        "SELECT user_id, list, channel, source FROM suppressions WHERE user_id = ANY($1)", people
     )
+    allows = [r["user_id"] for r in marks if r["list"] == "allow"]
+    assert allows == [tester]  # allowed as a test user (a test user still gets the message)
+    marks = [r for r in marks if r["list"] == "suppress"]
     assert sorted((r["user_id"], r["channel"], r["source"]) for r in marks) == sorted(
-        [(u, "*", "event:unsubscribed") for u in [*everywhere, sly]]
-        + [(u, "sms", "event:unsubscribed") for u in sms_only]
+        [(u, "*", "event:opted_out") for u in [*everywhere, sly]]
+        + [(u, "sms", "event:opted_out") for u in sms_only]
         + [(by_api, "push", "api")]
     )
 
@@ -253,6 +312,7 @@ async def test_the_higher_priority_plan_gets_the_capped_slot_in_either_start_ord
             assert {reason for _, reason in low.values()} <= {"priority", "cap"}, order
             assert results[70].totals.delivered == 1000 and results[50].totals.delivered == 0
             assert results[50].totals.deferred == 1000  # each user bid, then lost
+            assert results[50].totals.deferred_by == {"arbitration": 1000}
 
 
 async def test_a_cancelled_run_gives_back_what_its_waiting_users_reserved(

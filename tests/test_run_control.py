@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from journeys.contracts.runs import (
     ShardSummary,
 )
 from journeys.contracts.shard import ShardState
-from journeys.names import shard_workflow_id
+from journeys.names import channel_rate_scope, shard_workflow_id
 from journeys.settings import Settings
 from starter.run_state import live_progress
 from tests.engine import (
@@ -129,6 +130,53 @@ async def test_rate_can_change_while_running(
         result = await handle.result()
     assert result.totals.delivered == 400
     assert await limiter.rate(launched.run_id) == 0  # the bucket went with the run
+
+
+def busiest(arrivals: list[float], *, window: float) -> int:
+    """The most requests that arrived within any ``window`` seconds."""
+    arrivals = sorted(arrivals)
+    return max((bisect_right(arrivals, t + window) - i for i, t in enumerate(arrivals)), default=0)
+
+
+async def test_a_channel_rate_paces_every_plan_from_one_bucket(
+    stack_settings: Settings,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    channels = write_channels(tmp_path, receiver_url=receiver.url)
+    body = yaml.safe_load(channels.read_text())
+    body["channels"]["push"]["rate"] = "10/s"  # the provider's own limit
+    channels.write_text(yaml.safe_dump(body))
+    settings = for_test(stack_settings, channels)
+    scope, limiter = channel_rate_scope("push"), RateLimiter(redis)
+    await limiter.reset_rate(scope)
+    plans = [write_plan(tmp_path, channel="push", shards=2, page_size=10) for _ in range(2)]
+    audiences = [write_ids(tmp_path, 100, prefix=f"chrate{n}") for n in range(2)]
+    try:
+        async with worker_running(settings):
+            handles = []
+            for plan, ids in zip(plans, audiences, strict=True):
+                _, handle = await start_blast(
+                    settings, pool=pool, redis=redis, plan_file=plan, ids_file=ids, options=OPTIONS
+                )
+                handles.append(handle)
+            for handle in handles:  # both plans are sending
+                await until(handle, lambda p: p.totals.delivered >= 5)
+            # about 4 s at the shared 10/s
+            assert await asyncio.to_thread(receiver.wait_for_messages, 40, within=60)
+            paced = [r.at for r in receiver.requests]
+            # what `journeys rate push 0` does: every plan is unpaced at once
+            await limiter.set_rate(scope, per_second=0, expires=False)
+            results = [await handle.result() for handle in handles]
+    finally:
+        await limiter.reset_rate(scope)
+    # One bucket of 10/s (a second's burst): at most 10 + 20 in any 2 s, whatever the
+    # machine's speed (a slow machine sends fewer); a bucket per plan would allow twice that.
+    assert busiest(paced, window=2.0) <= 35
+    assert [r.totals.delivered for r in results] == [100, 100]
+    assert len(receiver.messages()) == 200
 
 
 async def test_token_bucket_grants_a_burst_then_waits(redis: aioredis.Redis) -> None:

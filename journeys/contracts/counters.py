@@ -34,6 +34,9 @@ class Counters(BaseModel):
     deferred: int = 0
     """Users held back so far, for quiet hours or an arbitration window (each settles once
     later: sent, skipped...)."""
+    deferred_by: dict[str, int] = Field(default_factory=dict)
+    """:attr:`deferred` by reason (``quiet_hours``, ``arbitration``); empty in counters
+    recorded before it was kept."""
     cancelled: int = 0
     exited: int = 0
     """Users an exit criterion removed (counted where they were caught)."""
@@ -66,6 +69,7 @@ class Counters(BaseModel):
             (self.failed, other.failed),
             (self.routes, other.routes),
             (self.conversions, other.conversions),
+            (self.deferred_by, other.deferred_by),
         ):
             for reason in sorted(theirs):
                 mine[reason] = mine.get(reason, 0) + theirs[reason]
