@@ -256,6 +256,7 @@ async def store_events(pool: DbPool, events: list[JourneyEvent]) -> None:
         [e.name for e in events],
         [e.ts for e in events],
         [e.props for e in events],
+        [True] * len(events),
     )
 
 

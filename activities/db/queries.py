@@ -436,11 +436,15 @@ WHERE user_id = ANY($1::text[])
 """
 
 # Store events; a repeated event_id is dropped. Returns the new rows' seq and event_id.
+# $6 says, per event, that nobody listens for it: it is stored routed, so it is written
+# once (marking it afterwards would write every row and its four index entries twice).
 EVENTS_INSERT = """
-INSERT INTO events (event_id, user_id, name, ts, props)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+INSERT INTO events (event_id, user_id, name, ts, props, routed_at)
+SELECT t.event_id, t.user_id, t.name, t.ts, t.props, CASE WHEN t.settled THEN now() END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::boolean[])
+    AS t(event_id, user_id, name, ts, props, settled)
 ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
-RETURNING seq, event_id
+RETURNING seq, event_id, routed_at IS NULL AS pending
 """
 
 # Stored events of these ids not yet routed (a retried POST after a crash mid-way).

@@ -4,10 +4,11 @@ Unsubscribes suppress their users, and receipts, opens, clicks and negative even
 attributed to their messages (:mod:`activities.engagement`), before routing.
 
 All or nothing: a batch with a bad event is refused whole (with every problem named), so a
-sender never has to work out which half went in. Accepted events are stored first, then
-routed, then marked routed; a retried batch (same event ids) stores nothing twice and routes
-only what a crash left unrouted. Consumers in the workflows are idempotent, so the rare
-re-signal after a crash between routing and marking acts once.
+sender never has to work out which half went in. Accepted events are stored first (those no
+running journey listens for as routed already), then routed, then marked routed; a retried
+batch (same event ids) stores nothing twice and routes only what a crash left unrouted.
+Consumers in the workflows are idempotent, so the rare re-signal after a crash between
+routing and marking acts once.
 """
 
 from __future__ import annotations
@@ -83,10 +84,13 @@ class EventIngest:
         )
         if problems:
             raise EventsRefused([(p.index, p.field, p.reason) for p in problems])
-        fresh, seqs = await self._store(events)
+        # who listens is read before storing, so that events nobody listens for (clicks,
+        # receipts) are written once, already routed
+        listeners = await self._listeners.lookup(sorted({e.name for e in events}))
+        fresh, seqs = await self._store(events, listeners=listeners)
         await self._suppress(fresh)
         await self._engagement.record(fresh)
-        routed = await self._route(fresh)
+        routed = await self._route(fresh, listeners=listeners)
         if seqs:
             await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
         return IngestReport(
@@ -126,7 +130,7 @@ class EventIngest:
             )
         # other plans may listen for the name too (a wait, a goal): they hear it as an event
         others = [listener for listener in listeners if not listener.run_id.startswith(mine)]
-        fresh, seqs = await self._store(events)
+        fresh, seqs = await self._store(events, listeners={name: taking + others})
         routed = await self._route(fresh, listeners={name: taking + others})
         if seqs:
             await self._pool.execute(queries.EVENTS_MARK_ROUTED, seqs)
@@ -134,9 +138,11 @@ class EventIngest:
             accepted=len(events), duplicates=len(events) - len(fresh), routed=routed
         )
 
-    async def _store(self, events: list[JourneyEvent]) -> tuple[list[JourneyEvent], list[int]]:
-        """Insert; returns the events to route (new, or stored but never routed) and their
-        rows' seq."""
+    async def _store(
+        self, events: list[JourneyEvent], *, listeners: dict[str, list[Listener]]
+    ) -> tuple[list[JourneyEvent], list[int]]:
+        """Insert (those nobody in ``listeners`` hears as routed already); returns the events
+        to route (new, or stored but never routed) and the seq of the rows to mark routed."""
         rows = await self._pool.fetch(
             queries.EVENTS_INSERT,
             [e.event_id for e in events],
@@ -144,8 +150,9 @@ class EventIngest:
             [e.name for e in events],
             [e.ts for e in events],
             [e.props for e in events],
+            [not listeners.get(e.name) for e in events],
         )
-        seqs = [r["seq"] for r in rows]
+        seqs = [r["seq"] for r in rows if r["pending"]]
         new_ids = {r["event_id"] for r in rows if r["event_id"] is not None}
         repeated = sorted({e.event_id for e in events if e.event_id and e.event_id not in new_ids})
         unrouted: set[str] = set()
