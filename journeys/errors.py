@@ -69,6 +69,11 @@ class PolicyInvalid(InvalidInput):
     """A policy file (``JOURNEYS_POLICY``) fails validation."""
 
 
+class DecisionRefused(InvalidInput):
+    """A scene or decision instance the store will not take, or a decision request it cannot
+    answer (a missing id or field, a field of the wrong type)."""
+
+
 class NotFound(JourneysError):
     """A named thing (plan, version, run, audience) does not exist."""
 

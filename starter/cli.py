@@ -13,6 +13,7 @@ from journeys.settings import get_settings
 from . import (
     audience_commands,
     budget_commands,
+    decision_commands,
     dev_commands,
     event_commands,
     plan_commands,
@@ -53,6 +54,7 @@ policy_commands.register(app)
 schedule_commands.register(app)
 test_send_commands.register(app)
 report_commands.register(app)
+decision_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """The Python client product services use to send events (``Journeys.send_events``), to
 enter users into running plans (``Journeys.trigger``), and that apps use to say an in-app
-message was read or clicked (``Journeys.inbox_read``, ``Journeys.inbox_click``).
+message was read or clicked (``Journeys.inbox_read``, ``Journeys.inbox_click``), and that
+ask the decision engine (``Journeys.decide``).
 
     async with Journeys("http://ingest:8088") as journeys:
         await journeys.send_events([{"user_id": "u1", "name": "order_cancelled",
@@ -24,7 +25,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from journeys.errors import EventsRefused, NotFound, NotListening, ServiceUnavailable
+from journeys.decisions.contracts import DecideAnswer, DecideRequest, FieldValue
+from journeys.errors import (
+    DecisionRefused,
+    EventsRefused,
+    NotFound,
+    NotListening,
+    ServiceUnavailable,
+)
 from journeys.events import MAX_BATCH, JourneyEvent, parse_events
 from journeys.inbox import InboxAction, InboxActionDone
 from journeys.triggers import TriggerReport, parse_trigger
@@ -119,6 +127,29 @@ class Journeys:
     async def inbox_click(self, message_id: str, *, user_id: str) -> InboxActionDone:
         """``user_id`` clicked in-app message ``message_id`` (which reads it, too)."""
         return await self._inbox("click", message_id=message_id, user_id=user_id)
+
+    async def decide(
+        self,
+        instance: str,
+        *,
+        user_id: str | None = None,
+        item_id: str | None = None,
+        order_id: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        explain: bool = False,
+    ) -> DecideAnswer:
+        """What ``instance`` decides for this caller now (``POST /v1/decide``); raises
+        NotFound (no such published instance) or :class:`DecisionRefused` naming each
+        problem (a missing id or field, a wrong type)."""
+        request = DecideRequest(
+            instance=instance, user_id=user_id, item_id=item_id, order_id=order_id,
+            fields=dict(fields or {}), explain=explain,
+        )  # fmt: skip
+        try:
+            answer = await self._post("/v1/decide", request.model_dump(exclude_none=True))
+        except EventsRefused as exc:
+            raise DecisionRefused("decide", exc.problems) from None
+        return DecideAnswer.model_validate(answer)
 
     async def _inbox(self, action: str, *, message_id: str, user_id: str) -> InboxActionDone:
         body = InboxAction(user_id=user_id, message_id=message_id).model_dump()

@@ -153,13 +153,13 @@ def trigger(
 def serve(
     port: int | None = typer.Option(None, help="Port (default JOURNEYS_INGEST_PORT)."),
 ) -> None:
-    """Run the HTTP ingest API: events, API entries, suppressions, inbox reads and clicks."""
+    """Run the HTTP API: events, API entries, suppressions, inbox reads and clicks, decisions."""
     settings = get_settings()
     server = build_server(settings, port=port)
     out.print(
         f"ingest API on http://{settings.ingest_host}:{server.config.port} "
         "(POST /v1/events, /v1/plans/{plan_id}/entries, /v1/suppressions, /v1/inbox/read, "
-        "/v1/inbox/click; GET /healthz, /metrics, /openapi.json)"
+        "/v1/inbox/click, /v1/decide; GET /healthz, /metrics, /openapi.json)"
     )
     asyncio.run(server.serve())
 

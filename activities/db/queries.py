@@ -765,3 +765,69 @@ WITH msg AS (
 )
 SELECT message_id, read_at FROM msg
 """
+
+
+# --- the decision engine (activities/db/decision_store.py) -------------------------------
+
+DECISION_SCENE_UPSERT = """
+INSERT INTO decision_scenes (scene_id, body) VALUES ($1, $2)
+ON CONFLICT (scene_id) DO UPDATE SET body = EXCLUDED.body, updated_at = now()
+"""
+
+DECISION_SCENE = "SELECT body FROM decision_scenes WHERE scene_id = $1"
+
+# Each instance of a scene: its live body and its draft, for checking a changed scene.
+DECISION_SCENE_INSTANCES = """
+SELECT v.instance_id, v.body FROM decision_versions v
+WHERE v.scene_id = $1 AND v.version = (
+    SELECT max(version) FROM decision_versions WHERE instance_id = v.instance_id)
+UNION ALL
+SELECT instance_id, body FROM decision_drafts WHERE scene_id = $1
+"""
+
+DECISION_DRAFT_SAVE = """
+INSERT INTO decision_drafts (instance_id, scene_id, body) VALUES ($1, $2, $3)
+ON CONFLICT (instance_id) DO UPDATE
+SET scene_id = EXCLUDED.scene_id, body = EXCLUDED.body, saved_at = now()
+RETURNING saved_at
+"""
+
+DECISION_DRAFT = "SELECT body, saved_at FROM decision_drafts WHERE instance_id = $1"
+
+DECISION_DRAFT_DELETE = "DELETE FROM decision_drafts WHERE instance_id = $1"
+
+DECISION_LATEST = """
+SELECT version, checksum, body, published_at FROM decision_versions
+WHERE instance_id = $1 ORDER BY version DESC LIMIT 1
+"""
+
+# Under the instance's advisory lock (decision_store.publish); the primary key backs it up.
+DECISION_INSERT_VERSION = """
+INSERT INTO decision_versions (instance_id, version, scene_id, body, checksum, note)
+SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
+FROM decision_versions WHERE instance_id = $1
+RETURNING version, published_at
+"""
+
+DECISION_VERSIONS = """
+SELECT version, checksum, note, published_at FROM decision_versions
+WHERE instance_id = $1 ORDER BY version
+"""
+
+DECISION_VERSION_BODY = """
+SELECT body FROM decision_versions WHERE instance_id = $1 AND version = $2
+"""
+
+DECISIONS_INSERT = """
+INSERT INTO decisions
+    (instance_id, version, strategy, grp, control, user_id, item_id, order_id, decided_at)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::boolean[],
+                     $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+"""
+
+# What a decision's user tags read: the profile's attributes and its columns.
+DECISION_USER_ATTRS = """
+SELECT attrs || jsonb_strip_nulls(jsonb_build_object(
+    'timezone', timezone, 'email', email, 'phone', phone))
+FROM users WHERE user_id = $1
+"""

@@ -146,6 +146,9 @@ def _keeps_meaning(name: str, live: TagDefinition, new: TagDefinition) -> list[P
         # segments read no pass-through value: rules already published would change meaning
         reason = "a published tag cannot become, or stop being, a pass-through field"
         return [Problem(f"tags.{name}.source", reason)]
+    if new.whose != live.whose:
+        reason = f"a published tag keeps its kind ({live.whose}); define a new tag instead"
+        return [Problem(f"tags.{name}.kind", reason)]
     dropped = sorted(set(live.values or ()) - set(new.values or ()))
     if dropped:
         reason = f"a published enum keeps its values; {', '.join(dropped)} would be dropped"

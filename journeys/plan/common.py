@@ -18,7 +18,8 @@ class PlanModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def _slug(kind: str, pattern: str, allowed: str) -> AfterValidator:
+def slug(kind: str, pattern: str, allowed: str) -> AfterValidator:
+    """A validator refusing values that do not fully match ``pattern``, naming ``kind``."""
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
@@ -33,20 +34,20 @@ def _slug(kind: str, pattern: str, allowed: str) -> AfterValidator:
 
 
 PLAN_ID_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
-PlanId = Annotated[str, _slug("plan id", PLAN_ID_PATTERN, "lowercase letters, digits and -")]
+PlanId = Annotated[str, slug("plan id", PLAN_ID_PATTERN, "lowercase letters, digits and -")]
 StepId = Annotated[
-    str, _slug("step id", r"[a-z0-9][a-z0-9_-]{0,62}", "lowercase letters, digits, - and _")
+    str, slug("step id", r"[a-z0-9][a-z0-9_-]{0,62}", "lowercase letters, digits, - and _")
 ]
 ChannelName = Annotated[
-    str, _slug("channel name", r"[a-z0-9][a-z0-9_-]{0,62}", "lowercase letters, digits, - and _")
+    str, slug("channel name", r"[a-z0-9][a-z0-9_-]{0,62}", "lowercase letters, digits, - and _")
 ]
 TemplateName = Annotated[
     str,
-    _slug("template name", r"[a-z0-9][a-z0-9_.-]{0,62}", "lowercase letters, digits, ., - and _"),
+    slug("template name", r"[a-z0-9][a-z0-9_.-]{0,62}", "lowercase letters, digits, ., - and _"),
 ]
 AudienceName = Annotated[
     str,
-    _slug("audience name", r"[a-z0-9][a-z0-9_.-]{0,62}", "lowercase letters, digits, ., - and _"),
+    slug("audience name", r"[a-z0-9][a-z0-9_.-]{0,62}", "lowercase letters, digits, ., - and _"),
 ]
 
 

@@ -9,7 +9,7 @@ select on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -18,7 +18,7 @@ from journeys.errors import Problem
 from journeys.plan.models import Plan
 from journeys.plan.rule_sites import RuleSite, rule_sites, tag_leaves
 from journeys.rules import ENTRY_PREFIX, RelativeDate, TagCondition
-from journeys.tags.model import TagDefinition
+from journeys.tags.model import TagDefinition, TagKind
 
 TagState = Literal["draft", "published", "disabled"]
 
@@ -29,6 +29,14 @@ OPS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "bool": ("eq", "ne", "exists"),
     "datetime": ("eq", "ne", "gt", "gte", "lt", "lte", "between", "exists", "anniversary"),
     "list": ("contains", "exists"),
+}
+PLAN_TAG_KINDS: tuple[TagKind, ...] = ("user", "custom")
+"""What a plan's rules may read: its users' tags and the entry event's fields."""
+_KIND_NOUN = {
+    "user": "a user tag",
+    "item": "an item tag",
+    "order": "an order tag",
+    "custom": "a pass-through field",
 }
 _NOUN = {
     "number": "a number",
@@ -58,16 +66,30 @@ def rule_tag_problems(
 
 
 def site_tag_problems(
-    sites: Iterable[RuleSite], registry: Mapping[str, RegisteredTag], *, allow_disabled: bool
+    sites: Iterable[RuleSite],
+    registry: Mapping[str, RegisteredTag],
+    *,
+    allow_disabled: bool,
+    kinds: Collection[TagKind] = PLAN_TAG_KINDS,
+    kinds_why: str = "decisions read it, plans cannot",
 ) -> list[Problem]:
-    """What is wrong with the tags the rules at ``sites`` read."""
+    """What is wrong with the tags the rules at ``sites`` read; a tag of a kind outside
+    ``kinds`` is refused for ``kinds_why``."""
     problems: list[Problem] = []
     for site in sites:
         for path, leaf in tag_leaves(site.rule, site.path):
             if leaf.tag.startswith(ENTRY_PREFIX):
                 continue
             problems.extend(
-                _leaf_problems(path, leaf, registry.get(leaf.tag), site.segment, allow_disabled)
+                _leaf_problems(
+                    path,
+                    leaf,
+                    registry.get(leaf.tag),
+                    site.segment,
+                    allow_disabled,
+                    kinds,
+                    kinds_why,
+                )
             )
     return problems
 
@@ -78,6 +100,8 @@ def _leaf_problems(
     tag: RegisteredTag | None,
     segment: bool,
     allow_disabled: bool,
+    kinds: Collection[TagKind],
+    kinds_why: str,
 ) -> list[Problem]:
     where = f"{path}.tag"
     if tag is None:
@@ -88,12 +112,17 @@ def _leaf_problems(
         reason = f'tag "{leaf.tag}" is disabled: only plan versions that already use it may'
         return [Problem(where, reason)]
     definition = tag.live
+    if definition.whose not in kinds:
+        return [Problem(where, f'tag "{leaf.tag}" is {_KIND_NOUN[definition.whose]}: {kinds_why}')]
     if segment and definition.passed_through:
         reason = f'tag "{leaf.tag}" is passed through at call time; a segment cannot read it'
         return [Problem(where, reason)]
     allowed = OPS_BY_TYPE[definition.type]
     if leaf.op not in allowed:
-        reason = f"op {leaf.op} does not suit a {definition.type} tag (use {', '.join(allowed)})"
+        article = "an" if definition.type == "enum" else "a"
+        reason = (
+            f"op {leaf.op} does not suit {article} {definition.type} tag (use {', '.join(allowed)})"
+        )
         return [Problem(f"{path}.op", reason)]
     if leaf.op in ("exists", "anniversary"):
         return []  # their operands were checked with the rule

@@ -40,6 +40,9 @@ from journeys.plan.source import load_checked
 from journeys.rules import EventName, PropertyFilter, PropertyName, TagName
 
 TagType = Literal["number", "string", "enum", "bool", "datetime", "list"]
+TagKind = Literal["user", "item", "order", "custom"]
+"""Whose value a tag is (seed 004): a user's (by user id), an item's (by sku), an order's (by
+order id), or a custom field the caller passes through."""
 Aggregate = Literal["count", "sum", "min", "max", "avg"]
 DEFAULT_CACHE_TTL = timedelta(minutes=3)
 """How long a computed tag's value (a list or an aggregate) is reused unless it says."""
@@ -121,6 +124,9 @@ class TagDefinition(PlanModel):
     """What a tag is; ``source`` defaults to the profile attribute of the tag's name."""
 
     type: TagType
+    kind: TagKind | None = None
+    """Whose value this is; a pass-through field is ``custom``, anything else ``user`` unless
+    it says (item and order tags read the attributes of the catalog's items and orders)."""
     values: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
     source: TagSource | None = None
     description: str = ""
@@ -148,7 +154,21 @@ class TagDefinition(PlanModel):
             raise ValueError("an event aggregate is a number: type number")
         if self.cache_ttl is not None and not self.computed:
             raise ValueError("cache_ttl is for computed tags (a list or an event aggregate)")
+        if self.passed_through != (self.kind == "custom") and self.kind is not None:
+            raise ValueError(
+                "a custom tag is a pass-through field (source: {field: ...}), and a "
+                "pass-through field is a custom tag"
+            )
+        if self.kind in ("item", "order") and self.computed:
+            raise ValueError(f"an {self.kind} tag reads an attribute of the {self.kind}")
         return self
+
+    @property
+    def whose(self) -> TagKind:
+        """The tag's kind, with its default filled in."""
+        if self.kind is not None:
+            return self.kind
+        return "custom" if self.passed_through else "user"
 
     @property
     def computed(self) -> bool:

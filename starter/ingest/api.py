@@ -7,13 +7,15 @@ into a running plan with an API entry (``{"request_id": ..., "entries": [{"user_
 "context": {...}}]}``). ``POST /v1/suppressions`` (and ``/remove``) marks
 users suppressed, or allowed as test users, from ``{"user_ids": [...], "channel": "*"}``.
 ``POST /v1/inbox/read`` (and ``/click``) record what the app's user did with an
-in-app message. ``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics``
-counts in the Prometheus text format.
+in-app message. ``POST /v1/decide`` answers a decision instance for one caller.
+``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
+Prometheus text format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from temporalio.client import Client
 
 from activities.controls.suppression import SuppressionStore
+from activities.decisions import DecisionService
 from activities.engagement import EngagementMap, EngagementStore
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
@@ -33,6 +36,7 @@ from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 from journeys.policy import Suppression
 
 from .body import BodyRefused, read_json, refused
+from .decide import add_decide_route
 from .entries import add_entry_routes
 from .inbox import add_inbox_routes
 from .openapi import EVENTS_BODY, Health, Refusal, install_openapi
@@ -71,9 +75,14 @@ def create_app(
         )
         state["engagement"] = EngagementStore(pool=pool, engagement=engagement)
         state["suppressions"] = SuppressionStore(pool=pool, redis=redis)
+        state["decisions"] = decisions = DecisionService(pool=pool, redis=redis)
+        recording = asyncio.create_task(decisions.recorder.run())
         try:
             yield
         finally:
+            recording.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recording  # its last flush writes what is buffered
             await redis.aclose()
             await pool.close()
 
@@ -119,6 +128,7 @@ def create_app(
 
     add_entry_routes(app, ingest=lambda: state["ingest"], max_body_bytes=max_body_bytes)
     add_inbox_routes(app, store=lambda: state["engagement"], max_body_bytes=max_body_bytes)
+    add_decide_route(app, service=lambda: state["decisions"], max_body_bytes=max_body_bytes)
     add_suppression_routes(
         app,
         store=lambda: state["suppressions"],
@@ -152,6 +162,10 @@ def create_app(
     async def metrics() -> PlainTextResponse:
         """Counters in the Prometheus text format."""
         lines = []
+        decisions: DecisionService | None = state.get("decisions")
+        if decisions is not None:
+            counts["decide_cache_hits"] = decisions.stats.hits
+            counts["decide_cache_misses"] = decisions.stats.misses
         for name in sorted(counts):
             lines += [
                 f"# TYPE journeys_ingest_{name} counter",

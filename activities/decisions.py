@@ -1,0 +1,231 @@
+"""Answering decisions: the live instance, the caller's tag values, the engine, the record.
+
+One :class:`DecisionService` per process (``journeys serve``, the CLI). It keeps the live
+version of each instance for :data:`INSTANCE_TTL` (a publish or rollback shows within it;
+one call never sees half a version, since a version is one row read whole), and each tag's
+value per caller for the tag's cache TTL (seed 004: "cached for a few minutes"; computed
+tags are cached in Redis as well, shared by every process). Decisions are recorded by
+:class:`DecisionRecorder` in batches, not one write per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from activities.db import decision_store, queries, tag_store
+from activities.db.pool import DbPool
+from activities.tags.values import page_tag_values
+from journeys.decisions.check import instance_tags
+from journeys.decisions.contracts import DecideAnswer, DecideRequest
+from journeys.decisions.engine import Decided, decide
+from journeys.decisions.model import FieldType, Scene
+from journeys.errors import DecisionRefused, Problem
+from journeys.tags.check import RegisteredTag
+from journeys.tags.model import FieldSource
+
+INSTANCE_TTL = timedelta(seconds=1)
+MAX_CACHED_VALUES = 200_000
+"""Tag values kept in process; past it the cache starts over (cheaper than an LRU here)."""
+_FITS: dict[FieldType, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "bool": (bool,),
+}
+
+
+@dataclass
+class _Live:
+    expires: float
+    live: decision_store.LiveInstance
+    tags: dict[str, RegisteredTag]
+
+
+@dataclass
+class CacheStats:
+    """How tag values were found: in process, or read from their source (or Redis)."""
+
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+@dataclass
+class DecisionRecorder:
+    """Buffers decided rows and writes them in one statement per batch."""
+
+    pool: DbPool
+    batch: int = 500
+    every: timedelta = timedelta(seconds=1)
+    _rows: list[tuple[Any, ...]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    def add(
+        self, request: DecideRequest, answer: DecideAnswer, control: bool, at: datetime
+    ) -> None:
+        """Buffer one decision (written at the next flush)."""
+        self._rows.append(
+            (answer.instance, answer.version, answer.strategy, answer.group, control,
+             request.user_id, request.item_id, request.order_id, at)
+        )  # fmt: skip
+        if len(self._rows) >= self.batch:
+            self._task = self._task or asyncio.create_task(self._flush_soon(timedelta(0)))
+
+    async def flush(self) -> int:
+        """Write what is buffered; how many rows."""
+        rows, self._rows = self._rows, []
+        if rows:
+            columns = list(zip(*rows, strict=True))
+            await self.pool.execute(queries.DECISIONS_INSERT, *[list(c) for c in columns])
+        return len(rows)
+
+    async def run(self) -> None:
+        """Flush every :attr:`every` until cancelled (then once more)."""
+        try:
+            while True:
+                await asyncio.sleep(self.every.total_seconds())
+                await self.flush()
+        finally:
+            await asyncio.shield(self.flush())
+
+    async def _flush_soon(self, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())
+        self._task = None
+        await self.flush()
+
+
+class DecisionService:
+    """Decides for callers; built once per process with the pools."""
+
+    def __init__(
+        self,
+        *,
+        pool: DbPool,
+        redis: aioredis.Redis | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._redis = redis
+        self._live: dict[str, _Live] = {}
+        self._values: dict[tuple[str, int, str], tuple[float, Any]] = {}
+        self.stats = CacheStats()
+        self.recorder = DecisionRecorder(pool)
+
+    async def decide(self, request: DecideRequest, *, now: datetime | None = None) -> DecideAnswer:
+        """Answer ``request``; raises NotFound (no such live instance) or
+        :class:`DecisionRefused` (a missing id or field, a field of the wrong type)."""
+        at = now or datetime.now(UTC)
+        live = await self._instance(request.instance)
+        scene = live.live.scene
+        _refuse_malformed(request, scene)
+        values = await self._values_of(request, live, at)
+        key = _ids(request)[scene.keys[0]]
+        assert key is not None  # the scene's keys were checked present
+        decided: Decided = decide(
+            live.live.instance, values=values, key=key, now=at, explain=request.explain
+        )
+        answer = DecideAnswer(
+            instance=request.instance,
+            version=live.live.version,
+            decision=decided.decision,
+            strategy=decided.strategy,
+            group=decided.group,
+            explain=decided.explain,
+        )
+        self.recorder.add(request, answer, decided.control, at)
+        return answer
+
+    async def _instance(self, instance_id: str) -> _Live:
+        cached = self._live.get(instance_id)
+        clock = self._clock()
+        if cached is not None and cached.expires > clock:
+            return cached
+        live = await decision_store.live(self._pool, instance_id)
+        # a disabled tag keeps its live definition: strategies already using it keep working
+        tags = await tag_store.registry(self._pool, instance_tags(live.instance))
+        fresh = _Live(clock + INSTANCE_TTL.total_seconds(), live, tags)
+        self._live[instance_id] = fresh
+        return fresh
+
+    async def _values_of(self, request: DecideRequest, live: _Live, at: datetime) -> dict[str, Any]:
+        """Each tag the instance reads: pass-through fields from the call, the rest cached
+        per caller for the tag's TTL."""
+        values: dict[str, Any] = {}
+        missing: dict[str, RegisteredTag] = {}
+        clock = self._clock()
+        user = request.user_id
+        for name, tag in live.tags.items():
+            definition = tag.live
+            if definition is None:
+                continue
+            if isinstance(definition.source, FieldSource):
+                values[name] = request.fields.get(definition.source.field)
+                continue
+            if user is None:  # a scene whose calls carry no user reads no user tag
+                values[name] = None
+                continue
+            hit = self._values.get((name, tag.live_version, user))
+            if hit is not None and hit[0] > clock:
+                values[name] = hit[1]
+                self.stats.hits += 1
+            else:
+                missing[name] = tag
+                self.stats.misses += 1
+        if missing and user is not None:
+            values.update(await self._read(user, missing, at, clock))
+        return values
+
+    async def _read(
+        self, user: str, tags: Mapping[str, RegisteredTag], at: datetime, clock: float
+    ) -> dict[str, Any]:
+        attrs = await self._pool.fetchval(queries.DECISION_USER_ATTRS, user) or {}
+        found = await page_tag_values(
+            self._pool, self._redis, found=tags, users=[user], attrs={user: attrs},
+            entry={}, now=at,
+        )  # fmt: skip
+        if len(self._values) > MAX_CACHED_VALUES:
+            self._values.clear()
+        out: dict[str, Any] = {}
+        for name, tag in tags.items():
+            assert tag.live is not None
+            value = found[user][name] if name in found[user] else attrs.get(name)
+            ttl = tag.live.ttl().total_seconds()
+            self._values[(name, tag.live_version, user)] = (clock + ttl, value)
+            out[name] = value
+        return out
+
+
+def _ids(request: DecideRequest) -> dict[str, str | None]:
+    return {"user": request.user_id, "item": request.item_id, "order": request.order_id}
+
+
+def _refuse_malformed(request: DecideRequest, scene: Scene) -> None:
+    """Every problem of a request the scene cannot answer, at once."""
+    problems: list[Problem] = []
+    ids = _ids(request)
+    for key in scene.keys:
+        if ids[key] is None:
+            problems.append(Problem(f"{key}_id", f"scene {scene.scene}'s calls carry it"))
+    for name, kind in sorted(scene.fields.items()):
+        value = request.fields.get(name)
+        if name not in request.fields:
+            problems.append(Problem(f"fields.{name}", f"missing: scene {scene.scene} promises it"))
+        elif value is not None and (
+            not isinstance(value, _FITS[kind]) or (kind == "number" and isinstance(value, bool))
+        ):
+            problems.append(Problem(f"fields.{name}", f"must be a {kind}, got {value!r}"[:200]))
+    for name in sorted(set(request.fields) - set(scene.fields)):
+        problems.append(Problem(f"fields.{name}", f"not a field of scene {scene.scene}"))
+    if problems:
+        raise DecisionRefused("decide", problems)

@@ -1,0 +1,1 @@
+"""The scene decision engine (seed 004): scenes, instances, strategies, rules and tags."""

@@ -1,0 +1,156 @@
+"""Scenes and instances checked against each other and the tag registry, every problem with
+its path: tags exist, are published and of a kind the scene's calls carry, operators suit
+the tag's type, enum values are declared, pass-through tags read a field the scene promises
+(of a fitting type), experiments are allowed, and every decision satisfies the scene's JSON
+Schema (checked with ``jsonschema``, Draft 2020-12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import JsonValue
+
+from journeys.decisions.model import Instance, Scene
+from journeys.errors import Problem
+from journeys.plan.rule_sites import RuleSite
+from journeys.rules import (
+    ENTRY_PREFIX,
+    AllOf,
+    AnyOf,
+    EventCondition,
+    NotRule,
+    Rule,
+    TagCondition,
+)
+from journeys.tags.check import RegisteredTag, site_tag_problems
+from journeys.tags.model import FieldSource, TagKind
+
+UNSTORED: tuple[TagKind, ...] = ("item", "order")
+"""Kinds whose values nothing stores yet (a catalog of items and orders is not built)."""
+_FIELD_FITS = {"string": ("string", "enum"), "number": ("number",), "bool": ("bool",)}
+
+
+def scene_problems(scene: Scene) -> list[Problem]:
+    """What is wrong with a scene on its own: its decision schema must be a JSON Schema."""
+    try:
+        Draft202012Validator.check_schema(scene.decision_schema)
+    except SchemaError as exc:
+        where = ".".join(["decision_schema", *map(str, exc.path)])
+        return [Problem(where, f"not a JSON Schema: {exc.message}"[:300])]
+    return []
+
+
+def tag_kinds(scene: Scene) -> tuple[TagKind, ...]:
+    """The kinds of tags a scene's rules may read: those of the ids its calls carry, and
+    pass-through fields when it promises any."""
+    return (*scene.keys, *(("custom",) if scene.fields else ()))
+
+
+def instance_problems(
+    instance: Instance,
+    scene: Scene,
+    registry: Mapping[str, RegisteredTag],
+    *,
+    allow_disabled: bool = False,
+) -> list[Problem]:
+    """What is wrong with ``instance`` under ``scene``; ``registry`` holds at least the tags
+    its rules read (:func:`instance_tags`)."""
+    problems: list[Problem] = []
+    if instance.scene != scene.scene:
+        problems.append(Problem("scene", f"is {instance.scene!r}, checked against {scene.scene!r}"))
+    validator = Draft202012Validator(scene.decision_schema)
+    for path, decision in _decisions(instance):
+        problems += [
+            Problem(".".join([path, *map(str, error.path)]), f"decision {error.message}"[:300])
+            for error in validator.iter_errors(decision)
+        ]
+    sites: list[RuleSite] = []
+    for index, strategy in enumerate(instance.strategies):
+        where = f"strategies.{index}"
+        if strategy.experiment is not None and not scene.ab:
+            problems.append(
+                Problem(f"{where}.experiment", f"scene {scene.scene} allows no A/B experiments")
+            )
+        if strategy.rule is None:
+            continue
+        sites.append(RuleSite(f"{where}.rule", strategy.rule, segment=False))
+        for path, leaf in rule_leaves(strategy.rule, f"{where}.rule"):
+            if isinstance(leaf, EventCondition):
+                reason = "a decision rule reads tags; count a behaviour with an aggregate tag"
+                problems.append(Problem(f"{path}.event", reason))
+            elif leaf.tag.startswith(ENTRY_PREFIX):
+                reason = "decisions have no entry event; read a call's field with a custom tag"
+                problems.append(Problem(f"{path}.tag", reason))
+            else:
+                tag = registry.get(leaf.tag)
+                problems += _field_problems(path, leaf, tag, scene)
+                if tag is not None and tag.live is not None and tag.live.whose in UNSTORED:
+                    reason = (
+                        f'tag "{leaf.tag}" is an {tag.live.whose} tag: item and order values '
+                        "have no store yet; pass them through as fields (custom tags)"
+                    )
+                    problems.append(Problem(f"{path}.tag", reason))
+    carried = ", ".join(tag_kinds(scene))
+    problems += site_tag_problems(
+        sites,
+        registry,
+        allow_disabled=allow_disabled,
+        kinds=tag_kinds(scene),
+        kinds_why=f"scene {scene.scene}'s calls carry {carried} only",
+    )
+    return problems
+
+
+def instance_tags(instance: Instance) -> list[str]:
+    """The registry tags the instance's rules read, sorted."""
+    names = {
+        leaf.tag
+        for strategy in instance.strategies
+        if strategy.rule is not None
+        for _, leaf in rule_leaves(strategy.rule, "")
+        if isinstance(leaf, TagCondition) and not leaf.tag.startswith(ENTRY_PREFIX)
+    }
+    return sorted(names)
+
+
+def _field_problems(
+    path: str, leaf: TagCondition, tag: RegisteredTag | None, scene: Scene
+) -> list[Problem]:
+    """A pass-through tag must read a field the scene promises, of a type that fits."""
+    if tag is None or tag.live is None or not isinstance(tag.live.source, FieldSource):
+        return []
+    field = tag.live.source.field
+    promised = scene.fields.get(field)
+    if promised is None:
+        reason = f'tag "{leaf.tag}" reads field {field}, which scene {scene.scene} does not send'
+        return [Problem(f"{path}.tag", reason)]
+    if tag.live.type not in _FIELD_FITS[promised]:
+        reason = f'tag "{leaf.tag}" is {tag.live.type}; the scene sends {field} as {promised}'
+        return [Problem(f"{path}.tag", reason)]
+    return []
+
+
+def _decisions(instance: Instance) -> Iterator[tuple[str, JsonValue]]:
+    yield "default", instance.default
+    for index, strategy in enumerate(instance.strategies):
+        where = f"strategies.{index}"
+        if strategy.experiment is None:
+            yield f"{where}.decision", strategy.decision
+            continue
+        for number, group in enumerate(strategy.experiment.groups):
+            yield f"{where}.experiment.groups.{number}.decision", group.decision
+
+
+def rule_leaves(rule: Rule, path: str) -> Iterator[tuple[str, TagCondition | EventCondition]]:
+    """Each leaf condition of ``rule`` with its dotted path, in file order."""
+    if isinstance(rule, AllOf | AnyOf):
+        form, children = ("all", rule.all) if isinstance(rule, AllOf) else ("any", rule.any)
+        for index, child in enumerate(children):
+            yield from rule_leaves(child, f"{path}.{form}.{index}")
+    elif isinstance(rule, NotRule):
+        yield from rule_leaves(rule.not_, f"{path}.not")
+    else:
+        yield path, rule
