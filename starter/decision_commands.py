@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,13 +17,14 @@ from activities.db.pool import DbPool
 from activities.decisions import DecisionService
 from journeys.decisions.check import instance_problems, instance_tags, scene_problems
 from journeys.decisions.contracts import DecideAnswer, DecideRequest, FieldValue
-from journeys.decisions.model import DecisionFile, Instance, Scene, check_decision_file
+from journeys.decisions.model import Instance, Scene, load_decision_file
+from journeys.durations import parse_duration
 from journeys.errors import DecisionRefused, JourneysError
-from journeys.plan.source import load_checked
 from journeys.settings import get_settings
 
 from .connect import database, redis_client
 from .console import out, print_json
+from .decision_report import decision_report, report_tables
 
 decisions_app = typer.Typer(
     name="decisions",
@@ -39,13 +41,6 @@ def _run(work: Callable[[DbPool], Awaitable[T]]) -> T:
             return await work(pool)
 
     return asyncio.run(go())
-
-
-def load_decision_file(path: Path) -> DecisionFile:
-    """A scene or instance file, checked on its own (every problem with its path)."""
-    model = load_checked(path, check_decision_file, refused=DecisionRefused)
-    assert isinstance(model, Scene | Instance)  # what check_decision_file returns
-    return model
 
 
 @decisions_app.command()
@@ -132,6 +127,24 @@ def rollback(
     """Make an earlier version live again, as a new version."""
     version = _run(lambda pool: decision_store.rollback(pool, instance, to=to))
     out.print(f"instance {instance}: version {version.version} (= v{to}) is live")
+
+
+@decisions_app.command()
+def report(
+    instance: str = typer.Argument(...),
+    since: str = typer.Option("7d", help="How far back: decisions made since (a duration)."),
+    window: str = typer.Option("7d", help="How long after a decision a metric event counts."),
+    as_json: bool = _JSON,
+) -> None:
+    """Decisions per strategy and group, and the scene's metrics per group with the lift
+    of each test group against the control."""
+    start = datetime.now(UTC) - parse_duration(since)
+    found = _run(lambda pool: decision_report(pool, instance, since=start,
+                                              window=parse_duration(window)))  # fmt: skip
+    if as_json:
+        print_json(found.model_dump(mode="json"))
+        return
+    out.print(report_tables(found))
 
 
 def _instance_file(path: Path) -> Instance:

@@ -15,12 +15,13 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.audience.shard_sets import save_audience
 from activities.channels.message import idempotency_key
-from activities.db import plan_store, queries, tag_store
+from activities.db import decision_store, plan_store, queries, tag_store
 from activities.db.pool import DbPool
 from activities.engagement import EngagementStore
 from activities.tags.values import computed_values
 from journeys.channels_config import load_channels
 from journeys.contracts.runs import PlanRunResult
+from journeys.decisions.model import Instance, Scene, load_decision_file
 from journeys.settings import Settings
 from journeys.tags.model import load_tags_file
 
@@ -106,6 +107,20 @@ async def publish_example_tags(pool: DbPool, *, user: str) -> list[str]:
     return published
 
 
+async def publish_example_decisions(pool: DbPool) -> list[str]:
+    """The example scenes, then their instances, published (a plan's ``decide`` step reads
+    one); the instances' ids."""
+    files = sorted((examples_dir() / "decisions").glob("*.yaml"))
+    models = [load_decision_file(path) for path in files]
+    for scene in (m for m in models if isinstance(m, Scene)):
+        await decision_store.define_scene(pool, scene)
+    instances = [m for m in models if isinstance(m, Instance)]
+    for instance in instances:
+        await decision_store.save_draft(pool, instance)
+        await decision_store.publish(pool, instance.instance)
+    return [i.instance for i in instances]
+
+
 async def run_demo(settings: Settings) -> PlanRunResult:
     """The demo scenario, against services (and a worker) the caller has started."""
     channels = examples_dir() / "channels.yaml"
@@ -121,6 +136,8 @@ async def run_demo(settings: Settings) -> PlanRunResult:
         table = Table("plan", "version", "entry", "steps", "file", title="published plans")
         published = await publish_example_tags(pool, user=ids[0])
         out.print(f"tags: {len(published)} published from examples/tags.yaml")
+        decided = await publish_example_decisions(pool)
+        out.print(f"decision instances: {', '.join(decided)} live from examples/decisions")
         for path in sorted(examples_dir().glob("*.yaml")):
             if path.name in NOT_PLANS:
                 continue

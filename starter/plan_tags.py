@@ -1,4 +1,5 @@
-"""``journeys validate``'s check of a plan's rules against the tag registry."""
+"""``journeys validate``'s check of a plan's rules against the tag registry, and of its
+``decide`` steps against the published decision instances."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from activities.db import plan_store, queries
 from journeys.errors import Problem, ServiceUnavailable
 from journeys.plan.models import Plan
 from journeys.plan.rule_sites import plan_tags
+from journeys.plan.steps import DecideStep
 from journeys.settings import Settings
 
 from .connect import database
@@ -16,7 +18,7 @@ async def registry_problems(settings: Settings, plan: Plan) -> tuple[list[Proble
     could not be read (validate still checks the file offline; publish and launch always
     check the tags). A plan equal to its newest version publishes nothing, so there is
     nothing to refuse; a plan whose rules read no tag needs no database."""
-    if not plan_tags(plan):
+    if not plan_tags(plan) and not any(isinstance(s, DecideStep) for s in plan.steps.values()):
         return [], None
     try:
         async with database(settings) as pool:

@@ -9,10 +9,12 @@ import json
 import random
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 import yaml
 from scipy.stats import binomtest
@@ -21,16 +23,17 @@ from activities.db import decision_store, tag_store
 from activities.db.pool import DbPool
 from activities.decisions import DecisionService
 from journeys.ab import bucket
+from journeys.arm_stats import ArmCounts, compare_arms
 from journeys.decisions.contracts import DecideRequest, FieldValue
 from journeys.decisions.model import Instance, Scene
 from journeys.errors import DecisionRefused
 from journeys.settings import Settings
 from journeys.tags.model import TagsFile
 from starter.client import Journeys
-from tests.conftest import ROOT, serving_ingest, spawn_journeys
+from tests.conftest import serving_ingest, spawn_journeys
+from tests.decision_kit import load, own_scene_and_instance, seed_users
 from tests.tag_kit import publish_model
 
-EXAMPLES = ROOT / "examples" / "decisions"
 FIELDS: dict[str, FieldValue] = {"channel": "app", "amount": 199}
 
 
@@ -42,37 +45,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def seed_users(pool: DbPool, attrs: dict[str, dict[str, Any]]) -> None:
-    await pool.execute(
-        "INSERT INTO users (user_id, attrs) SELECT * FROM unnest($1::text[], $2::jsonb[])"
-        " ON CONFLICT (user_id) DO UPDATE SET attrs = EXCLUDED.attrs",
-        list(attrs),
-        list(attrs.values()),
-    )
-
-
-def load(name: str) -> dict[str, Any]:
-    body: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    return body
-
-
-async def own_scene_and_instance(
-    pool: DbPool, *, risk_tag: str = "risk_level", medium: int = 3
-) -> tuple[Scene, Instance]:
-    """The example scene and instance under ids of the test's own."""
-    tag = uuid.uuid4().hex[:6]
-    scene = Scene.model_validate({**load("payment.scene.yaml"), "scene": f"pay-{tag}"})
-    body = load("checkout-instalments.yaml")
-    body.update(instance=f"inst-{tag}", scene=scene.scene)
-    for strategy in body["strategies"]:
-        if strategy["rule"]["tag"] == "risk_level":
-            strategy["rule"]["tag"] = risk_tag
-        if strategy["name"] == "medium-risk":
-            strategy["decision"] = {"instalments": medium}
-    await decision_store.define_scene(pool, scene)
-    return scene, Instance.model_validate(body)
 
 
 async def test_seed_004s_instalments_test_end_to_end(
@@ -137,6 +109,8 @@ async def test_seed_004s_instalments_test_end_to_end(
     )
     assert sum(recorded.values()) == 10_000 + len(sample) + 1
     assert recorded["test"] == groups["test"] + http_test
+    # the examples' segments read every profile: leave none of these behind
+    await pool.execute("DELETE FROM users WHERE user_id LIKE $1", f"{prefix}-%")
 
 
 async def test_a_call_sees_one_whole_version_through_publish_and_rollback(
@@ -322,3 +296,61 @@ async def test_the_cli_publishes_lists_rolls_back_and_decides(
     await journeys("decisions", "rollback", instance.instance, "--to", "1")
     listed = json.loads(await journeys("decisions", "versions", instance.instance, "--json"))
     assert [(v["version"], v["note"]) for v in listed] == [(1, None), (2, "rollback to v1")]
+
+
+async def test_the_report_compares_each_group_on_the_scenes_metric(
+    pool: DbPool, redis: aioredis.Redis, cli_env: dict[str, str]
+) -> None:
+    _, instance = await own_scene_and_instance(pool)
+    await decision_store.save_draft(pool, instance)
+    await decision_store.publish(pool, instance.instance)
+    prefix = f"r{uuid.uuid4().hex[:6]}"
+    users = {f"{prefix}-{n:03d}": {"risk_level": "low" if n < 300 else "high"} for n in range(400)}
+    await seed_users(pool, users)
+    service = DecisionService(pool=pool, redis=redis)
+    group_of = {}
+    for user in users:
+        for _ in range(2):  # two calls each: users are counted once, calls twice
+            answer = await service.decide(
+                DecideRequest(instance=instance.instance, user_id=user, fields=FIELDS)
+            )
+        group_of[user] = answer.group
+    await service.recorder.flush()
+    control = [u for u, g in group_of.items() if g == "control"]
+    test = [u for u, g in group_of.items() if g == "test"]
+    took = control[:30] + test[:60]  # converted: loan_taken within the 7-day window
+    before, late = control[30:40], test[60:70]  # before the decision, or 8 days after
+    now = datetime.now(UTC)
+    rows = [(u, now + timedelta(hours=1)) for u in took]
+    rows += [(u, now - timedelta(days=1)) for u in before]
+    rows += [(u, now + timedelta(days=8)) for u in late]
+    await pool.execute(
+        "INSERT INTO events (user_id, name, ts, props, routed_at)"
+        " SELECT u, 'loan_taken', t, '{}'::jsonb, now() FROM unnest($1::text[], $2::timestamptz[])"
+        " AS x(u, t)",
+        [u for u, _ in rows],
+        [t for _, t in rows],
+    )
+    proc = await spawn_journeys("decisions", "report", instance.instance, "--json", env=cli_env)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    groups = {(g["strategy"], g["group"]): (g["users"], g["calls"]) for g in report["groups"]}
+    assert groups == {
+        ("low-risk", "control"): (len(control), 2 * len(control)),
+        ("low-risk", "test"): (len(test), 2 * len(test)),
+        (None, None): (100, 200),  # the high-risk users got the default
+    }
+    low = next(m for m in report["metrics"] if m["strategy"] == "low-risk")
+    assert low["metric"] == "loan_taken"
+    arms = {a["arm"]: a for a in low["groups"]}
+    assert (arms["control"]["converted"], arms["test"]["converted"]) == (30, 60)
+    expected = compare_arms([
+        ArmCounts(arm="control", control=True, users=len(control), converted=30),
+        ArmCounts(arm="test", users=len(test), converted=60),
+    ])[1]  # fmt: skip
+    rates = (60 / len(test) - 30 / len(control)) / (30 / len(control))
+    assert arms["test"]["lift"] == pytest.approx(rates) == pytest.approx(expected.lift)
+    assert arms["test"]["p_value"] == pytest.approx(expected.p_value)
+    assert arms["control"]["control"] and arms["control"]["lift"] is None
+    await pool.execute("DELETE FROM users WHERE user_id LIKE $1", f"{prefix}-%")

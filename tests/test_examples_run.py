@@ -11,7 +11,8 @@ last test checks each becomes a Temporal Schedule (tests/test_schedule_cli.py ru
 themselves: trigger, backfill, updates).
 ``cancelled-order-recall`` and ``order-shipped`` have their own files (test_example_recall.py,
 test_example_order_shipped.py); ``daily-checkin`` and ``birthday-week`` run over several
-occurrences of their schedules in test_calendar_examples.py (with the two above)."""
+occurrences of their schedules in test_calendar_examples.py (with the two above);
+``checkout-offer`` needs its decision instance published (test_decide_step.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,13 @@ from tests.journey_runner import Advance, JourneyKit, Send, UntilRun
 from tests.receiver import SmtpSink
 
 EXAMPLES = ROOT / "examples"
-RUN_ELSEWHERE = {"cancelled-order-recall", "order-shipped", "daily-checkin", "birthday-week"}
+RUN_ELSEWHERE = {
+    "cancelled-order-recall",
+    "order-shipped",
+    "daily-checkin",
+    "birthday-week",
+    "checkout-offer",
+}
 SCHEDULED = {"member-day", "weekly-digest"}
 """Schedule entries: launched as Temporal Schedules (tests/test_schedule_cli.py); here each
 runs one occurrence, with its users' outcomes checked."""

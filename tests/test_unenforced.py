@@ -38,6 +38,7 @@ CHANNELS_FILE = EXAMPLES / "channels.yaml"
 EXPECTED: dict[str, list[str]] = {
     "birthday-week": [],
     "cancelled-order-recall": [],
+    "checkout-offer": [],
     "daily-checkin": [],
     "instalments-ab": [],
     "member-day": [],

@@ -9,12 +9,18 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.pages import RoutePageInput, RoutePageOutput
     from journeys.contracts.shard import Cohort
-    from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
+    from journeys.plan.steps import (
+        AbSplitStep,
+        BranchStep,
+        DecideStep,
+        UpdateStep,
+        WaitUntilStep,
+    )
 
 from workflows import activity_calls as calls
 from workflows.context import ShardContext
 
-RoutedStep = BranchStep | AbSplitStep | UpdateStep | WaitUntilStep
+RoutedStep = BranchStep | AbSplitStep | UpdateStep | WaitUntilStep | DecideStep
 
 
 async def route_cohort(

@@ -17,9 +17,16 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from activities.db.pool import DbPool
-from journeys.decisions.check import instance_problems, instance_tags, scene_problems
+from journeys.decisions.check import (
+    decide_step_problems,
+    instance_problems,
+    instance_tags,
+    scene_problems,
+)
 from journeys.decisions.model import Instance, Scene
 from journeys.errors import DecisionRefused, NotFound, Problem
+from journeys.plan.models import Plan
+from journeys.plan.steps import DecideStep
 
 from . import queries, tag_store
 
@@ -164,6 +171,27 @@ async def versions(pool: DbPool, instance_id: str) -> list[InstanceVersion]:
     if not rows:
         raise NotFound(f"instance {instance_id!r} has no published version")
     return [InstanceVersion(instance_id=instance_id, created=False, **dict(r)) for r in rows]
+
+
+async def plan_problems(conn: tag_store.Connection | DbPool, plan: Plan) -> list[Problem]:
+    """What the decision store refuses in ``plan``: each ``decide`` step's instance must be
+    published, of a scene a journey can answer, with the fields it promises."""
+    problems: list[Problem] = []
+    for step_id, step in plan.steps.items():
+        if not isinstance(step, DecideStep):
+            continue
+        path = f"steps.{step_id}.decide"
+        row = await conn.fetchrow(queries.DECISION_LATEST, step.instance)
+        if row is None:
+            reason = f"no published instance {step.instance!r} (journeys decisions publish)"
+            problems.append(Problem(f"{path}.instance", reason))
+            continue
+        instance = Instance.model_validate(row["body"])
+        the_scene = Scene.model_validate(
+            await conn.fetchval(queries.DECISION_SCENE, instance.scene)
+        )
+        problems += decide_step_problems(path, step, the_scene)
+    return problems
 
 
 async def live(pool: DbPool, instance_id: str) -> LiveInstance:

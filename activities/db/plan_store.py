@@ -14,7 +14,7 @@ from journeys.plan.models import Plan
 from journeys.plan.rule_sites import plan_tags
 from journeys.tags.check import rule_tag_problems
 
-from . import queries, tag_store
+from . import decision_store, queries, tag_store
 
 
 class VersionInfo(BaseModel):
@@ -85,13 +85,14 @@ async def tag_problems(
     conn: tag_store.Connection | DbPool, plan: Plan, *, for_share: bool = False
 ) -> list[Problem]:
     """What the tag registry refuses in a new version of ``plan`` (none when its rules read no
-    tag); ``for_share`` holds the tags' rows against a state change until the transaction
-    ends, as publishing does."""
+    tag), and the decision store about its ``decide`` steps; ``for_share`` holds the tags'
+    rows against a state change until the transaction ends, as publishing does."""
+    problems = await decision_store.plan_problems(conn, plan)
     names = plan_tags(plan)
     if not names:
-        return []
+        return problems
     found = await tag_store.registry(conn, names, for_share=for_share)
-    return rule_tag_problems(plan, found, allow_disabled=False)
+    return rule_tag_problems(plan, found, allow_disabled=False) + problems
 
 
 async def versions(pool: DbPool, plan_id: str) -> list[VersionInfo]:

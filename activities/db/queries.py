@@ -831,3 +831,24 @@ SELECT attrs || jsonb_strip_nulls(jsonb_build_object(
     'timezone', timezone, 'email', email, 'phone', phone))
 FROM users WHERE user_id = $1
 """
+
+# The decision report: per strategy and group, the users decided since $2 (each counted once
+# per group, from their first decision there), their calls, and how many did event $3
+# within $4 after that first decision.
+DECISION_REPORT = """
+WITH decided AS (
+    SELECT strategy, grp, control, user_id, min(decided_at) AS first_at, count(*) AS calls
+    FROM decisions
+    WHERE instance_id = $1 AND decided_at >= $2 AND user_id IS NOT NULL
+    GROUP BY strategy, grp, control, user_id
+)
+SELECT d.strategy, d.grp, bool_or(d.control) AS control, count(*) AS users,
+       sum(d.calls)::bigint AS calls,
+       count(*) FILTER (WHERE $3::text IS NOT NULL AND EXISTS (
+           SELECT 1 FROM events e
+           WHERE e.user_id = d.user_id AND e.name = $3
+             AND e.ts >= d.first_at AND e.ts < d.first_at + $4::interval)) AS converted
+FROM decided d
+GROUP BY d.strategy, d.grp
+ORDER BY d.strategy NULLS LAST, d.grp NULLS FIRST
+"""

@@ -1,4 +1,4 @@
-"""The ``route_page`` activity: one page of a cohort at a branch, ab_split, update or
+"""The ``route_page`` activity: one page of a cohort at a branch, ab_split, update, decide or
 user-zone wait_until node, written to one sub-cohort per route, exactly once.
 
 Exactly once: the route keys and a page marker (holding the page's result) are written in
@@ -17,11 +17,12 @@ from activities.db import queries
 from activities.db.pool import DbPool
 from activities.heartbeat import heartbeating
 from activities.journey import routes
+from activities.journey.decide_page import decide_routes
 from activities.journey.facts import admit, load_facts, page_users
 from journeys.contracts import activities as contracts
 from journeys.contracts.pages import RoutePageInput, RoutePageOutput
 from journeys.names import cohort_key, pages_done_key
-from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep, WaitUntilStep
+from journeys.plan.steps import AbSplitStep, BranchStep, DecideStep, UpdateStep, WaitUntilStep
 from journeys.route_names import OK
 from journeys.rule_eval import in_zone
 
@@ -110,6 +111,11 @@ class RoutingActivities:
             facts = await load_facts(self._pool, users, now=data.now)
             fallback = step.fallback_timezone or data.fallback_zone
             return routes.zones(users, facts, fallback=fallback)
+        if isinstance(step, DecideStep):
+            return await decide_routes(
+                self._pool, self._redis, step, users, entries=entries, run_id=data.run_id,
+                now=data.now, record=not data.dry_run,
+            )  # fmt: skip
         if isinstance(step, UpdateStep):
             if not data.dry_run:
                 await self._update(step, users)

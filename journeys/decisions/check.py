@@ -16,6 +16,7 @@ from pydantic import JsonValue
 from journeys.decisions.model import Instance, Scene
 from journeys.errors import Problem
 from journeys.plan.rule_sites import RuleSite
+from journeys.plan.steps import DecideStep
 from journeys.rules import (
     ENTRY_PREFIX,
     AllOf,
@@ -101,6 +102,24 @@ def instance_problems(
         kinds=tag_kinds(scene),
         kinds_why=f"scene {scene.scene}'s calls carry {carried} only",
     )
+    return problems
+
+
+def decide_step_problems(path: str, step: DecideStep, scene: Scene) -> list[Problem]:
+    """What a plan's ``decide`` step at ``path`` lacks for its instance's scene: a journey
+    knows its users only, so the scene's calls must carry user ids alone, and the step gives
+    every field the scene promises (a constant or an entry property) and no other."""
+    problems: list[Problem] = []
+    if scene.keys != ["user"]:
+        reason = (
+            f"scene {scene.scene}'s calls carry {', '.join(scene.keys)} ids; a journey has "
+            "its users' only"
+        )
+        problems.append(Problem(f"{path}.instance", reason))
+    for name in sorted(set(scene.fields) - set(step.fields)):
+        problems.append(Problem(f"{path}.fields", f"scene {scene.scene} needs field {name}"))
+    for name in sorted(set(step.fields) - set(scene.fields)):
+        problems.append(Problem(f"{path}.fields.{name}", f"not a field of scene {scene.scene}"))
     return problems
 
 

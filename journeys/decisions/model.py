@@ -32,13 +32,15 @@ decision and share, and the default when no strategy's rule holds::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
-from journeys.errors import Problem
+from journeys.errors import DecisionRefused, Problem
 from journeys.plan.common import PlanModel, Text, slug
 from journeys.plan.problems import problems_from_error, sorted_problems
+from journeys.plan.source import load_checked
 from journeys.rules import EventName, PropertyName, Rule
 
 SLUG = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -163,3 +165,11 @@ def check_decision_file(data: object) -> tuple[DecisionFile | None, list[Problem
         return model.model_validate(data), []
     except ValidationError as exc:
         return None, sorted_problems(problems_from_error(exc))
+
+
+def load_decision_file(path: Path) -> DecisionFile:
+    """Read a scene or instance file, checked on its own; raise :class:`DecisionRefused`
+    with every problem and its path."""
+    model = load_checked(path, check_decision_file, refused=DecisionRefused)
+    assert isinstance(model, Scene | Instance)  # what check_decision_file returns
+    return model

@@ -20,6 +20,7 @@ EDGE_FIELDS: dict[str, tuple[str, ...]] = {
     "update": ("next",),
     "webhook": ("next",),
     "branch": ("branches[].next", "else"),
+    "decide": ("branches[].next", "else"),
     "ab_split": ("arms[].next",),
     "wait_for_event": ("on_event", "on_timeout"),
     "exit": (),

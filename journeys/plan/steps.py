@@ -10,6 +10,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
+from journeys.decisions.model import InstanceId
 from journeys.durations import Duration, within
 from journeys.plan.common import AwareDateTime, ChannelName, PlanModel, StepId, TemplateName, Text
 from journeys.rules import EventName, PropertyFilter, PropertyName, Rule
@@ -244,6 +245,44 @@ class WebhookStep(PlanModel):
     next: StepId | None = None
 
 
+class EntryField(PlanModel):
+    """A decision field read from the entry event's property (``{entry: amount}``)."""
+
+    entry: PropertyName
+
+
+DecisionField = EntryField | Annotated[str, Field(max_length=1000)] | bool | int | float
+
+
+class DecisionBranch(PlanModel):
+    """Users whose decision is ``when`` (or whose decision's ``key`` is) go to ``next``."""
+
+    name: Text
+    when: JsonValue
+    next: StepId | None = None
+
+
+class DecideStep(PlanModel):
+    """Route each user by what a decision instance decides for them (seed 004's engine):
+    the first branch whose ``when`` equals the decision (its ``key``, when the decisions are
+    objects) wins; the rest go to ``else``."""
+
+    type: Literal["decide"] = "decide"
+    instance: InstanceId
+    key: PropertyName | None = None
+    """Compare this property of the decision (an object) instead of the whole decision."""
+    fields: dict[PropertyName, DecisionField] = Field(default_factory=dict)
+    """The scene's pass-through fields: a constant, or ``{entry: prop}`` of the entry event."""
+    branches: list[DecisionBranch] = Field(min_length=1)
+    else_: StepId | None = Field(default=None, alias="else")
+
+    @field_validator("branches")
+    @classmethod
+    def _unique(cls, branches: list[DecisionBranch]) -> list[DecisionBranch]:
+        _reject_repeats("branch", [branch.name for branch in branches])
+        return branches
+
+
 class ExitStep(PlanModel):
     """End the journey of the users who reach it."""
 
@@ -266,6 +305,7 @@ StepModel = (
     | WaitForEventStep
     | UpdateStep
     | WebhookStep
+    | DecideStep
     | ExitStep
 )
 Step = Annotated[StepModel, Field(discriminator="type")]

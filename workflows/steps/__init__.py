@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.steps import (
         AbSplitStep,
         BranchStep,
+        DecideStep,
         ExitStep,
         SendStep,
         UpdateStep,
@@ -36,7 +37,7 @@ async def run_step(ctx: ShardContext, cohort: Cohort) -> bool:
     match step:
         case SendStep() | WebhookStep():
             return await send.run(ctx, cohort, step)
-        case BranchStep() | AbSplitStep() | UpdateStep():
+        case BranchStep() | AbSplitStep() | UpdateStep() | DecideStep():
             return await route.run(ctx, cohort, step)
         case WaitStep():
             return await wait.run(ctx, cohort, step)

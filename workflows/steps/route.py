@@ -1,6 +1,6 @@
-"""``branch``, ``ab_split`` and ``update``: route the cohort page by page, then send each
-route's users on (a control arm's journey ends there). An ab_split with a winning path
-holds some users back for the winner (:mod:`workflows.steps.winning`)."""
+"""``branch``, ``ab_split``, ``update`` and ``decide``: route the cohort page by page, then
+send each route's users on (a control arm's journey ends there). An ab_split with a winning
+path holds some users back for the winner (:mod:`workflows.steps.winning`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.shard import Cohort
-    from journeys.plan.steps import AbSplitStep, BranchStep, UpdateStep
+    from journeys.plan.steps import AbSplitStep, BranchStep, DecideStep, UpdateStep
     from journeys.route_names import HOLD, parse_route
 
 from workflows.context import ShardContext
@@ -17,7 +17,7 @@ from workflows.steps import winning
 
 
 async def run(
-    ctx: ShardContext, cohort: Cohort, step: BranchStep | AbSplitStep | UpdateStep
+    ctx: ShardContext, cohort: Cohort, step: BranchStep | AbSplitStep | UpdateStep | DecideStep
 ) -> bool:
     """Route every page of ``cohort``; False if it stopped early (state kept)."""
     winner = step.winner if isinstance(step, AbSplitStep) else None
@@ -54,10 +54,12 @@ async def run(
     return True
 
 
-def _way(step: BranchStep | AbSplitStep | UpdateStep, name: str) -> tuple[str, str | None, bool]:
+def _way(
+    step: BranchStep | AbSplitStep | UpdateStep | DecideStep, name: str
+) -> tuple[str, str | None, bool]:
     """(label for counters, next node, is the control arm) of route ``name``."""
     route = parse_route(name)
-    if isinstance(step, BranchStep):
+    if isinstance(step, BranchStep | DecideStep):
         if route.kind == "else":
             return "else", step.else_, False
         way = step.branches[route.index]
