@@ -30,6 +30,7 @@ from bench import (
     blast,
     blast_http,
     controls,
+    decide,
     engagement_load,
     events,
     per_user,
@@ -60,6 +61,7 @@ SCENARIOS: dict[str, Scenario] = {
     "controls": controls.run,
     "report": report.run,
     "engagement_load": engagement_load.run,
+    "decide": decide.run,
 }
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 
