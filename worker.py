@@ -59,7 +59,7 @@ def build_activities(
     plans = PlanActivities(pool)
     runs = RunActivities(pool=pool, redis=redis)
     delivery = DeliveryActivities(pool=pool, redis=redis, channels=channels)
-    routing = RoutingActivities(pool=pool, redis=redis)
+    routing = RoutingActivities(pool=pool, redis=redis, channels=channels)
     waiting = WaitingActivities(pool=pool, redis=redis)
     goals = GoalActivities(pool=pool, redis=redis)
     registry = RegistryActivities(redis=redis)

@@ -175,10 +175,29 @@ class Channel(_Model):
         return self
 
 
+class JudgementService(_Model):
+    """An external judgement service (risk control, a recommender) that a plan's ``check``
+    step asks about a page of users at once: ``POST {"step", "users": [{"user_id",
+    "attrs"}]}`` (signed like providers), answered ``{"results": [{"user_id", ...}]}``.
+    A request that times out, fails on the network or gets a 5xx or 429 is tried again up to
+    ``attempts`` times, ``backoff`` doubling; then the step's ``on_failure`` way is taken."""
+
+    url: Annotated[str, AfterValidator(_http_url)]
+    headers: dict[str, Annotated[str, AfterValidator(_header_value)]] = Field(default_factory=dict)
+    secret: Text | None = None
+    signature_header: Text = "X-Journeys-Signature"
+    timeout: Annotated[Duration, within(maximum=timedelta(minutes=1))] = timedelta(seconds=3)
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff: Annotated[Duration, within(maximum=timedelta(minutes=1))] = timedelta(milliseconds=500)
+    batch_size: int = Field(default=100, ge=1, le=1000)
+
+
 class ChannelsFile(_Model):
     """The parsed channels file."""
 
     channels: dict[ChannelName, Channel] = Field(min_length=1)
+    services: dict[ChannelName, JudgementService] = Field(default_factory=dict)
+    """Judgement services that ``check`` steps ask, by name."""
 
     def costs(self) -> dict[str, float]:
         """Channel -> the price of one message (what reports charge)."""

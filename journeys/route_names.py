@@ -2,7 +2,8 @@
 
 They are short and stable because they end up in Redis keys and in node counters: ``b0``,
 ``b1``.. and ``else`` for branches, ``a0``.. for arms, ``tz:{zone}`` for users' own time zones,
-``ok`` for updates, ``hold`` for users waiting for a split's winner. Activities write users
+``ok`` for updates, ``hold`` for users waiting for a split's winner, ``failed`` for users a
+check could not get an answer for. Activities write users
 under these names; the shard interpreter reads them back to find where each route's users
 go next.
 """
@@ -16,6 +17,8 @@ ELSE = "else"
 OK = "ok"
 HOLD = "hold"
 """Users an ab_split keeps until its winner is decided (a winning path in a blast)."""
+FAILED = "failed"
+"""Users a check step could not get an answer for (its service stayed down)."""
 _BRANCH, _ARM, _ZONE = "b", "a", "tz:"
 
 
@@ -39,7 +42,7 @@ class Route:
     """A decoded route name: its kind and, for branches and arms, the index; for zones, the
     zone."""
 
-    kind: Literal["branch", "else", "arm", "zone", "ok", "hold"]
+    kind: Literal["branch", "else", "arm", "zone", "ok", "hold", "failed"]
     index: int = 0
     zone: str = ""
 
@@ -52,6 +55,8 @@ def parse_route(name: str) -> Route:
         return Route("ok")
     if name == HOLD:
         return Route("hold")
+    if name == FAILED:
+        return Route("failed")
     if name.startswith(_ZONE):
         return Route("zone", zone=name.removeprefix(_ZONE))
     for prefix, kind in ((_BRANCH, "branch"), (_ARM, "arm")):

@@ -232,4 +232,5 @@ async def _read_log(stream: asyncio.StreamReader, into: list[str] | None) -> Non
 
 # the real local HTTP provider and the journey kit, as fixtures for every test module
 from tests.journey_runner import journey  # noqa: E402, F401
+from tests.judge import judge  # noqa: E402, F401
 from tests.receiver import receiver  # noqa: E402, F401

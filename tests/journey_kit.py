@@ -71,11 +71,16 @@ EXAMPLE_CHANNELS = Path(__file__).resolve().parents[1] / "examples" / "channels.
 
 
 def write_example_channels(
-    directory: Path, *, receiver_url: str, smtp_port: int | None = None
+    directory: Path,
+    *,
+    receiver_url: str,
+    smtp_port: int | None = None,
+    judge_url: str | None = None,
 ) -> Path:
     """``examples/channels.yaml`` with its templates as they are; HTTP providers post to the
     receiver (``/{channel}``, batches kept), SMTP ones to ``smtp_port`` on this machine when
-    given (a :class:`tests.receiver.SmtpSink`), the inbox and log providers stay."""
+    given (a :class:`tests.receiver.SmtpSink`), the inbox and log providers stay; its
+    judgement services are asked at ``judge_url`` when given."""
     example = yaml.safe_load(EXAMPLE_CHANNELS.read_text())["channels"]
     channels: dict[str, Any] = {}
     for name, declared in example.items():
@@ -88,8 +93,12 @@ def write_example_channels(
         elif channel["provider"]["kind"] == "smtp" and smtp_port is not None:
             channel["provider"] = channel["provider"] | {"host": "127.0.0.1", "port": smtp_port}
         channels[name] = channel
+    services = yaml.safe_load(EXAMPLE_CHANNELS.read_text()).get("services", {})
+    if judge_url is not None:  # every judgement service is the test's judge, same settings
+        services = {name: s | {"url": judge_url, "secret": "judge-secret"}
+                    for name, s in services.items()}  # fmt: skip
     path = directory / "example-channels.yaml"
-    path.write_text(yaml.safe_dump({"channels": channels}))
+    path.write_text(yaml.safe_dump({"channels": channels, "services": services}))
     return path
 
 

@@ -13,6 +13,7 @@ from journeys.plan.models import Plan
 from journeys.plan.steps import (
     AbSplitStep,
     BranchStep,
+    CheckStep,
     DecideStep,
     SendStep,
     UpdateStep,
@@ -55,7 +56,9 @@ def _after(plan: Plan, node: str, route: str) -> str | None:
     if isinstance(step, WaitUntilStep):
         return step.next  # a zone's cohort waits at the node, then goes on with its id
     decoded = parse_route(route)
-    if isinstance(step, BranchStep | DecideStep):
+    if isinstance(step, CheckStep) and decoded.kind == "failed":
+        return step.on_failure
+    if isinstance(step, BranchStep | DecideStep | CheckStep):
         return step.else_ if decoded.kind == "else" else step.branches[decoded.index].next
     if isinstance(step, AbSplitStep):
         # held for the winner: they wait at the split, then leave it by the winner's arm

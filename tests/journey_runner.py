@@ -115,16 +115,26 @@ class JourneyKit:
         self._keys: dict[str, dict[str, dict[str, int]]] = {}
         self.ingest_url: str | None = None
 
+    def use_services(self, services: dict[str, dict[str, Any]]) -> None:
+        """Add judgement services (``check`` steps ask them) to the kit's channels file."""
+        path = self.settings.channels_file
+        body = yaml.safe_load(path.read_text())
+        body["services"] = body.get("services", {}) | services
+        path.write_text(yaml.safe_dump(body))
+
     def use_ingest(self, url: str) -> None:
         """Let ``Post`` steps reach the ingest API at ``url`` (the ``ingest_url`` fixture)."""
         self.ingest_url = url
 
-    def use_example_channels(self, *, smtp_port: int | None = None) -> None:
+    def use_example_channels(
+        self, *, smtp_port: int | None = None, judge_url: str | None = None
+    ) -> None:
         """Send through the channels of ``examples/channels.yaml`` (to the receiver; email to
-        an SMTP sink on ``smtp_port``)."""
+        an SMTP sink on ``smtp_port``; its judgement services asked at ``judge_url``)."""
         channels = write_example_channels(
-            self.directory, receiver_url=self.receiver.url, smtp_port=smtp_port
-        )
+            self.directory, receiver_url=self.receiver.url, smtp_port=smtp_port,
+            judge_url=judge_url,
+        )  # fmt: skip
         self.settings = self.settings.model_copy(update={"channels_file": channels})
 
     def use_policy(self, policy: dict[str, Any]) -> Path:

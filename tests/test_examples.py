@@ -22,6 +22,7 @@ from journeys.plan.steps import (
     STEP_TYPES,
     AbSplitStep,
     BranchStep,
+    CheckStep,
     SendStep,
     Step,
     UpdateStep,
@@ -223,13 +224,11 @@ def test_seed_003_risk_check_at_20_00_then_popup_ab_with_control() -> None:
     assert isinstance(plan.entry, AtEntry)
     assert plan.entry.at.astimezone(shanghai).time() == time(20)
     first = plan.steps[plan.start_step]
-    assert isinstance(first, BranchStep) and "risk_level" in {
-        leaf.tag
-        for branch in first.branches
-        for leaf in iter_conditions(branch.rule)
-        if isinstance(leaf, TagCondition)
-    }
+    # the risk check asks risk control, and only those it clears go on to the split
+    assert isinstance(first, CheckStep) and first.service in channels().services
     (split,) = steps_of(plan, AbSplitStep)
+    assert [b.next for b in first.branches] == ["picks"]
+    assert plan.steps[first.else_ or ""].type == "exit" and first.on_failure == first.else_
     assert sum(arm.control for arm in split.arms) == 1
     sends = [plan.steps[arm.next] for arm in split.arms if arm.next is not None]
     assert len(sends) == 2

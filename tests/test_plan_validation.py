@@ -781,7 +781,7 @@ def test_schema_is_json_schema_with_every_step_kind() -> None:
     assert _schema_types(schema) <= allowed
     mapping = schema["properties"]["steps"]["additionalProperties"]["discriminator"]["mapping"]
     assert set(mapping) == set(STEP_TYPES)
-    assert len(STEP_TYPES) == 10
+    assert len(STEP_TYPES) == 11
 
 
 # channels files

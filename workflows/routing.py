@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.steps import (
         AbSplitStep,
         BranchStep,
+        CheckStep,
         DecideStep,
         UpdateStep,
         WaitUntilStep,
@@ -20,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import activity_calls as calls
 from workflows.context import ShardContext
 
-RoutedStep = BranchStep | AbSplitStep | UpdateStep | WaitUntilStep | DecideStep
+RoutedStep = BranchStep | AbSplitStep | UpdateStep | WaitUntilStep | DecideStep | CheckStep
 
 
 async def route_cohort(

@@ -24,6 +24,7 @@ from journeys.channels_config import (
     ChannelsFile,
     HttpProvider,
     InboxProvider,
+    JudgementService,
     LogProvider,
     SmtpProvider,
     load_channels,
@@ -72,6 +73,10 @@ class ChannelRuntime:
     def channel(self, name: str) -> Channel | None:
         """The configuration of channel ``name``, if there is one."""
         return self._channels.channels.get(name)
+
+    def service(self, name: str) -> JudgementService | None:
+        """The judgement service ``name`` that check steps ask, if the file has one."""
+        return self._channels.services.get(name)
 
     def inbox(self, name: str) -> InboxSender | None:
         """The inbox provider of channel ``name``, when it has one: its messages are rows in

@@ -852,3 +852,11 @@ FROM decided d
 GROUP BY d.strategy, d.grp
 ORDER BY d.strategy NULLS LAST, d.grp NULLS FIRST
 """
+
+# A check step's answers, one row per user (a page asked again keeps the first).
+CHECK_ANSWERS_INSERT = """
+INSERT INTO check_answers (run_id, node_id, user_id, service, outcome, answer, reason, asked_at)
+SELECT $1, $2, t.user_id, $3, t.outcome, t.answer, t.reason, $4
+FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::text[]) AS t(user_id, outcome, answer, reason)
+ON CONFLICT (run_id, node_id, user_id) DO NOTHING
+"""

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from activities.db import decision_store, queries, tag_store
 from activities.db.pool import DbPool
 from activities.journey.facts import entry_props, load_facts
+from activities.journey.routes import same_json
 from journeys.decisions.check import decide_step_problems, instance_tags
 from journeys.decisions.engine import decide
 from journeys.errors import NotFound
@@ -75,7 +76,7 @@ async def decide_routes(
         values.update({tag: fields.get(field) for tag, field in custom.items()})
         decided = decide(instance, values=values, key=user, now=now)
         chosen = _compared(decided.decision, step.key)
-        index = next((i for i, b in enumerate(step.branches) if _same(b.when, chosen)), None)
+        index = next((i for i, b in enumerate(step.branches) if same_json(b.when, chosen)), None)
         routes[ELSE if index is None else branch_route(index)].append(user)
         rows.append((decided.strategy, decided.group, decided.control, user))
     if record and rows:
@@ -98,10 +99,3 @@ def _compared(decision: JsonValue, key: str | None) -> JsonValue:
     if key is None:
         return decision
     return decision.get(key) if isinstance(decision, dict) else None
-
-
-def _same(when: JsonValue, value: JsonValue) -> bool:
-    """JSON equality: true is not 1, 3 is 3.0."""
-    if isinstance(when, bool) or isinstance(value, bool):
-        return isinstance(when, bool) and isinstance(value, bool) and when == value
-    return when == value

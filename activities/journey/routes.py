@@ -82,3 +82,11 @@ def zones(
         zone = facts[user].attrs.get("timezone")
         routes[zone_route(zone_or(zone if isinstance(zone, str) else None, fallback))].append(user)
     return dict(routes)
+
+
+def same_json(when: object, value: object) -> bool:
+    """Whether a branch's ``when`` matches a decision or an answer, as JSON values compare:
+    true is not 1, 3 is 3.0."""
+    if isinstance(when, bool) or isinstance(value, bool):
+        return isinstance(when, bool) and isinstance(value, bool) and when == value
+    return when == value

@@ -1,5 +1,5 @@
-"""The ``route_page`` activity: one page of a cohort at a branch, ab_split, update, decide or
-user-zone wait_until node, written to one sub-cohort per route, exactly once.
+"""The ``route_page`` activity: one page of a cohort at a branch, ab_split, update, decide,
+check or user-zone wait_until node, written to one sub-cohort per route, exactly once.
 
 Exactly once: the route keys and a page marker (holding the page's result) are written in
 one MULTI/EXEC (all keys share the shard's hash tag, so this holds on a cluster too). A
@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities.channels.runtime import ChannelRuntime
 from activities.db import queries
 from activities.db.pool import DbPool
 from activities.heartbeat import heartbeating
 from activities.journey import routes
+from activities.journey.check_page import check_routes
 from activities.journey.decide_page import decide_routes
 from activities.journey.facts import admit, load_facts, page_users
 from journeys.contracts import activities as contracts
 from journeys.contracts.pages import RoutePageInput, RoutePageOutput
 from journeys.names import cohort_key, pages_done_key
-from journeys.plan.steps import AbSplitStep, BranchStep, DecideStep, UpdateStep, WaitUntilStep
+from journeys.plan.steps import (
+    AbSplitStep,
+    BranchStep,
+    CheckStep,
+    DecideStep,
+    UpdateStep,
+    WaitUntilStep,
+)
 from journeys.route_names import OK
 from journeys.rule_eval import in_zone
 
@@ -30,9 +40,12 @@ from journeys.rule_eval import in_zone
 class RoutingActivities:
     """Routing pages; the worker builds one with the shared pools."""
 
-    def __init__(self, *, pool: DbPool, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, *, pool: DbPool, redis: aioredis.Redis, channels: ChannelRuntime | None = None
+    ) -> None:
         self._pool = pool
         self._redis = redis
+        self._channels = channels
 
     @activity.defn(name=contracts.ROUTE_PAGE.name)
     async def route_page(self, data: RoutePageInput) -> RoutePageOutput:
@@ -111,6 +124,18 @@ class RoutingActivities:
             facts = await load_facts(self._pool, users, now=data.now)
             fallback = step.fallback_timezone or data.fallback_zone
             return routes.zones(users, facts, fallback=fallback)
+        if isinstance(step, CheckStep):
+            service = self._channels.service(step.service) if self._channels else None
+            if service is None:
+                raise ApplicationError(
+                    f"no judgement service {step.service!r} in the worker's channels file",
+                    type="ServiceMissing",
+                    non_retryable=True,
+                )
+            return await check_routes(
+                self._pool, service, step, users, run_id=data.run_id, node=data.node,
+                now=data.now, record=not data.dry_run,
+            )  # fmt: skip
         if isinstance(step, DecideStep):
             return await decide_routes(
                 self._pool, self._redis, step, users, entries=entries, run_id=data.run_id,

@@ -21,13 +21,22 @@ EDGE_FIELDS: dict[str, tuple[str, ...]] = {
     "webhook": ("next",),
     "branch": ("branches[].next", "else"),
     "decide": ("branches[].next", "else"),
+    "check": ("branches[].next", "else", "on_failure"),
     "ab_split": ("arms[].next",),
     "wait_for_event": ("on_event", "on_timeout"),
     "exit": (),
 }
 # a step of unknown type may still point somewhere; following every field avoids reporting
 # the steps after it as unreachable because of one typo
-_ANY_TYPE = ("next", "else", "on_event", "on_timeout", "branches[].next", "arms[].next")
+_ANY_TYPE = (
+    "next",
+    "else",
+    "on_event",
+    "on_timeout",
+    "on_failure",
+    "branches[].next",
+    "arms[].next",
+)
 
 
 def step_path(step_id: str, raw_step: object) -> str:

@@ -20,7 +20,8 @@ def _channel_ref(channels: ChannelsFile, path: str, name: object) -> list[Proble
 
 
 def channel_problems(document: Mapping[str, object], channels: ChannelsFile) -> list[Problem]:
-    """Unknown channels and templates, and webhooks through channels that are not http."""
+    """Unknown channels, templates and judgement services, and webhooks through channels
+    that are not http."""
     problems: list[Problem] = []
     steps = document.get("steps")
     for step_id, step in steps.items() if isinstance(steps, Mapping) else ():
@@ -42,6 +43,13 @@ def channel_problems(document: Mapping[str, object], channels: ChannelsFile) -> 
                 "a webhook step needs an http channel"
             )
             problems.append(Problem(f"{prefix}.channel", reason))
+    for step_id, step in steps.items() if isinstance(steps, Mapping) else ():
+        if isinstance(step, Mapping) and step.get("type") == "check":
+            service = step.get("service")
+            if isinstance(service, str) and service not in channels.services:
+                known = _known(channels.services)
+                reason = f'unknown service "{service}" (the channels file\'s services: {known})'
+                problems.append(Problem(f"{step_path(step_id, step)}.service", reason))
     limits = document.get("limits")
     for section in ("caps", "budget"):
         items = limits.get(section) if isinstance(limits, Mapping) else None

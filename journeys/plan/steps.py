@@ -283,6 +283,29 @@ class DecideStep(PlanModel):
         return branches
 
 
+class CheckStep(PlanModel):
+    """Ask an external judgement service (risk control, a recommender; the channels file's
+    ``services``) about the cohort, a page of users per request, and route each user by the
+    ``answer`` field of their result: the first branch whose ``when`` equals it wins, other
+    answers and users left out of the results go to ``else``, and when the service stays
+    down through its attempts the page goes to ``on_failure`` (the fallback)."""
+
+    type: Literal["check"] = "check"
+    service: ChannelName
+    answer: PropertyName = "verdict"
+    attrs: list[PropertyName] = Field(default_factory=list, max_length=50)
+    """Profile attributes sent with each user (only these: the service sees nothing else)."""
+    branches: list[DecisionBranch] = Field(min_length=1)
+    else_: StepId | None = Field(default=None, alias="else")
+    on_failure: StepId | None = None
+
+    @field_validator("branches")
+    @classmethod
+    def _unique(cls, branches: list[DecisionBranch]) -> list[DecisionBranch]:
+        _reject_repeats("branch", [branch.name for branch in branches])
+        return branches
+
+
 class ExitStep(PlanModel):
     """End the journey of the users who reach it."""
 
@@ -306,6 +329,7 @@ StepModel = (
     | UpdateStep
     | WebhookStep
     | DecideStep
+    | CheckStep
     | ExitStep
 )
 Step = Annotated[StepModel, Field(discriminator="type")]

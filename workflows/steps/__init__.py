@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.steps import (
         AbSplitStep,
         BranchStep,
+        CheckStep,
         DecideStep,
         ExitStep,
         SendStep,
@@ -37,7 +38,7 @@ async def run_step(ctx: ShardContext, cohort: Cohort) -> bool:
     match step:
         case SendStep() | WebhookStep():
             return await send.run(ctx, cohort, step)
-        case BranchStep() | AbSplitStep() | UpdateStep() | DecideStep():
+        case BranchStep() | AbSplitStep() | UpdateStep() | DecideStep() | CheckStep():
             return await route.run(ctx, cohort, step)
         case WaitStep():
             return await wait.run(ctx, cohort, step)

@@ -1,6 +1,6 @@
-"""``branch``, ``ab_split``, ``update`` and ``decide``: route the cohort page by page, then
-send each route's users on (a control arm's journey ends there). An ab_split with a winning
-path holds some users back for the winner (:mod:`workflows.steps.winning`)."""
+"""``branch``, ``ab_split``, ``update``, ``decide`` and ``check``: route the cohort page by
+page, then send each route's users on (a control arm's journey ends there). An ab_split with
+a winning path holds some users back for the winner (:mod:`workflows.steps.winning`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from journeys.contracts.shard import Cohort
-    from journeys.plan.steps import AbSplitStep, BranchStep, DecideStep, UpdateStep
+    from journeys.plan.steps import AbSplitStep, BranchStep, CheckStep, DecideStep, UpdateStep
     from journeys.route_names import HOLD, parse_route
 
 from workflows.context import ShardContext
 from workflows.routing import route_cohort
 from workflows.steps import winning
 
+RoutingStep = BranchStep | AbSplitStep | UpdateStep | DecideStep | CheckStep
 
-async def run(
-    ctx: ShardContext, cohort: Cohort, step: BranchStep | AbSplitStep | UpdateStep | DecideStep
-) -> bool:
+
+async def run(ctx: ShardContext, cohort: Cohort, step: RoutingStep) -> bool:
     """Route every page of ``cohort``; False if it stopped early (state kept)."""
     winner = step.winner if isinstance(step, AbSplitStep) else None
     winner_arm = test_share = None
@@ -54,12 +54,12 @@ async def run(
     return True
 
 
-def _way(
-    step: BranchStep | AbSplitStep | UpdateStep | DecideStep, name: str
-) -> tuple[str, str | None, bool]:
+def _way(step: RoutingStep, name: str) -> tuple[str, str | None, bool]:
     """(label for counters, next node, is the control arm) of route ``name``."""
     route = parse_route(name)
-    if isinstance(step, BranchStep | DecideStep):
+    if isinstance(step, CheckStep) and route.kind == "failed":
+        return "failed", step.on_failure, False
+    if isinstance(step, BranchStep | DecideStep | CheckStep):
         if route.kind == "else":
             return "else", step.else_, False
         way = step.branches[route.index]
