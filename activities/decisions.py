@@ -19,6 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from activities.catalog import catalog_values
 from activities.db import decision_store, queries, tag_store
 from activities.db.pool import DbPool
 from activities.tags.values import page_tag_values
@@ -28,7 +29,7 @@ from journeys.decisions.engine import Decided, decide
 from journeys.decisions.model import FieldType, Scene
 from journeys.errors import DecisionRefused, Problem
 from journeys.tags.check import RegisteredTag
-from journeys.tags.model import FieldSource
+from journeys.tags.model import FieldSource, TagKind
 
 INSTANCE_TTL = timedelta(seconds=1)
 MAX_CACHED_VALUES = 200_000
@@ -159,12 +160,12 @@ class DecisionService:
         return fresh
 
     async def _values_of(self, request: DecideRequest, live: _Live, at: datetime) -> dict[str, Any]:
-        """Each tag the instance reads: pass-through fields from the call, the rest cached
-        per caller for the tag's TTL."""
+        """Each tag the instance reads: pass-through fields from the call; user, item and
+        order tags by the call's ids, cached per id for the tag's TTL."""
         values: dict[str, Any] = {}
-        missing: dict[str, RegisteredTag] = {}
+        missing: dict[TagKind, dict[str, RegisteredTag]] = {}
         clock = self._clock()
-        user = request.user_id
+        ids = _ids(request)
         for name, tag in live.tags.items():
             definition = tag.live
             if definition is None:
@@ -172,41 +173,47 @@ class DecisionService:
             if isinstance(definition.source, FieldSource):
                 values[name] = request.fields.get(definition.source.field)
                 continue
-            if user is None:  # a scene whose calls carry no user reads no user tag
+            kind = definition.whose
+            key = ids.get(kind)
+            if key is None:  # a scene whose calls carry no such id reads no such tag
                 values[name] = None
                 continue
-            hit = self._values.get((name, tag.live_version, user))
+            hit = self._values.get((name, tag.live_version, f"{kind}:{key}"))
             if hit is not None and hit[0] > clock:
                 values[name] = hit[1]
                 self.stats.hits += 1
             else:
-                missing[name] = tag
+                missing.setdefault(kind, {})[name] = tag
                 self.stats.misses += 1
-        if missing and user is not None:
-            values.update(await self._read(user, missing, at, clock))
+        if len(self._values) > MAX_CACHED_VALUES:
+            self._values.clear()
+        for whose, tags in sorted(missing.items()):
+            key = ids[whose]
+            assert key is not None  # only tags of ids the call carries are missing
+            if whose == "item" or whose == "order":
+                found = await catalog_values(self._pool, whose, [key], tags)
+            else:
+                found = await self._read_user(key, tags, at)
+            for name, tag in tags.items():
+                assert tag.live is not None
+                value = found[key].get(name)
+                ttl = tag.live.ttl().total_seconds()
+                self._values[(name, tag.live_version, f"{whose}:{key}")] = (clock + ttl, value)
+                values[name] = value
         return values
 
-    async def _read(
-        self, user: str, tags: Mapping[str, RegisteredTag], at: datetime, clock: float
-    ) -> dict[str, Any]:
+    async def _read_user(
+        self, user: str, tags: Mapping[str, RegisteredTag], at: datetime
+    ) -> dict[str, dict[str, Any]]:
         attrs = await self._pool.fetchval(queries.DECISION_USER_ATTRS, user) or {}
         found = await page_tag_values(
             self._pool, self._redis, found=tags, users=[user], attrs={user: attrs},
             entry={}, now=at,
         )  # fmt: skip
-        if len(self._values) > MAX_CACHED_VALUES:
-            self._values.clear()
-        out: dict[str, Any] = {}
-        for name, tag in tags.items():
-            assert tag.live is not None
-            value = found[user][name] if name in found[user] else attrs.get(name)
-            ttl = tag.live.ttl().total_seconds()
-            self._values[(name, tag.live_version, user)] = (clock + ttl, value)
-            out[name] = value
-        return out
+        return {user: {name: found[user].get(name, attrs.get(name)) for name in tags}}
 
 
-def _ids(request: DecideRequest) -> dict[str, str | None]:
+def _ids(request: DecideRequest) -> dict[TagKind, str | None]:
     return {"user": request.user_id, "item": request.item_id, "order": request.order_id}
 
 

@@ -13,6 +13,7 @@ from journeys.settings import get_settings
 from . import (
     audience_commands,
     budget_commands,
+    catalog_commands,
     decision_commands,
     dev_commands,
     event_commands,
@@ -55,6 +56,7 @@ schedule_commands.register(app)
 test_send_commands.register(app)
 report_commands.register(app)
 decision_commands.register(app)
+catalog_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

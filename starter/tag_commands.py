@@ -13,11 +13,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from activities.catalog import catalog_values
 from activities.db import tag_store
 from activities.db.pool import DbPool
 from activities.tags.values import computed_values
-from journeys.errors import InvalidInput, Problem
+from journeys.errors import InvalidInput, JourneysError, Problem
 from journeys.settings import get_settings
+from journeys.tags.check import RegisteredTag
 from journeys.tags.fit import value_problem
 from journeys.tags.model import FieldSource, load_tags_file
 
@@ -95,14 +97,17 @@ def show(tag: str = typer.Argument(..., help="The tag name."), as_json: bool = _
 @tags_app.command()
 def test(
     tag: str = typer.Argument(..., help="The tag name."),
-    user: str = typer.Option(..., "--user", help="The user whose value to show."),
+    user: str | None = typer.Option(None, "--user", help="The user whose value to show."),
+    item: str | None = typer.Option(None, "--item", help="The item, for an item tag."),
+    order: str | None = typer.Option(None, "--order", help="The order, for an order tag."),
     context: str | None = typer.Option(
         None, "--context", help="Pass-through fields as a JSON object, as a caller gives them."
     ),
     live: bool = typer.Option(False, "--live", help="Test the live definition, not the draft."),
     as_json: bool = _JSON,
 ) -> None:
-    """Show USER's value of TAG (the draft's when one is pending; this counts as its test)."""
+    """Show the value of TAG for a user (an item, an order; the draft's when one is pending;
+    this counts as its test)."""
     given = _context(context)
 
     async def work(pool: Any) -> tuple[str, Any, str | None]:
@@ -110,11 +115,20 @@ def test(
         which = "live" if live or rec.tag.draft is None else "draft"
         definition = rec.tag.live if which == "live" else rec.tag.draft
         assert definition is not None  # a row always has one or the other
+        whose = definition.whose
+        key = {"user": user, "item": item, "order": order}.get(whose)
+        if whose != "custom" and key is None:
+            raise JourneysError(f"tag {tag} is a {whose} tag: give --{whose}")
         if isinstance(definition.source, FieldSource):
             value = given.get(definition.source.field)
+        elif whose == "item" or whose == "order":
+            assert key is not None
+            found = {tag: RegisteredTag(tag, rec.tag.state, definition, rec.tag.live_version)}
+            value = (await catalog_values(pool, whose, [key], found))[key][tag]
         else:
+            assert key is not None
             now = datetime.now(UTC)
-            value = (await computed_values(pool, tag, definition, [user], now=now)).get(user)
+            value = (await computed_values(pool, tag, definition, [key], now=now)).get(key)
         problem = None if value is None else value_problem(definition, value)
         if which == "draft" and problem is None:  # a value that does not fit fails the test
             await tag_store.mark_tested(pool, tag, draft=definition)
@@ -122,10 +136,13 @@ def test(
 
     which, value, problem = _run(work)
     if as_json:
-        print_json({"tag": tag, "user": user, "tested": which, "value": value, "problem": problem})
+        ids = {k: v for k, v in (("item", item), ("order", order)) if v is not None}
+        print_json({"tag": tag, "user": user, **ids, "tested": which, "value": value,
+                    "problem": problem})  # fmt: skip
         return
     shown = "no value" if value is None else json.dumps(value, ensure_ascii=False)
-    out.print(f"{escape(tag)} ({which}) for {escape(user)}: {escape(shown)}")
+    whom = user or item or order or "the given fields"
+    out.print(f"{escape(tag)} ({which}) for {escape(whom)}: {escape(shown)}")
     if problem is not None:
         out.print(f"  [yellow]! {escape(problem)}[/]")
 

@@ -91,8 +91,6 @@ def test_every_problem_of_an_instance_is_named_with_its_path() -> None:
         "aggregate tag",
         'strategies.4.rule.all.0.tag: tag "sku_brand" is an item tag: scene payment\'s calls '
         "carry user, custom only",
-        'strategies.4.rule.all.0.tag: tag "sku_brand" is an item tag: item and order values '
-        "have no store yet; pass them through as fields (custom tags)",
         'strategies.4.rule.all.1.tag: tag "region" reads field region, which scene payment '
         "does not send",
         'strategies.4.rule.all.2.tag: tag "amount_tag" is string; the scene sends amount as number',

@@ -354,3 +354,61 @@ async def test_the_report_compares_each_group_on_the_scenes_metric(
     assert arms["test"]["p_value"] == pytest.approx(expected.p_value)
     assert arms["control"]["control"] and arms["control"]["lift"] is None
     await pool.execute("DELETE FROM users WHERE user_id LIKE $1", f"{prefix}-%")
+
+
+async def test_item_tags_read_the_catalog(
+    pool: DbPool, redis: aioredis.Redis, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    brand = f"brand_{tag}"
+    item_tag = {"type": "string", "kind": "item", "source": {"attribute": "brand"}}
+    await publish_model(pool, TagsFile.model_validate({"tags": {brand: item_tag}}))
+    scene = Scene.model_validate({"scene": f"shelf-{tag}", "keys": ["user", "item"],
+                                  "decision_schema": {"type": "integer"}})  # fmt: skip
+    await decision_store.define_scene(pool, scene)
+    instance = Instance.model_validate({
+        "instance": f"shelf-{tag}", "scene": scene.scene, "default": 1,
+        "strategies": [{"name": "acme", "rule": {"tag": brand, "op": "eq", "value": "acme"},
+                        "decision": 12}],
+    })  # fmt: skip
+    await decision_store.save_draft(pool, instance)
+    await decision_store.publish(pool, instance.instance)
+
+    async def journeys(*args: str, ok: bool = True) -> str:
+        proc = await spawn_journeys(*args, env=cli_env)
+        out, err = await proc.communicate()
+        assert (proc.returncode == 0) is ok, err.decode()
+        assert "Traceback" not in err.decode()
+        return out.decode() + err.decode()
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(f'{{"id": "sku-{tag}-9", "attrs": {{"brand": "x"}}}}\n{{"attrs": {{}}}}\n[1]\n')
+    refused = await journeys("catalog", "load", "item", str(bad), ok=False)
+    assert "line 2: id is missing" in refused and "line 3: not a JSON object" in refused
+    good = tmp_path / "items.jsonl"
+    good.write_text(
+        f'{{"id": "sku-{tag}-1", "attrs": {{"brand": "acme", "price": 99}}}}\n'
+        f'{{"id": "sku-{tag}-2", "brand": "other"}}\n'
+    )
+    assert "2 items stored" in await journeys("catalog", "load", "item", str(good))
+    assert not await pool.fetchval(  # the bad file stored nothing, not even its good line
+        "SELECT count(*) FROM catalog WHERE key = $1", f"sku-{tag}-9"
+    )
+    shown = json.loads(
+        await journeys("tags", "test", brand, "--item", f"sku-{tag}-1", "--live", "--json")
+    )
+    assert shown["value"] == "acme" and shown["item"] == f"sku-{tag}-1"
+    service = DecisionService(pool=pool, redis=redis)
+    for item, strategy, decision in (
+        (f"sku-{tag}-1", "acme", 12), (f"sku-{tag}-2", None, 1), (f"sku-{tag}-404", None, 1)
+    ):  # fmt: skip
+        request = DecideRequest(instance=instance.instance, user_id="u-1", item_id=item)
+        answer = await service.decide(request)
+        assert (answer.strategy, answer.decision) == (strategy, decision), item
+    try:
+        await service.decide(DecideRequest(instance=instance.instance, user_id="u-1"))
+    except DecisionRefused as exc:
+        assert [p.path for p in exc.problems] == ["item_id"]
+    else:
+        raise AssertionError("a call without the scene's item id was answered")
+    await service.recorder.flush()

@@ -860,3 +860,13 @@ SELECT $1, $2, t.user_id, $3, t.outcome, t.answer, t.reason, $4
 FROM unnest($5::text[], $6::text[], $7::jsonb[], $8::text[]) AS t(user_id, outcome, answer, reason)
 ON CONFLICT (run_id, node_id, user_id) DO NOTHING
 """
+
+# Items or orders upserted from a catalog file (attributes merged into what is stored).
+CATALOG_UPSERT = """
+INSERT INTO catalog (kind, key, attrs)
+SELECT $1, t.key, t.attrs FROM unnest($2::text[], $3::jsonb[]) AS t(key, attrs)
+ON CONFLICT (kind, key) DO UPDATE
+SET attrs = catalog.attrs || EXCLUDED.attrs, updated_at = now()
+"""
+
+CATALOG_ATTRS = "SELECT key, attrs FROM catalog WHERE kind = $1 AND key = ANY($2::text[])"

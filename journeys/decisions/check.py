@@ -29,8 +29,6 @@ from journeys.rules import (
 from journeys.tags.check import RegisteredTag, site_tag_problems
 from journeys.tags.model import FieldSource, TagKind
 
-UNSTORED: tuple[TagKind, ...] = ("item", "order")
-"""Kinds whose values nothing stores yet (a catalog of items and orders is not built)."""
 _FIELD_FITS = {"string": ("string", "enum"), "number": ("number",), "bool": ("bool",)}
 
 
@@ -86,14 +84,7 @@ def instance_problems(
                 reason = "decisions have no entry event; read a call's field with a custom tag"
                 problems.append(Problem(f"{path}.tag", reason))
             else:
-                tag = registry.get(leaf.tag)
-                problems += _field_problems(path, leaf, tag, scene)
-                if tag is not None and tag.live is not None and tag.live.whose in UNSTORED:
-                    reason = (
-                        f'tag "{leaf.tag}" is an {tag.live.whose} tag: item and order values '
-                        "have no store yet; pass them through as fields (custom tags)"
-                    )
-                    problems.append(Problem(f"{path}.tag", reason))
+                problems += _field_problems(path, leaf, registry.get(leaf.tag), scene)
     carried = ", ".join(tag_kinds(scene))
     problems += site_tag_problems(
         sites,
