@@ -56,8 +56,9 @@ async def test_seed_004s_instalments_test_end_to_end(
     await decision_store.save_draft(pool, instance)
     version = await decision_store.publish(pool, instance.instance)
     prefix = f"d{uuid.uuid4().hex[:6]}"
-    risks = ("low", "medium", "high")
-    users = {f"{prefix}-{n:05d}": {"risk_level": risks[n % 3]} for n in range(10_000)}
+    # 10,000 low-risk users split, and 500 each of the others
+    risks = ["low"] * 10_000 + ["medium"] * 500 + ["high"] * 500
+    users = {f"{prefix}-{n:05d}": {"risk_level": risk} for n, risk in enumerate(risks)}
     await seed_users(pool, users)
     service = DecisionService(pool=pool, redis=redis)
     answers = {}
@@ -107,7 +108,7 @@ async def test_seed_004s_instalments_test_end_to_end(
     http_test = sum(1 for u in sample if answers[u].group == "test") + (
         answers[low[0]].group == "test"
     )
-    assert sum(recorded.values()) == 10_000 + len(sample) + 1
+    assert sum(recorded.values()) == len(users) + len(sample) + 1
     assert recorded["test"] == groups["test"] + http_test
     # the examples' segments read every profile: leave none of these behind
     await pool.execute("DELETE FROM users WHERE user_id LIKE $1", f"{prefix}-%")
