@@ -3,14 +3,15 @@
 One :class:`DecisionService` per process (``journeys serve``, the CLI). It keeps the live
 version of each instance for :data:`INSTANCE_TTL` (a publish or rollback shows within it;
 one call never sees half a version, since a version is one row read whole), and each tag's
-value per caller for the tag's cache TTL (seed 004: "cached for a few minutes"; computed
-tags are cached in Redis as well, shared by every process). Decisions are recorded by
+value per user, item or order for the tag's cache TTL (seed 004: "cached for a few
+minutes"), in process and, shared by every process, in Redis. Decisions are recorded by
 :class:`DecisionRecorder` in batches, not one write per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from journeys.decisions.contracts import DecideAnswer, DecideRequest
 from journeys.decisions.engine import Decided, decide
 from journeys.decisions.model import FieldType, Scene
 from journeys.errors import DecisionRefused, Problem
+from journeys.names import tag_value_key
 from journeys.tags.check import RegisteredTag
 from journeys.tags.model import FieldSource, TagKind
 
@@ -50,10 +52,12 @@ class _Live:
 
 @dataclass
 class CacheStats:
-    """How tag values were found: in process, or read from their source (or Redis)."""
+    """How tag values were found: in this process (``hits``), or not (``misses``: then in
+    Redis, ``shared_hits``, which every process fills, or else from their source)."""
 
     hits: int = 0
     misses: int = 0
+    shared_hits: int = 0
 
     @property
     def hit_ratio(self) -> float:
@@ -190,27 +194,63 @@ class DecisionService:
         for whose, tags in sorted(missing.items()):
             key = ids[whose]
             assert key is not None  # only tags of ids the call carries are missing
-            if whose == "item" or whose == "order":
-                found = await catalog_values(self._pool, whose, [key], tags)
-            else:
-                found = await self._read_user(key, tags, at)
+            shared = await self._shared(whose, key, tags)
+            unread = {name: tag for name, tag in tags.items() if name not in shared}
+            found: dict[str, Any] = {}
+            if unread and (whose == "item" or whose == "order"):
+                found = (await catalog_values(self._pool, whose, [key], unread))[key]
+            elif unread:
+                found = await self._read_user(key, unread, at)
+            if found:
+                await self._share(whose, key, unread, found)
             for name, tag in tags.items():
                 assert tag.live is not None
-                value = found[key].get(name)
+                value = shared[name] if name in shared else found.get(name)
                 ttl = tag.live.ttl().total_seconds()
                 self._values[(name, tag.live_version, f"{whose}:{key}")] = (clock + ttl, value)
                 values[name] = value
         return values
 
+    async def _shared(
+        self, whose: TagKind, key: str, tags: Mapping[str, RegisteredTag]
+    ) -> dict[str, Any]:
+        """The values other processes (or this one) left in Redis, unexpired."""
+        if self._redis is None:
+            return {}
+        names = sorted(tags)
+        raw = await self._redis.mget([_shared_key(n, tags[n], whose, key) for n in names])
+        found = {n: json.loads(r) for n, r in zip(names, raw, strict=True) if r is not None}
+        self.stats.shared_hits += len(found)
+        return found
+
+    async def _share(
+        self, whose: TagKind, key: str, tags: Mapping[str, RegisteredTag], found: dict[str, Any]
+    ) -> None:
+        if self._redis is None:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for name, tag in tags.items():
+            assert tag.live is not None
+            ttl_ms = int(tag.live.ttl().total_seconds() * 1000)
+            if ttl_ms > 0:
+                pipe.set(_shared_key(name, tag, whose, key), json.dumps(found.get(name)), px=ttl_ms)
+        await pipe.execute()
+
     async def _read_user(
         self, user: str, tags: Mapping[str, RegisteredTag], at: datetime
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, Any]:
         attrs = await self._pool.fetchval(queries.DECISION_USER_ATTRS, user) or {}
         found = await page_tag_values(
             self._pool, self._redis, found=tags, users=[user], attrs={user: attrs},
             entry={}, now=at,
         )  # fmt: skip
-        return {user: {name: found[user].get(name, attrs.get(name)) for name in tags}}
+        return {name: found[user].get(name, attrs.get(name)) for name in tags}
+
+
+def _shared_key(name: str, tag: RegisteredTag, whose: TagKind, key: str) -> str:
+    """A tag's value for one user, item or order in Redis: the same key as a journey page's
+    computed user values, so each layer fills the other's."""
+    return tag_value_key(name, tag.live_version, key if whose == "user" else f"{whose}:{key}")
 
 
 def _ids(request: DecideRequest) -> dict[TagKind, str | None]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.db.pool import create_pool
+from activities.db.pool import DbPool, create_pool
 from journeys.errors import ServiceUnavailable
 from journeys.redact import redact
-from journeys.settings import Settings
+from journeys.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 _HINT = "is the stack running? start it with `journeys dev`"
 
@@ -61,3 +64,14 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+def on_database(work: Callable[[DbPool], Awaitable[T]]) -> T:
+    """``work`` on a pool to the configured database, from a synchronous command."""
+
+    async def go() -> T:
+        async with database(get_settings()) as pool:
+            result: T = await work(pool)
+            return result
+
+    return asyncio.run(go())

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import typer
 from rich.table import Table
@@ -22,7 +20,7 @@ from journeys.durations import parse_duration
 from journeys.errors import DecisionRefused, JourneysError
 from journeys.settings import get_settings
 
-from .connect import database, redis_client
+from .connect import database, on_database, redis_client
 from .console import out, print_json
 from .decision_report import decision_report, report_tables
 
@@ -32,15 +30,6 @@ decisions_app = typer.Typer(
     no_args_is_help=True,
 )
 _JSON = typer.Option(False, "--json", help="Print JSON.")
-T = TypeVar("T")
-
-
-def _run(work: Callable[[DbPool], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with database(get_settings()) as pool:
-            return await work(pool)
-
-    return asyncio.run(go())
 
 
 @decisions_app.command()
@@ -58,7 +47,7 @@ def validate(file: Path = typer.Argument(..., help="A scene or instance file."))
         if problems:
             raise DecisionRefused(str(file), problems)
 
-    _run(check)
+    on_database(check)
     out.print(f"{file}: valid")
 
 
@@ -68,7 +57,7 @@ def scene(file: Path = typer.Argument(..., help="A scene file.")) -> None:
     model = load_decision_file(file)
     if not isinstance(model, Scene):
         raise JourneysError(f"{file} is an instance file; use journeys decisions draft")
-    _run(lambda pool: decision_store.define_scene(pool, model))
+    on_database(lambda pool: decision_store.define_scene(pool, model))
     out.print(f"scene {model.scene} defined")
 
 
@@ -76,7 +65,7 @@ def scene(file: Path = typer.Argument(..., help="A scene file.")) -> None:
 def draft(file: Path = typer.Argument(..., help="An instance file.")) -> None:
     """Save an instance file as its draft (one draft per instance: this one replaces it)."""
     instance = _instance_file(file)
-    _run(lambda pool: decision_store.save_draft(pool, instance))
+    on_database(lambda pool: decision_store.save_draft(pool, instance))
     out.print(f"instance {instance.instance}: draft saved (journeys decisions publish to go live)")
 
 
@@ -97,7 +86,7 @@ def publish(
             await decision_store.save_draft(pool, instance)
         return await decision_store.publish(pool, instance_id, note=note)
 
-    version = _run(go)
+    version = on_database(go)
     if version.created:
         out.print(f"instance {instance_id}: published version {version.version} (live)")
     else:
@@ -107,7 +96,7 @@ def publish(
 @decisions_app.command()
 def versions(instance: str = typer.Argument(...), as_json: bool = _JSON) -> None:
     """An instance's versions, oldest first; the newest is live."""
-    found = _run(lambda pool: decision_store.versions(pool, instance))
+    found = on_database(lambda pool: decision_store.versions(pool, instance))
     if as_json:
         print_json([v.model_dump(mode="json", exclude={"created"}) for v in found])
         return
@@ -125,7 +114,7 @@ def rollback(
     to: int = typer.Option(..., "--to", help="The version to make live again."),
 ) -> None:
     """Make an earlier version live again, as a new version."""
-    version = _run(lambda pool: decision_store.rollback(pool, instance, to=to))
+    version = on_database(lambda pool: decision_store.rollback(pool, instance, to=to))
     out.print(f"instance {instance}: version {version.version} (= v{to}) is live")
 
 
@@ -139,7 +128,7 @@ def report(
     """Decisions per strategy and group, and the scene's metrics per group with the lift
     of each test group against the control."""
     start = datetime.now(UTC) - parse_duration(since)
-    found = _run(lambda pool: decision_report(pool, instance, since=start,
+    found = on_database(lambda pool: decision_report(pool, instance, since=start,
                                               window=parse_duration(window)))  # fmt: skip
     if as_json:
         print_json(found.model_dump(mode="json"))

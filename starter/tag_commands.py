@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -15,15 +13,13 @@ from rich.table import Table
 
 from activities.catalog import catalog_values
 from activities.db import tag_store
-from activities.db.pool import DbPool
 from activities.tags.values import computed_values
 from journeys.errors import InvalidInput, JourneysError, Problem
-from journeys.settings import get_settings
 from journeys.tags.check import RegisteredTag
 from journeys.tags.fit import value_problem
 from journeys.tags.model import FieldSource, load_tags_file
 
-from .connect import database
+from .connect import on_database
 from .console import out, print_json
 
 tags_app = typer.Typer(
@@ -32,17 +28,6 @@ tags_app = typer.Typer(
     no_args_is_help=True,
 )
 _JSON = typer.Option(False, "--json", help="Print JSON.")
-T = TypeVar("T")
-
-
-def _run(work: Callable[[DbPool], Awaitable[T]]) -> T:
-    """``work`` on a pool to the configured database, from a synchronous command."""
-
-    async def go() -> T:
-        async with database(get_settings()) as pool:
-            return await work(pool)
-
-    return asyncio.run(go())
 
 
 @tags_app.command()
@@ -52,7 +37,7 @@ def define(
 ) -> None:
     """Store each tag of FILE as a draft (new tags, or edits of published ones)."""
     tags = load_tags_file(file)
-    done: list[tag_store.Defined] = _run(lambda pool: tag_store.define(pool, tags))
+    done: list[tag_store.Defined] = on_database(lambda pool: tag_store.define(pool, tags))
     if as_json:
         print_json([{"name": d.name, "outcome": d.outcome} for d in done])
         return
@@ -66,7 +51,7 @@ def define(
 @tags_app.command("list")
 def list_tags(as_json: bool = _JSON) -> None:
     """Every tag: state, type, source, live version, and whether a draft is pending."""
-    found: list[tag_store.TagRecord] = _run(tag_store.records)
+    found: list[tag_store.TagRecord] = on_database(tag_store.records)
     if as_json:
         print_json([_record_json(r) for r in found])
         return
@@ -83,7 +68,7 @@ def list_tags(as_json: bool = _JSON) -> None:
 @tags_app.command()
 def show(tag: str = typer.Argument(..., help="The tag name."), as_json: bool = _JSON) -> None:
     """One tag's live definition and pending draft."""
-    rec: tag_store.TagRecord = _run(lambda pool: tag_store.record(pool, tag))
+    rec: tag_store.TagRecord = on_database(lambda pool: tag_store.record(pool, tag))
     if as_json:
         print_json(_record_json(rec))
         return
@@ -134,7 +119,7 @@ def test(
             await tag_store.mark_tested(pool, tag, draft=definition)
         return which, value, problem
 
-    which, value, problem = _run(work)
+    which, value, problem = on_database(work)
     if as_json:
         ids = {k: v for k, v in (("item", item), ("order", order)) if v is not None}
         print_json({"tag": tag, "user": user, **ids, "tested": which, "value": value,
@@ -150,7 +135,7 @@ def test(
 @tags_app.command()
 def publish(tag: str = typer.Argument(..., help="The tag name."), as_json: bool = _JSON) -> None:
     """Make TAG's tested draft its live definition."""
-    version: int = _run(lambda pool: tag_store.publish(pool, tag))
+    version: int = on_database(lambda pool: tag_store.publish(pool, tag))
     if as_json:
         print_json({"tag": tag, "version": version})
         return
@@ -160,14 +145,14 @@ def publish(tag: str = typer.Argument(..., help="The tag name."), as_json: bool 
 @tags_app.command()
 def disable(tag: str = typer.Argument(..., help="The tag name.")) -> None:
     """Refuse TAG to new rules; plan versions already using it keep working."""
-    _run(lambda pool: tag_store.set_state(pool, tag, "disabled"))
+    on_database(lambda pool: tag_store.set_state(pool, tag, "disabled"))
     out.print(f"disabled {escape(tag)}; `journeys tags usage {escape(tag)}` lists who reads it")
 
 
 @tags_app.command()
 def enable(tag: str = typer.Argument(..., help="The tag name.")) -> None:
     """Let new rules use a disabled TAG again."""
-    _run(lambda pool: tag_store.set_state(pool, tag, "published"))
+    on_database(lambda pool: tag_store.set_state(pool, tag, "published"))
     out.print(f"enabled {escape(tag)}")
 
 
@@ -179,7 +164,7 @@ def usage(tag: str = typer.Argument(..., help="The tag name."), as_json: bool = 
         await tag_store.record(pool, tag)  # NotFound for a tag the registry lacks
         return await tag_store.usage(pool, tag)
 
-    found: list[tag_store.Usage] = _run(work)
+    found: list[tag_store.Usage] = on_database(work)
     if as_json:
         print_json([{"plan": u.plan_id, "version": u.version, "newest": u.newest} for u in found])
         return

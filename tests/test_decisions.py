@@ -27,6 +27,7 @@ from journeys.arm_stats import ArmCounts, compare_arms
 from journeys.decisions.contracts import DecideRequest, FieldValue
 from journeys.decisions.model import Instance, Scene
 from journeys.errors import DecisionRefused
+from journeys.names import tag_value_key
 from journeys.settings import Settings
 from journeys.tags.model import TagsFile
 from starter.client import Journeys
@@ -35,6 +36,15 @@ from tests.decision_kit import load, own_scene_and_instance, seed_users
 from tests.tag_kit import publish_model
 
 FIELDS: dict[str, FieldValue] = {"channel": "app", "amount": 199}
+
+
+async def journeys(env: dict[str, str], *args: str, ok: bool = True) -> str:
+    """The real CLI's output and errors; fails the test on the wrong exit or a traceback."""
+    proc = await spawn_journeys(*args, env=env)
+    out, err = await proc.communicate()
+    assert (proc.returncode == 0) is ok, err.decode()
+    assert "Traceback" not in err.decode()
+    return out.decode() + err.decode()
 
 
 class Clock:
@@ -200,9 +210,18 @@ async def test_tag_values_are_cached_for_their_ttl(pool: DbPool, redis: aioredis
     clock.now += 170  # within the tag's 3 minutes: the cached value answers
     assert (await service.decide(request)).strategy == "medium-risk"
     assert (service.stats.hits, service.stats.misses) == (1, 1)
-    clock.now += 20  # past them: read again
+    # the value is shared in Redis for the same 3 minutes: another process would find it
+    version = (await tag_store.registry(pool, ["risk_level"]))["risk_level"].live_version
+    shared = tag_value_key("risk_level", version, user)
+    assert 0 < await redis.pttl(shared) <= 180_000
+    other = DecisionService(pool=pool, redis=redis, clock=clock)
+    assert (await other.decide(request)).strategy == "medium-risk"
+    assert (other.stats.misses, other.stats.shared_hits) == (1, 1)
+    clock.now += 20  # past them (here, and in Redis, whose clock the test cannot move)
+    await redis.delete(shared)
     assert (await service.decide(request)).strategy is None
     assert (service.stats.hits, service.stats.misses) == (1, 2)
+    await other.recorder.flush()
     await service.recorder.flush()
 
 
@@ -275,27 +294,22 @@ async def test_the_cli_publishes_lists_rolls_back_and_decides(
     body["strategies"][1]["experiment"]["groups"][0]["share"] = 40
     broken.write_text(yaml.safe_dump(body))
 
-    async def journeys(*args: str, ok: bool = True) -> str:
-        proc = await spawn_journeys(*args, env=cli_env)
-        out, err = await proc.communicate()
-        assert (proc.returncode == 0) is ok, err.decode()
-        assert "Traceback" not in err.decode()
-        return out.decode() + err.decode()
-
-    refused = await journeys("decisions", "validate", str(broken), ok=False)
+    refused = await journeys(cli_env, "decisions", "validate", str(broken), ok=False)
     assert "strategies.1.experiment: group shares sum to 90, must be 100" in refused
-    assert "published version 1" in await journeys("decisions", "publish", str(path))
+    assert "published version 1" in await journeys(cli_env, "decisions", "publish", str(path))
     decided = json.loads(
-        await journeys("decide", instance.instance, "--user", user, "--field", "channel=app",
-                       "--field", "amount=199", "--json")
+        await journeys(cli_env, "decide", instance.instance, "--user", user,
+                       "--field", "channel=app", "--field", "amount=199", "--json")
     )  # fmt: skip
     assert decided == {"instance": instance.instance, "version": 1,
                        "decision": {"instalments": 3}, "strategy": "medium-risk",
                        "group": None}  # fmt: skip
-    missing = await journeys("decide", instance.instance, "--user", user, ok=False)
+    missing = await journeys(cli_env, "decide", instance.instance, "--user", user, ok=False)
     assert "fields.amount: missing: scene" in missing and "fields.channel" in missing
-    await journeys("decisions", "rollback", instance.instance, "--to", "1")
-    listed = json.loads(await journeys("decisions", "versions", instance.instance, "--json"))
+    await journeys(cli_env, "decisions", "rollback", instance.instance, "--to", "1")
+    listed = json.loads(
+        await journeys(cli_env, "decisions", "versions", instance.instance, "--json")
+    )
     assert [(v["version"], v["note"]) for v in listed] == [(1, None), (2, "rollback to v1")]
 
 
@@ -375,28 +389,21 @@ async def test_item_tags_read_the_catalog(
     await decision_store.save_draft(pool, instance)
     await decision_store.publish(pool, instance.instance)
 
-    async def journeys(*args: str, ok: bool = True) -> str:
-        proc = await spawn_journeys(*args, env=cli_env)
-        out, err = await proc.communicate()
-        assert (proc.returncode == 0) is ok, err.decode()
-        assert "Traceback" not in err.decode()
-        return out.decode() + err.decode()
-
     bad = tmp_path / "bad.jsonl"
     bad.write_text(f'{{"id": "sku-{tag}-9", "attrs": {{"brand": "x"}}}}\n{{"attrs": {{}}}}\n[1]\n')
-    refused = await journeys("catalog", "load", "item", str(bad), ok=False)
+    refused = await journeys(cli_env, "catalog", "load", "item", str(bad), ok=False)
     assert "line 2: id is missing" in refused and "line 3: not a JSON object" in refused
     good = tmp_path / "items.jsonl"
     good.write_text(
         f'{{"id": "sku-{tag}-1", "attrs": {{"brand": "acme", "price": 99}}}}\n'
         f'{{"id": "sku-{tag}-2", "brand": "other"}}\n'
     )
-    assert "2 items stored" in await journeys("catalog", "load", "item", str(good))
+    assert "2 items stored" in await journeys(cli_env, "catalog", "load", "item", str(good))
     assert not await pool.fetchval(  # the bad file stored nothing, not even its good line
         "SELECT count(*) FROM catalog WHERE key = $1", f"sku-{tag}-9"
     )
     shown = json.loads(
-        await journeys("tags", "test", brand, "--item", f"sku-{tag}-1", "--live", "--json")
+        await journeys(cli_env, "tags", "test", brand, "--item", f"sku-{tag}-1", "--live", "--json")
     )
     assert shown["value"] == "acme" and shown["item"] == f"sku-{tag}-1"
     service = DecisionService(pool=pool, redis=redis)

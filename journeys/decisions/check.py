@@ -15,15 +15,11 @@ from pydantic import JsonValue
 
 from journeys.decisions.model import Instance, Scene
 from journeys.errors import Problem
-from journeys.plan.rule_sites import RuleSite
+from journeys.plan.rule_sites import RuleSite, rule_leaves
 from journeys.plan.steps import DecideStep
 from journeys.rules import (
     ENTRY_PREFIX,
-    AllOf,
-    AnyOf,
     EventCondition,
-    NotRule,
-    Rule,
     TagCondition,
 )
 from journeys.tags.check import RegisteredTag, site_tag_problems
@@ -152,15 +148,3 @@ def _decisions(instance: Instance) -> Iterator[tuple[str, JsonValue]]:
             continue
         for number, group in enumerate(strategy.experiment.groups):
             yield f"{where}.experiment.groups.{number}.decision", group.decision
-
-
-def rule_leaves(rule: Rule, path: str) -> Iterator[tuple[str, TagCondition | EventCondition]]:
-    """Each leaf condition of ``rule`` with its dotted path, in file order."""
-    if isinstance(rule, AllOf | AnyOf):
-        form, children = ("all", rule.all) if isinstance(rule, AllOf) else ("any", rule.any)
-        for index, child in enumerate(children):
-            yield from rule_leaves(child, f"{path}.{form}.{index}")
-    elif isinstance(rule, NotRule):
-        yield from rule_leaves(rule.not_, f"{path}.not")
-    else:
-        yield path, rule

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel, JsonValue
 
 from journeys.ab import arm_index, bucket
-from journeys.decisions.check import rule_leaves
 from journeys.decisions.model import Instance, Strategy
+from journeys.plan.rule_sites import rule_leaves
 from journeys.rule_eval import UserFacts, evaluate
 from journeys.rules import Rule, TagCondition
 

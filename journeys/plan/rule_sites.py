@@ -9,7 +9,15 @@ from journeys.plan.audience import Audience, SegmentAudience, SetAudience
 from journeys.plan.entry import ApiEntry, EventEntry
 from journeys.plan.models import Plan
 from journeys.plan.steps import BranchStep
-from journeys.rules import ENTRY_PREFIX, AllOf, AnyOf, NotRule, Rule, TagCondition
+from journeys.rules import (
+    ENTRY_PREFIX,
+    AllOf,
+    AnyOf,
+    EventCondition,
+    NotRule,
+    Rule,
+    TagCondition,
+)
 
 
 @dataclass(frozen=True)
@@ -47,16 +55,23 @@ def _audience_sites(audience: Audience, path: str) -> Iterator[RuleSite]:
             yield from _audience_sites(member, f"{path}.of.{index}")
 
 
-def tag_leaves(rule: Rule, path: str) -> Iterator[tuple[str, TagCondition]]:
-    """Each tag condition of ``rule`` with its dotted path."""
+def rule_leaves(rule: Rule, path: str) -> Iterator[tuple[str, TagCondition | EventCondition]]:
+    """Each leaf condition of ``rule`` with its dotted path, in file order."""
     if isinstance(rule, AllOf | AnyOf):
         form, children = ("all", rule.all) if isinstance(rule, AllOf) else ("any", rule.any)
         for index, child in enumerate(children):
-            yield from tag_leaves(child, f"{path}.{form}.{index}")
+            yield from rule_leaves(child, f"{path}.{form}.{index}")
     elif isinstance(rule, NotRule):
-        yield from tag_leaves(rule.not_, f"{path}.not")
-    elif isinstance(rule, TagCondition):
+        yield from rule_leaves(rule.not_, f"{path}.not")
+    else:
         yield path, rule
+
+
+def tag_leaves(rule: Rule, path: str) -> Iterator[tuple[str, TagCondition]]:
+    """Each tag condition of ``rule`` with its dotted path."""
+    for where, leaf in rule_leaves(rule, path):
+        if isinstance(leaf, TagCondition):
+            yield where, leaf
 
 
 def rule_tags(rules: Iterable[Rule]) -> list[str]:

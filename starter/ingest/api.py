@@ -171,6 +171,7 @@ def create_app(
         if decisions is not None:
             counts["decide_cache_hits"] = decisions.stats.hits
             counts["decide_cache_misses"] = decisions.stats.misses
+            counts["decide_cache_shared_hits"] = decisions.stats.shared_hits
         for name in sorted(counts):
             lines += [
                 f"# TYPE journeys_ingest_{name} counter",
