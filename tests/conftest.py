@@ -157,12 +157,23 @@ async def fresh_database_url(stack_settings: Settings) -> AsyncIterator[str]:
 
 
 async def spawn_journeys(
-    *args: str, env: dict[str, str], stdout: int | None = PIPE, stderr: int | None = PIPE
+    *args: str,
+    env: dict[str, str],
+    stdout: int | None = PIPE,
+    stderr: int | None = PIPE,
+    ctrl_c: bool = False,
 ) -> asyncio.subprocess.Process:
-    """The real ``journeys`` command (``python -m starter.cli``) as a child process."""
+    """The real ``journeys`` command (``python -m starter.cli``) as a child process;
+    ``ctrl_c``: it takes SIGINT as Ctrl-C even when this test run ignores it (a run started
+    in the background does, and children inherit what is ignored)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starter.cli", *args, cwd=ROOT, env=env, stdout=stdout, stderr=stderr
-    )
+        sys.executable, "-m", "starter.cli", *args, cwd=ROOT, env=env, stdout=stdout,
+        stderr=stderr, preexec_fn=_default_sigint if ctrl_c else None,
+    )  # fmt: skip
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -91,9 +91,9 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
     counts = Counter(status.values())
     sent = {u for u, s in status.items() if s == "sent"}
     # The budget ran out: every user is sent, failed for good, or skipped for the cap or the
-    # budget. Had a crash left a reservation unreleased, fewer than BUDGET would be sent and
-    # the counter would not match the ledger; had one counted a user twice against the cap,
-    # more users would be skipped for it.
+    # budget. Had a crash left a reservation unreleased, the counter would not match the
+    # ledger; had one counted a user twice against the cap, more users would be skipped
+    # for it.
     assert len(status) == USERS and set(counts) <= {"sent", "failed", "skipped"}
     reasons = {r["user_id"]: r["reason"] for r in rows if r["status"] == "skipped"}
     assert {u for u, reason in reasons.items() if reason == "cap"} == capped
@@ -102,7 +102,9 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
     assert result.totals.delivered == counts["sent"]
     assert sum(result.totals.skipped.values()) == counts["skipped"]
     assert await redis.hget(budget_key(launched.run_id, "push"), "n") == str(len(sent)).encode()
-    assert len(sent) == BUDGET  # more users passed the cap than the budget allows
+    # at most the budget: a reservation given back after the budget ran out (a user who
+    # failed for good) leaves its unit unspent, since users skipped for it do not come back
+    assert len(sent) <= BUDGET
     per_user = receiver.by_user()
     assert set(per_user) == sent and set(per_user.values()) == {1}
     # each sent user's history holds its one message, the others' nothing: the cap counts

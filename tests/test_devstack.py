@@ -72,7 +72,7 @@ async def dev_env() -> AsyncIterator[tuple[Settings, dict[str, str]]]:
 
 
 async def start_dev(env: dict[str, str]) -> DevProcess:
-    proc = await spawn_journeys("dev", env=env, stderr=asyncio.subprocess.STDOUT)
+    proc = await spawn_journeys("dev", env=env, stderr=asyncio.subprocess.STDOUT, ctrl_c=True)
     dev = DevProcess(proc)
     await dev.wait_for_line(READY)
     return dev
