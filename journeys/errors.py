@@ -74,6 +74,11 @@ class DecisionRefused(InvalidInput):
     answer (a missing id or field, a field of the wrong type)."""
 
 
+class AccessDenied(JourneysError):
+    """The HTTP API refused the caller's API key: missing, unknown, revoked, or without the
+    route's scope."""
+
+
 class NotFound(JourneysError):
     """A named thing (plan, version, run, audience) does not exist."""
 

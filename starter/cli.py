@@ -17,6 +17,7 @@ from . import (
     decision_commands,
     dev_commands,
     event_commands,
+    key_commands,
     plan_commands,
     policy_commands,
     profile_commands,
@@ -57,6 +58,7 @@ test_send_commands.register(app)
 report_commands.register(app)
 decision_commands.register(app)
 catalog_commands.register(app)
+key_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from journeys.decisions.contracts import DecideAnswer, DecideRequest, FieldValue
 from journeys.errors import (
+    AccessDenied,
     DecisionRefused,
     EventsRefused,
     NotFound,
@@ -58,8 +59,12 @@ class Journeys:
         timeout: timedelta = timedelta(seconds=10),
         attempts: int = 4,
         backoff: timedelta = timedelta(milliseconds=200),
+        api_key: str | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout.total_seconds())
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout.total_seconds(), headers=headers
+        )
         self._attempts = attempts
         self._backoff = backoff
 
@@ -170,6 +175,12 @@ class Journeys:
                 if response.status_code in (200, 202):
                     answer: dict[str, Any] = response.json()
                     return answer
+                if response.status_code in (401, 403):
+                    raise AccessDenied(_reason(response))
+                if response.status_code == 429 and attempt < self._attempts:
+                    wait = float(response.headers.get("retry-after") or 1)
+                    await asyncio.sleep(min(wait, 30.0))
+                    continue
                 if response.status_code in (404, 409, 422):
                     try:
                         errors = response.json().get("errors", [])
@@ -186,3 +197,12 @@ class Journeys:
                     )
             await asyncio.sleep(self._backoff.total_seconds() * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
+
+
+def _reason(response: httpx.Response) -> str:
+    """The API's own reason for refusing, else the start of its answer."""
+    try:
+        errors = response.json().get("errors", [])
+        return str(errors[0]["reason"]) if errors else response.text[:200]
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+        return response.text[:200]

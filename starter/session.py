@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 
 from rich.table import Table
 
+from activities.db import queries
 from activities.db.migrate import migrate
 from journeys.redact import redact
 from journeys.settings import Settings
 from worker import run_worker
 
+from .connect import database
 from .console import out
 from .stack.devstack import DevStack, ServiceState
 
@@ -53,6 +55,14 @@ async def stack_session(settings: Settings, *, with_worker: bool) -> AsyncIterat
             f"DATABASE_URL={redact(settings.database_url)}",
             soft_wrap=True,
         )
+        async with database(settings) as pool:
+            keyed = bool(await pool.fetchval(queries.API_KEYS_ACTIVE))
+        if not keyed:
+            out.print(
+                "HTTP API keys: none yet, so `journeys serve` is open to whoever reaches it; "
+                "create the first with `journeys keys create NAME --scope admin`",
+                soft_wrap=True,
+            )
         if with_worker:
             ready = asyncio.Event()
             worker_task = asyncio.create_task(run_worker(settings, ready=ready))

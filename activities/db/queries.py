@@ -870,3 +870,25 @@ SET attrs = catalog.attrs || EXCLUDED.attrs, updated_at = now()
 """
 
 CATALOG_ATTRS = "SELECT key, attrs FROM catalog WHERE kind = $1 AND key = ANY($2::text[])"
+
+# --- API keys (activities/api_keys.py) ----------------------------------------------------
+
+API_KEY_INSERT = """
+INSERT INTO api_keys (key_id, name, digest, scopes, rate) VALUES ($1, $2, $3, $4, $5)
+RETURNING created_at
+"""
+
+API_KEY_BY_ID = """
+SELECT key_id, name, digest, scopes, rate FROM api_keys
+WHERE key_id = $1 AND revoked_at IS NULL
+"""
+
+API_KEYS_LIST = """
+SELECT key_id, name, scopes, rate, created_at, revoked_at FROM api_keys ORDER BY created_at
+"""
+
+API_KEY_REVOKE = """
+UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id
+"""
+
+API_KEYS_ACTIVE = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)"

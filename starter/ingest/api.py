@@ -9,7 +9,8 @@ users suppressed, or allowed as test users, from ``{"user_ids": [...], "channel"
 ``POST /v1/inbox/read`` (and ``/click``) record what the app's user did with an
 in-app message. ``POST /v1/decide`` answers a decision instance for one caller.
 ``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
-Prometheus text format.
+Prometheus text format. Once an API key exists, the other routes need one
+(:mod:`starter.ingest.access`).
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from temporalio.client import Client
 
+from activities.api_keys import ApiKeyStore
 from activities.controls.suppression import SuppressionStore
 from activities.decisions import DecisionService
 from activities.engagement import EngagementMap, EngagementStore
+from activities.rate_limit import RateLimiter
 from journeys.errors import EventsRefused
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 from journeys.policy import Suppression
 
+from .access import KeyGate
 from .body import BodyRefused, read_json, refused
 from .decide import add_decide_route
 from .entries import add_entry_routes
@@ -77,6 +81,8 @@ def create_app(
         state["engagement"] = EngagementStore(pool=pool, engagement=engagement)
         state["suppressions"] = SuppressionStore(pool=pool, redis=redis)
         state["decisions"] = decisions = DecisionService(pool=pool, redis=redis)
+        state["keys"] = ApiKeyStore(pool)
+        state["limiter"] = RateLimiter(redis)
         recording = asyncio.create_task(decisions.recorder.run())
         # what start-up made lives as long as the process: out of the collector's way, so
         # full collections stay short (they show as latency spikes on the decide route)
@@ -93,6 +99,9 @@ def create_app(
 
     app = FastAPI(title="Journeys ingest", version="1", lifespan=lifespan)
     install_openapi(app, max_props_depth=max_props_depth, max_props_bytes=max_props_bytes)
+    app.add_middleware(
+        KeyGate, keys=lambda: state.get("keys"), limiter=lambda: state.get("limiter")
+    )
 
     @app.post(
         "/v1/events",
