@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -84,10 +83,6 @@ def create_app(
         state["keys"] = ApiKeyStore(pool)
         state["limiter"] = RateLimiter(redis)
         recording = asyncio.create_task(decisions.recorder.run())
-        # what start-up made lives as long as the process: out of the collector's way, so
-        # full collections stay short (they show as latency spikes on the decide route)
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:
