@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +65,18 @@ class CacheStats:
         return self.hits / total if total else 0.0
 
 
+DecisionRow = tuple[str, int, str | None, str | None, bool, str | None, str | None,
+                    str | None, datetime]  # fmt: skip
+"""instance, version, strategy, group, control, user, item, order, decided at."""
+
+
+async def insert_decisions(pool: DbPool, rows: Sequence[DecisionRow]) -> None:
+    """Record decisions in one statement (the API's batches, a journey's pages)."""
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        await pool.execute(queries.DECISIONS_INSERT, *[list(c) for c in columns])
+
+
 @dataclass
 class DecisionRecorder:
     """Buffers decided rows and writes them in one statement per batch."""
@@ -72,7 +84,7 @@ class DecisionRecorder:
     pool: DbPool
     batch: int = 500
     every: timedelta = timedelta(seconds=1)
-    _rows: list[tuple[Any, ...]] = field(default_factory=list)
+    _rows: list[DecisionRow] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
     def add(
@@ -84,14 +96,12 @@ class DecisionRecorder:
              request.user_id, request.item_id, request.order_id, at)
         )  # fmt: skip
         if len(self._rows) >= self.batch:
-            self._task = self._task or asyncio.create_task(self._flush_soon(timedelta(0)))
+            self._task = self._task or asyncio.create_task(self._flush_now())
 
     async def flush(self) -> int:
         """Write what is buffered; how many rows."""
         rows, self._rows = self._rows, []
-        if rows:
-            columns = list(zip(*rows, strict=True))
-            await self.pool.execute(queries.DECISIONS_INSERT, *[list(c) for c in columns])
+        await insert_decisions(self.pool, rows)
         return len(rows)
 
     async def run(self) -> None:
@@ -103,8 +113,7 @@ class DecisionRecorder:
         finally:
             await asyncio.shield(self.flush())
 
-    async def _flush_soon(self, delay: timedelta) -> None:
-        await asyncio.sleep(delay.total_seconds())
+    async def _flush_now(self) -> None:
         self._task = None
         await self.flush()
 

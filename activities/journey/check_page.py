@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +24,8 @@ import httpx
 
 from activities.channels.http_provider import signature
 from activities.db import queries
-from activities.db.params import json_list
 from activities.db.pool import DbPool
+from activities.journey.facts import load_facts
 from activities.journey.routes import same_json
 from journeys.channels_config import JudgementService
 from journeys.plan.steps import CheckStep
@@ -51,7 +51,10 @@ async def check_routes(
 ) -> dict[str, list[str]]:
     """Route name -> users: the first branch whose ``when`` is the user's answer, ``else``
     for other answers and users left out, ``failed`` when the service gave no answer."""
-    attrs = await _attrs(pool, users, step.attrs) if step.attrs else {}
+    attrs: dict[str, dict[str, Any]] = {}
+    if step.attrs:  # the profile as every page reads it, then only the attributes named
+        facts = await load_facts(pool, users, now=now)
+        attrs = {u: {n: f.attrs[n] for n in step.attrs if n in f.attrs} for u, f in facts.items()}
     routes: dict[str, list[str]] = defaultdict(list)
     rows: list[tuple[str, str, Any, str | None]] = []
     async with httpx.AsyncClient(timeout=service.timeout.total_seconds()) as http:
@@ -130,18 +133,4 @@ def _results(response: httpx.Response) -> dict[str, dict[str, Any]]:
     for item in results:
         if isinstance(item, dict) and isinstance(item.get("user_id"), str):
             out.setdefault(item["user_id"], item)  # the first result of a user counts
-    return out
-
-
-async def _attrs(
-    pool: DbPool, users: Sequence[str], names: Sequence[str]
-) -> Mapping[str, dict[str, Any]]:
-    rows = await pool.fetch(queries.USERS_BY_IDS, json_list(users))
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        profile = dict(row["attrs"] or {})
-        for column in ("timezone", "email", "phone"):
-            if row[column] is not None:
-                profile.setdefault(column, row[column])
-        out[row["user_id"]] = {n: profile[n] for n in names if n in profile}
     return out

@@ -18,8 +18,9 @@ import redis.asyncio as aioredis
 from pydantic import JsonValue
 from temporalio.exceptions import ApplicationError
 
-from activities.db import decision_store, queries, tag_store
+from activities.db import decision_store, tag_store
 from activities.db.pool import DbPool
+from activities.decisions import DecisionRow, insert_decisions
 from activities.journey.facts import entry_props, load_facts
 from activities.journey.routes import same_json
 from journeys.decisions.check import decide_step_problems, instance_tags
@@ -66,7 +67,7 @@ async def decide_routes(
         if tag.live is not None and isinstance(tag.live.source, FieldSource)
     }
     routes: dict[str, list[str]] = defaultdict(list)
-    rows: list[tuple[str | None, str | None, bool, str]] = []
+    rows: list[DecisionRow] = []
     for user in users:
         fields = {
             name: entry.get(user, {}).get(value.entry) if isinstance(value, EntryField) else value
@@ -78,20 +79,10 @@ async def decide_routes(
         chosen = _compared(decided.decision, step.key)
         index = next((i for i, b in enumerate(step.branches) if same_json(b.when, chosen)), None)
         routes[ELSE if index is None else branch_route(index)].append(user)
-        rows.append((decided.strategy, decided.group, decided.control, user))
-    if record and rows:
-        await pool.execute(
-            queries.DECISIONS_INSERT,
-            [step.instance] * len(rows),
-            [live.version] * len(rows),
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-            [None] * len(rows),
-            [None] * len(rows),
-            [now] * len(rows),
-        )
+        rows.append((step.instance, live.version, decided.strategy, decided.group,
+                     decided.control, user, None, None, now))  # fmt: skip
+    if record:
+        await insert_decisions(pool, rows)
     return dict(routes)
 
 
