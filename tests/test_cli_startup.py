@@ -1,6 +1,6 @@
 """Every ``journeys`` command pays for what ``starter.cli`` imports: the statistics stack
-(statsmodels, scipy, pandas: 1.5 s here) loads only when a report compares arms, and
-matplotlib only when it draws."""
+(statsmodels, scipy, pandas: 1.5 s here) loads only when a report compares arms,
+matplotlib only when it draws, and jsonschema only when a decision file is checked."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from tests.conftest import ROOT
 
-HEAVY = ("statsmodels", "scipy", "pandas", "matplotlib")
+HEAVY = ("statsmodels", "scipy", "pandas", "matplotlib", "jsonschema")
 
 
 def test_the_cli_starts_without_the_statistics_stack() -> None:

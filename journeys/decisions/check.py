@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import JsonValue
 
 from journeys.decisions.model import Instance, Scene
@@ -30,6 +28,11 @@ _FIELD_FITS = {"string": ("string", "enum"), "number": ("number",), "bool": ("bo
 
 def scene_problems(scene: Scene) -> list[Problem]:
     """What is wrong with a scene on its own: its decision schema must be a JSON Schema."""
+    # jsonschema is imported where it is used: every CLI command and the worker import this
+    # module through the plan store, and only checking a scene or instance needs it (~70 ms)
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(scene.decision_schema)
     except SchemaError as exc:
@@ -56,6 +59,8 @@ def instance_problems(
     problems: list[Problem] = []
     if instance.scene != scene.scene:
         problems.append(Problem("scene", f"is {instance.scene!r}, checked against {scene.scene!r}"))
+    from jsonschema import Draft202012Validator
+
     validator = Draft202012Validator(scene.decision_schema)
     for path, decision in _decisions(instance):
         problems += [
