@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
 
 from journeys.ab import bucket
 from journeys.decisions.check import instance_problems, scene_problems
 from journeys.decisions.engine import decide
 from journeys.decisions.model import Instance, Scene, check_decision_file
+from journeys.plan.steps import Step
 from journeys.tags.check import RegisteredTag
 from journeys.tags.model import TagDefinition
 
@@ -167,3 +169,17 @@ def test_the_first_strategy_whose_rule_holds_decides_and_groups_are_stable() -> 
         "path": "rule", "tag": "risk_level", "op": "eq", "operand": "low", "value": "high",
         "holds": False,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"type": "decide", "instance": "i", "branches": [{"name": "a", "when": 1},
+                                                           {"name": "a", "when": 2}]},
+        {"type": "check", "service": "risk", "branches": [{"name": "a", "when": "x"},
+                                                            {"name": "a", "when": "y"}]},
+    ],
+)  # fmt: skip
+def test_decide_and_check_branches_are_named_once(step: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="branch names must be unique, repeated: a"):
+        TypeAdapter(Step).validate_python(step)

@@ -6,9 +6,16 @@ A step without ``next`` ends the journey of the users who reach it.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, Protocol, TypeVar, get_args
 
-from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from journeys.decisions.model import InstanceId
 from journeys.durations import Duration, within
@@ -17,6 +24,21 @@ from journeys.rules import EventName, PropertyFilter, PropertyName, Rule
 from journeys.schedule import TimeOfDay, Weekday, check_time_zone
 
 _A_YEAR = timedelta(days=365)
+
+
+class _Named(Protocol):
+    name: str
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _named_once(branches: list[_N]) -> list[_N]:
+    """A branching step's branch names are its route labels: each once."""
+    _reject_repeats("branch", [branch.name for branch in branches])
+    return branches
+
+
 WaitDuration = Annotated[Duration, within(maximum=_A_YEAR)]
 
 
@@ -105,14 +127,8 @@ class BranchStep(PlanModel):
     """Split the cohort by rules; the first matching branch wins, the rest go to ``else``."""
 
     type: Literal["branch"] = "branch"
-    branches: list[Branch] = Field(min_length=1)
+    branches: Annotated[list[Branch], Field(min_length=1), AfterValidator(_named_once)]
     else_: StepId | None = Field(default=None, alias="else")
-
-    @field_validator("branches")
-    @classmethod
-    def _unique(cls, branches: list[Branch]) -> list[Branch]:
-        _reject_repeats("branch", [branch.name for branch in branches])
-        return branches
 
 
 class Arm(PlanModel):
@@ -273,14 +289,8 @@ class DecideStep(PlanModel):
     """Compare this property of the decision (an object) instead of the whole decision."""
     fields: dict[PropertyName, DecisionField] = Field(default_factory=dict)
     """The scene's pass-through fields: a constant, or ``{entry: prop}`` of the entry event."""
-    branches: list[DecisionBranch] = Field(min_length=1)
+    branches: Annotated[list[DecisionBranch], Field(min_length=1), AfterValidator(_named_once)]
     else_: StepId | None = Field(default=None, alias="else")
-
-    @field_validator("branches")
-    @classmethod
-    def _unique(cls, branches: list[DecisionBranch]) -> list[DecisionBranch]:
-        _reject_repeats("branch", [branch.name for branch in branches])
-        return branches
 
 
 class CheckStep(PlanModel):
@@ -295,15 +305,9 @@ class CheckStep(PlanModel):
     answer: PropertyName = "verdict"
     attrs: list[PropertyName] = Field(default_factory=list, max_length=50)
     """Profile attributes sent with each user (only these: the service sees nothing else)."""
-    branches: list[DecisionBranch] = Field(min_length=1)
+    branches: Annotated[list[DecisionBranch], Field(min_length=1), AfterValidator(_named_once)]
     else_: StepId | None = Field(default=None, alias="else")
     on_failure: StepId | None = None
-
-    @field_validator("branches")
-    @classmethod
-    def _unique(cls, branches: list[DecisionBranch]) -> list[DecisionBranch]:
-        _reject_repeats("branch", [branch.name for branch in branches])
-        return branches
 
 
 class ExitStep(PlanModel):
