@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -156,18 +155,12 @@ def serve(
 ) -> None:
     """Run the HTTP API: events, API entries, suppressions, inbox reads and clicks, decisions."""
     settings = get_settings()
-    server = build_server(settings, port=port)
+    server = build_server(settings, port=port, freeze=True)
     out.print(
         f"ingest API on http://{settings.ingest_host}:{server.config.port} "
         "(POST /v1/events, /v1/plans/{plan_id}/entries, /v1/suppressions, /v1/inbox/read, "
         "/v1/inbox/click, /v1/decide; GET /healthz, /metrics, /openapi.json)"
     )
-    # What was imported and built lives as long as the process: out of the collector's way,
-    # so full collections stay short (they showed as latency spikes on the decide route).
-    # Here, in the process that serves, not in the app: a test serving the app in its own
-    # process must not have its objects frozen.
-    gc.collect()
-    gc.freeze()
     asyncio.run(server.serve())
 
 

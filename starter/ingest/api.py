@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -58,8 +59,13 @@ def create_app(
     suppression: Suppression | None = None,
     channels: frozenset[str] | None = None,
     engagement: EngagementMap | None = None,
+    freeze: bool = False,
 ) -> FastAPI:
-    """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up."""
+    """The ASGI app; ``connect`` opens the pool, Redis and the Temporal client at start-up.
+    ``freeze`` (a process of its own: ``journeys serve``) moves what start-up made out of
+    the collector's way once it has started, so full collections stay short; they showed as
+    latency spikes on the decide route. Never in a process that serves it among others (a
+    test): what it holds then would never be collected."""
     counts: Counter[str] = Counter()
     state: dict[str, Any] = {}
 
@@ -83,6 +89,9 @@ def create_app(
         state["keys"] = ApiKeyStore(pool)
         state["limiter"] = RateLimiter(redis)
         recording = asyncio.create_task(decisions.recorder.run())
+        if freeze:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -18,8 +18,11 @@ from ..connect import temporal_client
 from .api import create_app
 
 
-def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Server:
-    """A uvicorn server for the ingest app on ``JOURNEYS_INGEST_HOST:PORT``."""
+def build_server(
+    settings: Settings, *, port: int | None = None, freeze: bool = False
+) -> uvicorn.Server:
+    """A uvicorn server for the ingest app on ``JOURNEYS_INGEST_HOST:PORT``; ``freeze``
+    when the server has the process to itself (:func:`create_app`)."""
 
     async def connect() -> tuple[Any, aioredis.Redis, Client]:
         client = await temporal_client(settings)
@@ -38,6 +41,7 @@ def build_server(settings: Settings, *, port: int | None = None) -> uvicorn.Serv
             suppression=policy.suppression if policy is not None else None,
             channels=frozenset(channels.channels) if channels is not None else None,
             engagement=EngagementMap.of(channels, policy),
+            freeze=freeze,
         ),
         host=settings.ingest_host,
         port=settings.ingest_port if port is None else port,
