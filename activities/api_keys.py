@@ -12,9 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from activities.db import queries
+from pydantic import JsonValue
+
+from activities.db import audit_log, queries
 from activities.db.pool import DbPool
 from journeys.api_keys import SCOPES, Scope, digest_of, key_id_of, new_key
+from journeys.audit import AuditRecord
 from journeys.errors import JourneysError, NotFound
 
 KEYS_TTL = timedelta(seconds=2)
@@ -51,17 +54,25 @@ class ApiKeyStore:
         self._rows: dict[str, tuple[float, ApiKey | None, str | None]] = {}
         self._active: tuple[float, bool] | None = None
 
-    async def create(self, name: str, *, scopes: Sequence[str], rate: float | None) -> str:
-        """A new key with ``scopes``; the key itself, which is not kept."""
+    async def create(
+        self, name: str, *, scopes: Sequence[str], rate: float | None, by: str | None = None
+    ) -> str:
+        """A new key with ``scopes``; the key itself, which is not kept. Recorded in the audit
+        log (as ``by``) with the key's row."""
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown or not scopes:
             raise JourneysError(
                 f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(unknown) or 'none'}"
             )
         key, key_id = new_key()
-        await self._pool.fetchval(
-            queries.API_KEY_INSERT, key_id, name, digest_of(key), sorted(set(scopes)), rate
-        )
+        listed: list[JsonValue] = [*sorted(set(scopes))]
+        detail: dict[str, JsonValue] = {"name": name, "scopes": listed, "rate": rate}
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.fetchval(
+                queries.API_KEY_INSERT, key_id, name, digest_of(key), sorted(set(scopes)), rate
+            )
+            await audit_log.record(conn, AuditRecord(actor=by or "unknown", action="key_create",
+                                                     subject=key_id, detail=detail))  # fmt: skip
         return key
 
     async def listed(self) -> list[ListedKey]:
@@ -73,10 +84,14 @@ class ApiKeyStore:
             for r in rows
         ]  # fmt: skip
 
-    async def revoke(self, key_id: str) -> None:
-        """Stop ``key_id`` working (within :data:`KEYS_TTL` in running processes)."""
-        if await self._pool.fetchval(queries.API_KEY_REVOKE, key_id) is None:
-            raise NotFound(f"no active key {key_id!r}")
+    async def revoke(self, key_id: str, *, by: str | None = None) -> None:
+        """Stop ``key_id`` working (within :data:`KEYS_TTL` in running processes); audited."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(queries.API_KEY_REVOKE, key_id) is None:
+                raise NotFound(f"no active key {key_id!r}")
+            await audit_log.record(
+                conn, AuditRecord(actor=by or "unknown", action="key_revoke", subject=key_id)
+            )
 
     async def required(self) -> bool:
         """Whether any key is active (then every non-open route needs one)."""

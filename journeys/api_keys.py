@@ -24,7 +24,7 @@ def scope_for(path: str) -> Scope | None:
         return None
     if path == "/v1/decide":
         return "decide"
-    if path.startswith("/v1/suppressions"):
+    if path.startswith("/v1/suppressions") or path.endswith("/approval"):
         return "admin"
     return "events:write"  # events, API entries, inbox reads and clicks, and anything else
 

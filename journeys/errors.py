@@ -79,6 +79,15 @@ class AccessDenied(JourneysError):
     route's scope."""
 
 
+class NotApproved(JourneysError):
+    """The policy requires approval and this plan version has none (or the would-be approver
+    is its publisher)."""
+
+
+class AlreadyApproved(NotApproved):
+    """The version was approved before (by whom the message says)."""
+
+
 class NotFound(JourneysError):
     """A named thing (plan, version, run, audience) does not exist."""
 

@@ -13,6 +13,7 @@ arbitration: 10s                     # priority between plans reaching a user at
 suppression: {event: unsubscribed, channel_property: channel}
 negative_events:                     # what a message may cost beyond its price (reports, ROI)
   - {name: unsubscribed, cost: 2.5, window: 3d}
+approval: required                   # a version launches once someone else approved it
 ```
 
 A launch reads the file once and the run keeps that policy to its end, so a run is checked
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 
@@ -87,6 +88,9 @@ class Policy(PlanModel):
     (0: first come, first served)."""
     suppression: Suppression = Suppression()
     negative_events: list[NegativeEvent] = Field(default_factory=list)
+    approval: Literal["none", "required"] = "none"
+    """``required``: a published version is pending until someone other than its publisher
+    approves it (``journeys approve``), and ``launch`` refuses it until then."""
 
 
 def policy_problems(policy: Policy) -> list[Problem]:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(default=None, alias="JOURNEYS_POLICY")
     """The workspace policy (caps, quiet hours, quotas...); none: no workspace controls."""
     home: Path = Field(default=Path(".journeys"), alias="JOURNEYS_HOME")
+    actor: str | None = Field(default=None, alias="JOURNEYS_ACTOR")
+    """Who the CLI acts as in the audit log and approvals (``--by`` overrides it; unset: the
+    login name)."""
     ingest_host: str = Field(default="127.0.0.1", alias="JOURNEYS_INGEST_HOST")
     ingest_port: int = Field(default=8088, alias="JOURNEYS_INGEST_PORT")
     event_props_max_bytes: int = Field(

@@ -47,7 +47,8 @@ def paced_channel(target: str, channels_file: Path) -> PacedChannel | None:
     return PacedChannel(name=target, default_per_second=channel.rate.per_second)
 
 
-def set_channel_rate(channel: PacedChannel, *, value: str | None, reset: bool) -> None:
+def set_channel_rate(channel: PacedChannel, *, value: str | None, reset: bool) -> float:
+    """Set (or reset) the channel's shared rate; the rate now in force, per second."""
     settings = get_settings()
     if (value is None) == (not reset):
         raise JourneysError("give a RATE or --reset")
@@ -66,3 +67,4 @@ def set_channel_rate(channel: PacedChannel, *, value: str | None, reset: bool) -
     now = asyncio.run(go())
     source = "the channels file's" if reset else "set"
     out.print(f"rate of channel {channel.name} is now {now:g}/s ({source}; every plan shares it)")
+    return now

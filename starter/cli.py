@@ -12,6 +12,7 @@ from journeys.settings import get_settings
 
 from . import (
     audience_commands,
+    audit_commands,
     budget_commands,
     catalog_commands,
     decision_commands,
@@ -59,6 +60,7 @@ report_commands.register(app)
 decision_commands.register(app)
 catalog_commands.register(app)
 key_commands.register(app)
+audit_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

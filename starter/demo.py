@@ -35,6 +35,7 @@ from .report_view import report_view
 from .run_state import live_progress
 
 DEMO_USERS = 2_000
+DEMO_ACTOR = "journeys demo"
 WELCOME_STEP = "welcome"
 """The send step of examples/welcome-blast.yaml, whose popups the simulated app reads."""
 _ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "UTC"]
@@ -142,7 +143,7 @@ async def run_demo(settings: Settings) -> PlanRunResult:
             if path.name in NOT_PLANS:
                 continue
             plan = read_plan(path, channels=channels)
-            info = await plan_store.publish(pool, plan, source=str(path.name))
+            info = await plan_store.publish(pool, plan, source=str(path.name), by=DEMO_ACTOR)
             table.add_row(
                 plan.id, f"v{info.version}", plan.entry.type, str(len(plan.steps)), path.name
             )
@@ -155,6 +156,7 @@ async def run_demo(settings: Settings) -> PlanRunResult:
             redis=redis,
             plan=read_plan(blast, channels=channels),
             plan_file=blast,
+            by=DEMO_ACTOR,
         )
     out.print(f"launched [bold]{launched.run_id}[/]")
     with Live(console=out, auto_refresh=False) as live:

@@ -54,6 +54,7 @@ async def dry_run(
     plan: Plan,
     plan_file: Path,
     audience_file: Path | None = None,
+    by: str | None = None,
 ) -> DryRunReport:
     """Run ``plan`` dry, to its end, and report; a scheduled plan runs one occurrence now."""
     if listening_entry(plan) is not None:
@@ -73,10 +74,13 @@ async def dry_run(
         at=now,  # now, whatever the entry says: an `at` entry would wait for its moment
         run_key=f"dry-{now:%Y%m%dT%H%M%S%f}"[:-3],
         options=RunOptions(dry_run=True),
+        by=by,
     )
-    if isinstance(plan.entry, ScheduleEntry) and launched.published:
+    repoint = launched.published and not launched.awaiting_approval
+    if isinstance(plan.entry, ScheduleEntry) and repoint:
         # the dry run published a new version: the schedule starts it from now on, as after
-        # `journeys publish` (else a later publish finds nothing new and never repoints it)
+        # `journeys publish` (else a later publish finds nothing new and never repoints it);
+        # under approval, `journeys approve` repoints it
         await update_schedule(settings, client=client, plan=plan, version=launched.version)
     result = await handle.result()
     progress = await final_progress(handle)

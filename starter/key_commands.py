@@ -9,6 +9,7 @@ from activities.api_keys import ApiKeyStore, ListedKey
 from journeys.api_keys import SCOPES
 from journeys.durations import parse_rate
 
+from .acting import BY, acting
 from .connect import on_database
 from .console import out, print_json
 
@@ -26,10 +27,14 @@ def create(
         ..., "--scope", help=f"One of {', '.join(SCOPES)}; repeat for more."
     ),
     rate: str | None = typer.Option(None, "--rate", help="Its own limit, e.g. 100/s."),
+    by: str | None = BY,
 ) -> None:
     """Make a key and print it: this is the only time it is shown (only its digest is kept)."""
     per_second = None if rate is None else parse_rate(rate).per_second
-    key = on_database(lambda pool: ApiKeyStore(pool).create(name, scopes=scopes, rate=per_second))
+    actor = acting(by)
+    key = on_database(
+        lambda pool: ApiKeyStore(pool).create(name, scopes=scopes, rate=per_second, by=actor)
+    )
     out.print(key, soft_wrap=True)
     out.print("keep it now: it is not stored, and cannot be shown again", style="dim")
 
@@ -55,9 +60,12 @@ def list_keys(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
 
 
 @keys_app.command()
-def revoke(key_id: str = typer.Argument(..., help="The key's id (jk_...).")) -> None:
+def revoke(
+    key_id: str = typer.Argument(..., help="The key's id (jk_...)."), by: str | None = BY
+) -> None:
     """Stop a key working (running servers notice within two seconds)."""
-    on_database(lambda pool: ApiKeyStore(pool).revoke(key_id))
+    actor = acting(by)
+    on_database(lambda pool: ApiKeyStore(pool).revoke(key_id, by=actor))
     out.print(f"key {key_id} revoked")
 
 

@@ -14,8 +14,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audience.shard_sets import load_file_into_run
-from activities.db import plan_store
+from activities.db import audit_log, plan_store
 from activities.db.pool import DbPool
+from journeys.audit import AuditRecord
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import AudienceRef, PlanRunInput, PlanRunResult, RunOptions
 from journeys.errors import JourneysError
@@ -43,6 +44,8 @@ class Launched(BaseModel):
     targeted_from_file: int | None = None
     start_at: datetime | None = None
     ui_url: str
+    awaiting_approval: bool = False
+    """A dry run of a version the policy will not launch until it is approved."""
 
 
 def ui_link(settings: Settings, run_id: str) -> str:
@@ -99,12 +102,16 @@ async def launch(
     options: RunOptions | None = None,
     max_bad_share: float = 0.01,
     policy: Policy | None = None,
+    by: str | None = None,
 ) -> tuple[Launched, WorkflowHandle[PlanRunWorkflow, PlanRunResult]]:
     """Publish ``plan`` if it changed and start one run of the pinned version, under
-    ``policy`` (by default the settings' policy file, read now and kept by the run)."""
+    ``policy`` (by default the settings' policy file, read now and kept by the run), as
+    ``by`` in the audit log. Under ``approval: required`` an unapproved version is refused
+    (:class:`NotApproved`) before anything starts."""
     begin = start_time(plan, at=at)
     policy = launch_policy(plan, policy, path=settings.policy_file)
-    info = await plan_store.publish(pool, plan, source=str(plan_file))
+    dry = options is not None and options.dry_run
+    info = await publish_launchable(pool, plan, plan_file=plan_file, policy=policy, by=by, dry=dry)
     key = run_key or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
     run_id = run_workflow_id(plan.id, info.version, key)
     await _refuse_existing(client, run_id)  # before touching the run's Redis keys
@@ -149,6 +156,16 @@ async def launch(
         )
     except WorkflowAlreadyStartedError as exc:
         raise RunExists(f"run {run_id} already exists; pick another --run-key") from exc
+    detail = {
+        "start_at": begin.isoformat() if begin else None,
+        "targeted_from_file": loaded,
+        "dry_run": dry,
+    }
+    await audit_log.record(
+        pool,
+        AuditRecord(actor=by or "unknown", action="launch", plan_id=plan.id,
+                    version=info.version, run_id=run_id, detail=detail),
+    )  # fmt: skip
     launched = Launched(
         run_id=run_id,
         plan_id=plan.id,
@@ -157,8 +174,31 @@ async def launch(
         targeted_from_file=loaded,
         start_at=begin,
         ui_url=ui_link(settings, run_id),
+        awaiting_approval=needs_approval(info, policy),
     )
     return launched, handle
+
+
+async def publish_launchable(
+    pool: DbPool,
+    plan: Plan,
+    *,
+    plan_file: Path,
+    policy: Policy | None,
+    by: str | None,
+    dry: bool = False,
+) -> plan_store.VersionInfo:
+    """Publish ``plan`` if it changed; the version, if the policy lets it launch. A dry run
+    (which delivers nothing) may preview a version still awaiting approval."""
+    info = await plan_store.publish(pool, plan, source=str(plan_file), by=by)
+    if needs_approval(info, policy) and not dry:
+        await plan_store.require_approval(pool, plan.id, info.version)
+    return info
+
+
+def needs_approval(info: plan_store.VersionInfo, policy: Policy | None) -> bool:
+    """Whether ``info``'s version may not launch yet under ``policy``."""
+    return policy is not None and policy.approval == "required" and not info.approved
 
 
 async def _refuse_existing(client: Client, run_id: str) -> None:

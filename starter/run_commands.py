@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from journeys.audit import AuditAction, AuditRecord
 from journeys.contracts.runs import (
     ControlSignal,
     PlanRunResult,
@@ -18,12 +19,14 @@ from journeys.contracts.runs import (
     RunProgress,
 )
 from journeys.errors import InvalidInput, JourneysError, NotFound, Problem
+from journeys.names import parse_run_id
 from journeys.plan.entry import ScheduleEntry
 from journeys.plan.models import Plan
 from journeys.settings import Settings, get_settings
 from workflows import search
 from workflows.plan_run import PlanRunWorkflow
 
+from .acting import BY, acting, audit
 from .channel_rate import paced_channel, per_second_of, set_channel_rate
 from .connect import database, redis_client, temporal_client
 from .console import err, out, print_json
@@ -49,9 +52,11 @@ def launch(
     dry: bool = typer.Option(
         False, "--dry-run", help="Run it all now, waits compressed; render, deliver nothing."
     ),
+    by: str | None = BY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Start a run of PLAN (publishing it first if it changed); prints the run id."""
+    """Start a run of PLAN (publishing it first if it changed); prints the run id. Under the
+    policy's ``approval: required`` only an approved version starts (a dry run previews any)."""
     if at is not None and at.tzinfo is None:
         raise InvalidInput("--at", [Problem("--at", "give an offset, e.g. 2026-11-23T09:00+08:00")])
     if start_in is not None:
@@ -59,17 +64,20 @@ def launch(
             raise InvalidInput("--in", [Problem("--in", "give --at or --in, not both")])
         at = datetime.now(UTC) + start_delay(start_in)
     plan = read_plan(plan_file, channels=channels)
+    actor = acting(by)
     # said before anything starts, on stderr so that --json output stays one JSON document
     for warning in plan_warnings(plan, plan_file, channels=channels):
         err.print(f"  ! {warning}", style="yellow", markup=False, soft_wrap=True)
     settings = get_settings()
     if dry:
         refuse_for_dry_runs(at=at, run_key=run_key)
-        asyncio.run(launch_dry(settings, plan, plan_file, audience=audience, as_json=as_json))
+        asyncio.run(
+            launch_dry(settings, plan, plan_file, audience=audience, as_json=as_json, by=actor)
+        )
         return
     if isinstance(plan.entry, ScheduleEntry):
         refuse_for_schedules(audience=audience, at=at, run_key=run_key, wait=wait)
-        asyncio.run(launch_as_schedule(settings, plan, plan_file, as_json=as_json))
+        asyncio.run(launch_as_schedule(settings, plan, plan_file, as_json=as_json, by=actor))
         return
 
     async def go() -> None:
@@ -85,6 +93,7 @@ def launch(
                 audience_file=audience,
                 at=at,
                 run_key=run_key,
+                by=actor,
             )
         if not wait:
             if as_json:
@@ -116,7 +125,13 @@ def refuse_for_dry_runs(*, at: datetime | None, run_key: str | None) -> None:
 
 
 async def launch_dry(
-    settings: Settings, plan: Plan, plan_file: Path, *, audience: Path | None, as_json: bool
+    settings: Settings,
+    plan: Plan,
+    plan_file: Path,
+    *,
+    audience: Path | None,
+    as_json: bool,
+    by: str | None = None,
 ) -> None:
     """``launch --dry-run``: run it, then print what each node did."""
     client = await temporal_client(settings)
@@ -129,6 +144,7 @@ async def launch_dry(
             plan=plan,
             plan_file=plan_file,
             audience_file=audience,
+            by=by,
         )
     if as_json:
         print_json(report)
@@ -199,9 +215,15 @@ def status(
     asyncio.run(go())
 
 
-def _control(run_id: str, control: Callable[[PlanRunWorkflow, ControlSignal], None]) -> None:
-    name = control.__name__
+def _control(
+    run_id: str,
+    control: Callable[[PlanRunWorkflow, ControlSignal], None],
+    *,
+    name: AuditAction,
+    by: str | None,
+) -> None:
     settings = get_settings()
+    actor = acting(by)
 
     async def go() -> None:
         client = await temporal_client(settings)
@@ -213,23 +235,41 @@ def _control(run_id: str, control: Callable[[PlanRunWorkflow, ControlSignal], No
         await handle.signal(control, ControlSignal())
 
     asyncio.run(go())
+    _audit_run(actor, name, run_id)
     out.print(f"{name} sent to {run_id}; it takes effect at the next page boundary")
 
 
-def pause(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+def _audit_run(
+    actor: str, action: AuditAction, run_id: str, *, detail: dict[str, str | float] | None = None
+) -> None:
+    parsed = parse_run_id(run_id)
+    audit(
+        AuditRecord(
+            actor=actor,
+            action=action,
+            run_id=run_id,
+            plan_id=parsed[0] if parsed else None,
+            version=parsed[1] if parsed else None,
+            detail=dict(detail or {}),
+        )
+    )
+
+
+def pause(run_id: str = typer.Argument(..., metavar="RUN"), by: str | None = BY) -> None:
     """Pause RUN: nothing more is sent after the pages in flight."""
-    _control(run_id, PlanRunWorkflow.pause)
+    _control(run_id, PlanRunWorkflow.pause, name="pause", by=by)
 
 
-def resume(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+def resume(run_id: str = typer.Argument(..., metavar="RUN"), by: str | None = BY) -> None:
     """Resume RUN where it stopped."""
-    _control(run_id, PlanRunWorkflow.resume)
+    _control(run_id, PlanRunWorkflow.resume, name="resume", by=by)
 
 
-def cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
+def cancel(run_id: str = typer.Argument(..., metavar="RUN"), by: str | None = BY) -> None:
     """Cancel RUN: it stops after the pages in flight and reports what it did; a run that
     has not started yet is cancelled before it does anything."""
     settings = get_settings()
+    actor = acting(by)
 
     async def before_start() -> datetime | None:
         client = await temporal_client(settings)
@@ -242,11 +282,12 @@ def cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
 
     starts_at = asyncio.run(before_start())
     if starts_at is not None:
+        _audit_run(actor, "cancel", run_id, detail={"before_start": starts_at.isoformat()})
         out.print(
             f"{run_id} cancelled before it started (it was to start at {starts_at:%H:%M:%S} UTC)"
         )
         return
-    _control(run_id, PlanRunWorkflow.cancel)
+    _control(run_id, PlanRunWorkflow.cancel, name="cancel", by=actor)
 
 
 def rate(
@@ -255,12 +296,16 @@ def rate(
         None, metavar="RATE", help="e.g. 200/s, 1000/m, or 0 for unlimited"
     ),
     reset: bool = typer.Option(False, "--reset", help="A channel: back to the channels file's."),
+    by: str | None = BY,
 ) -> None:
     """Change RUN's rate limit, or CHANNEL's (shared by every plan), while they go."""
     settings = get_settings()
+    actor = acting(by)
     channel = paced_channel(target, settings.channels_file)
     if channel is not None:
-        set_channel_rate(channel, value=value, reset=reset)
+        now = set_channel_rate(channel, value=value, reset=reset)
+        detail = {"per_second": now, "reset": reset}
+        audit(AuditRecord(actor=actor, action="rate", subject=channel.name, detail=detail))
         return
     if value is None or reset:
         raise JourneysError("give a RATE for a run (--reset is for channels)")
@@ -274,6 +319,7 @@ def rate(
         )
 
     result = asyncio.run(go())
+    _audit_run(actor, "rate", target, detail={"per_second": result.per_second})
     out.print(f"rate of {target} is now {result.per_second:g}/s")
 
 

@@ -18,10 +18,12 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from journeys.audit import AuditRecord
 from journeys.errors import InvalidInput, NotFound, Problem
 from journeys.plan.models import Plan
 from journeys.settings import Settings, get_settings
 
+from .acting import BY, acting, audit
 from .connect import database, temporal_client
 from .console import out, print_json
 from .schedules import launch_schedule, schedule_id
@@ -50,12 +52,12 @@ def refuse_for_schedules(
 
 
 async def launch_as_schedule(
-    settings: Settings, plan: Plan, plan_file: Path, *, as_json: bool
+    settings: Settings, plan: Plan, plan_file: Path, *, as_json: bool, by: str | None = None
 ) -> None:
     client = await temporal_client(settings)
     async with database(settings) as pool:
         scheduled = await launch_schedule(
-            settings, client=client, pool=pool, plan=plan, plan_file=plan_file
+            settings, client=client, pool=pool, plan=plan, plan_file=plan_file, by=by
         )
     if as_json:
         print_json(scheduled)
@@ -150,16 +152,20 @@ def show(plan_id: str = _PLAN, as_json: bool = _JSON) -> None:
 
 
 @schedule_app.command()
-def pause(plan_id: str = _PLAN) -> None:
+def pause(plan_id: str = _PLAN, by: str | None = BY) -> None:
     """No more occurrences start until it is resumed."""
-    asyncio.run(_act(plan_id, lambda h: h.pause(note="paused by journeys schedule pause")))
+    actor = acting(by)
+    asyncio.run(_act(plan_id, lambda h: h.pause(note=f"paused by {actor}")))
+    audit(AuditRecord(actor=actor, action="pause", plan_id=plan_id, subject=schedule_id(plan_id)))
     out.print(f"schedule of {plan_id} paused")
 
 
 @schedule_app.command()
-def resume(plan_id: str = _PLAN) -> None:
+def resume(plan_id: str = _PLAN, by: str | None = BY) -> None:
     """Occurrences start again."""
-    asyncio.run(_act(plan_id, lambda h: h.unpause(note="resumed by journeys schedule resume")))
+    actor = acting(by)
+    asyncio.run(_act(plan_id, lambda h: h.unpause(note=f"resumed by {actor}")))
+    audit(AuditRecord(actor=actor, action="resume", plan_id=plan_id, subject=schedule_id(plan_id)))
     out.print(f"schedule of {plan_id} resumed")
 
 

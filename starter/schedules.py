@@ -29,8 +29,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.db import plan_store
+from activities.db import audit_log
 from activities.db.pool import DbPool
+from journeys.audit import AuditRecord
 from journeys.contracts.counters import RunStatus
 from journeys.contracts.runs import PlanRunInput
 from journeys.names import run_workflow_id
@@ -40,6 +41,8 @@ from journeys.policy import Policy, launch_policy
 from journeys.settings import Settings
 from workflows import search
 from workflows.plan_run import PlanRunWorkflow
+
+from .launching import publish_launchable
 
 OVERLAP = {
     "skip": ScheduleOverlapPolicy.SKIP,
@@ -117,12 +120,14 @@ async def launch_schedule(
     plan: Plan,
     plan_file: Path,
     policy: Policy | None = None,
+    by: str | None = None,
 ) -> Scheduled:
     """Publish ``plan`` if it changed and create its schedule, or point the existing one at
     the new version (keeping it paused if it was). The policy is read now and kept by the
-    schedule's runs, as a launch's is; launching again refreshes it."""
+    schedule's runs, as a launch's is; launching again refreshes it. Approval, when the
+    policy requires it, is asked of the version as a launch asks it."""
     policy = launch_policy(plan, policy, path=settings.policy_file)
-    info = await plan_store.publish(pool, plan, source=str(plan_file))
+    info = await publish_launchable(pool, plan, plan_file=plan_file, policy=policy, by=by)
     schedule = plan_schedule(
         plan, version=info.version, task_queue=settings.temporal_task_queue, policy=policy
     )
@@ -135,6 +140,11 @@ async def launch_schedule(
         handle = client.get_schedule_handle(sid)
         await _replace(handle, schedule)
     described = await handle.describe()
+    await audit_log.record(
+        pool,
+        AuditRecord(actor=by or "unknown", action="schedule", plan_id=plan.id,
+                    version=info.version, subject=sid, detail={"created": created}),
+    )  # fmt: skip
     return Scheduled(
         schedule_id=sid,
         plan_id=plan.id,

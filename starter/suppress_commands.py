@@ -22,6 +22,7 @@ from journeys.channels_config import load_channels
 from journeys.errors import InvalidInput, Problem
 from journeys.settings import get_settings
 
+from .acting import BY, acting
 from .connect import database, redis_client
 from .console import out, print_json
 
@@ -78,11 +79,16 @@ def add(
     channel: str = _CHANNEL,
     allow: bool = _ALLOW,
     reason: str | None = typer.Option(None, help="Why (kept with the mark)."),
+    by: str | None = BY,
     as_json: bool = _JSON,
 ) -> None:
     """Suppress USERS (on one channel, or all), or allow them as test users."""
-    ids, channel = _checked(users), _channel(channel)
-    added = _run(lambda s: s.add(ids, channel=channel, list_name=_list_name(allow), reason=reason))
+    ids, channel, actor = _checked(users), _channel(channel), acting(by)
+    added = _run(
+        lambda s: s.add(
+            ids, channel=channel, list_name=_list_name(allow), reason=reason, actor=actor
+        )
+    )
     _done("added", added, len(ids), as_json=as_json)
 
 
@@ -91,11 +97,14 @@ def remove(
     users: list[str] = typer.Argument(..., help="User ids."),
     channel: str = _CHANNEL,
     allow: bool = _ALLOW,
+    by: str | None = BY,
     as_json: bool = _JSON,
 ) -> None:
     """Lift the mark of USERS (the same channel it was added on)."""
-    ids, channel = _checked(users), _channel(channel)
-    removed = _run(lambda s: s.remove(ids, channel=channel, list_name=_list_name(allow)))
+    ids, channel, actor = _checked(users), _channel(channel), acting(by)
+    removed = _run(
+        lambda s: s.remove(ids, channel=channel, list_name=_list_name(allow), actor=actor)
+    )
     _done("removed", removed, len(ids), as_json=as_json)
 
 
@@ -105,11 +114,12 @@ def import_file(
     channel: str = _CHANNEL,
     allow: bool = _ALLOW,
     reason: str | None = typer.Option(None, help="Why (kept with each mark)."),
+    by: str | None = BY,
     as_json: bool = _JSON,
 ) -> None:
     """Suppress (or allow) every user of FILE; a file with any bad line is refused whole."""
     parsed = read_audience_file(file, max_bad_share=0.0)
-    channel = _channel(channel)
+    channel, actor = _channel(channel), acting(by)
     added = _run(
         lambda s: s.add(
             parsed.ids,
@@ -117,6 +127,7 @@ def import_file(
             list_name=_list_name(allow),
             reason=reason,
             source=f"import:{file.name}",
+            actor=actor,
         )
     )
     _done("added", added, len(parsed.ids), as_json=as_json)

@@ -29,18 +29,23 @@ async def test_a_channel_rate_is_set_and_reset_for_every_plan(
 ) -> None:
     key = rate_key(channel_rate_scope("sms"))
     await redis.delete(key)
-    out, _ = await run_cli(cli_env, "rate", "sms", "3/s")
+    out, _ = await run_cli(cli_env, "rate", "sms", "3/s", "--by", "ana")
     assert "3/s" in out and await redis.hget(key, "rate") == b"3.0"
     assert await redis.ttl(key) == -1  # a channel's setting does not expire like a run's
     limiter = RateLimiter(redis)
     granted, wait = await limiter.take(channel_rate_scope("sms"), want=100, default=50)
     assert granted == 3 and wait.total_seconds() > 0  # the operator's 3/s, not the file's 50
-    out, _ = await run_cli(cli_env, "rate", "sms", "--reset")
+    out, _ = await run_cli(cli_env | {"JOURNEYS_ACTOR": "ben"}, "rate", "sms", "--reset")
     assert "50/s" in out and await redis.hget(key, "rate") is None
     _, err = await run_cli(cli_env, "rate", "popup", "1/s", ok=False)
     assert "no rate in" in err  # the file does not pace popup: workers would never look
     _, err = await run_cli(cli_env, "rate", "nosuch", "1/s", ok=False)
     assert "no run or channel 'nosuch'" in err
+    out, _ = await run_cli(cli_env | {"JOURNEYS_ACTOR": "ben"}, "audit", "--json", "--limit", "500")
+    changes = [(e["actor"], e["detail"]) for e in json.loads(out)
+               if e["action"] == "rate" and e["subject"] == "sms"][:2]  # fmt: skip
+    assert changes == [("ben", {"per_second": 50.0, "reset": True}),
+                       ("ana", {"per_second": 3.0, "reset": False})]  # fmt: skip
 
 
 async def test_a_channels_default_rate_paces_until_an_operator_sets_one(

@@ -31,6 +31,7 @@ def env_for(settings: Settings) -> dict[str, str]:
     return settings_env(settings) | {
         "JOURNEYS_CHANNELS": str(settings.channels_file),
         "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "JOURNEYS_ACTOR": "ops",
     }
 
 
@@ -83,7 +84,7 @@ async def test_pause_rate_resume_cancel_commands(
         assert code == 0, err
         assert f"rate of {run_id} is now 10/s" in out
 
-        assert (await journeys(env, "resume", run_id))[0] == 0
+        assert (await journeys(env, "resume", run_id, "--by", "ben"))[0] == 0
         code, out, _ = await journeys(env, "status", run_id, "--json")
         assert json.loads(out)["status"] == "running"
 
@@ -99,6 +100,15 @@ async def test_pause_rate_resume_cancel_commands(
 
     code, _, err = await journeys(env, "pause", "plan/nope/v1/none")
     assert code == 1 and err.startswith("error: no run 'plan/nope/v1/none'")
+
+    # each control is in the audit log, by whom (the environment's actor unless --by), and
+    # the refused ones are not
+    code, out, err = await journeys(env | {"JOURNEYS_ACTOR": "eve"}, "audit", "--run", run_id,
+                                    "--json")  # fmt: skip
+    assert code == 0, err
+    done = [(e["action"], e["actor"], e["detail"].get("per_second")) for e in json.loads(out)]
+    assert done == [("cancel", "ops", None), ("resume", "ben", None), ("rate", "ops", 10.0),
+                    ("pause", "ops", None), ("launch", "ops", None)]  # fmt: skip
 
 
 async def test_a_delayed_run_waits_and_is_cancelled_before_it_starts(

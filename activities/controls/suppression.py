@@ -16,8 +16,9 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from activities.db import queries
+from activities.db import audit_log, queries
 from activities.db.pool import DbPool
+from journeys.audit import MAX_USERS_LISTED, AuditAction, AuditRecord
 from journeys.names import KEY_PREFIX, suppression_key
 
 ALLOW_MARK = "+allow"
@@ -62,9 +63,11 @@ class SuppressionStore:
         list_name: ListName = "suppress",
         reason: str | None = None,
         source: str = "cli",
+        actor: str | None = None,
     ) -> int:
         """Mark ``users``; returns how many were not marked so already. Redis gets every
-        user's mark (again), so an earlier write that reached only PostgreSQL heals."""
+        user's mark (again), so an earlier write that reached only PostgreSQL heals. An
+        operator's change (``actor``) goes in the audit log with the marks."""
         if list_name == "allow":
             channel = EVERY_CHANNEL
         if channel != EVERY_CHANNEL and not is_channel_name(channel):
@@ -72,9 +75,13 @@ class SuppressionStore:
         users = sorted(set(users))
         if not users:
             return 0
-        rows = await self._pool.fetch(
-            queries.SUPPRESSIONS_ADD, users, list_name, channel, reason, source
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                queries.SUPPRESSIONS_ADD, users, list_name, channel, reason, source
+            )
+            if actor is not None:
+                await _audit(conn, "suppress", actor, users, list_name, channel, len(rows),
+                             reason=reason, source=source)  # fmt: skip
         pipe = self._redis.pipeline(transaction=False)
         for user in users:
             pipe.sadd(suppression_key(user), _mark(list_name, channel))
@@ -87,12 +94,16 @@ class SuppressionStore:
         *,
         channel: str = EVERY_CHANNEL,
         list_name: ListName = "suppress",
+        actor: str | None = None,
     ) -> int:
-        """Unmark ``users``; returns how many were marked."""
+        """Unmark ``users``; returns how many were marked (audited as :meth:`add` is)."""
         if list_name == "allow":
             channel = EVERY_CHANNEL
         users = sorted(set(users))
-        rows = await self._pool.fetch(queries.SUPPRESSIONS_REMOVE, users, list_name, channel)
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(queries.SUPPRESSIONS_REMOVE, users, list_name, channel)
+            if actor is not None:
+                await _audit(conn, "unsuppress", actor, users, list_name, channel, len(rows))
         pipe = self._redis.pipeline(transaction=False)
         for user in users:
             pipe.srem(suppression_key(user), _mark(list_name, channel))
@@ -145,3 +156,27 @@ class SuppressionStore:
             if stale:
                 pipe.srem(key, *sorted(stale))
         await pipe.execute()
+
+
+async def _audit(
+    conn: audit_log.Executes,
+    action: AuditAction,
+    actor: str,
+    users: Sequence[str],
+    list_name: ListName,
+    channel: str,
+    changed: int,
+    **detail: str | None,
+) -> None:
+    entry = AuditRecord(
+        actor=actor,
+        action=action,
+        subject=f"{list_name}:{channel}",
+        detail={
+            "users": len(users),
+            "changed": changed,
+            "user_ids": list(users[:MAX_USERS_LISTED]),
+            **detail,
+        },
+    )
+    await audit_log.record(conn, entry)

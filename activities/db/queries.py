@@ -7,22 +7,47 @@ from dataclasses import dataclass
 from journeys.events import MAX_USER_ID
 
 PLAN_LATEST = """
-SELECT version, checksum, published_at FROM plan_versions
+SELECT version, checksum, published_at, published_by, approved_by, approved_at
+FROM plan_versions
 WHERE plan_id = $1 ORDER BY version DESC LIMIT 1
 """
 
 # Run under a per-plan advisory lock (plan_store.publish) so two publishers cannot both take
 # N+1; the primary key backs that up.
 PLAN_INSERT_VERSION = """
-INSERT INTO plan_versions (plan_id, version, body, checksum, source, note)
-SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5
+INSERT INTO plan_versions (plan_id, version, body, checksum, source, note, published_by)
+SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6
 FROM plan_versions WHERE plan_id = $1
 RETURNING version, published_at
 """
 
 PLAN_VERSIONS = """
-SELECT version, checksum, source, note, published_at FROM plan_versions
-WHERE plan_id = $1 ORDER BY version
+SELECT version, checksum, source, note, published_at, published_by, approved_by, approved_at
+FROM plan_versions WHERE plan_id = $1 ORDER BY version
+"""
+
+PLAN_VERSION_APPROVAL = """
+SELECT published_by, approved_by, approved_at FROM plan_versions
+WHERE plan_id = $1 AND version = $2
+"""
+
+# Only a version still unapproved: two approvers at once, one wins.
+PLAN_APPROVE = """
+UPDATE plan_versions SET approved_by = $3, approved_at = now()
+WHERE plan_id = $1 AND version = $2 AND approved_at IS NULL
+RETURNING approved_at
+"""
+
+# --- the audit log (append-only: its triggers refuse UPDATE, DELETE and TRUNCATE) -----------
+AUDIT_INSERT = """
+INSERT INTO audit_log (actor, action, plan_id, version, run_id, subject, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+AUDIT_LIST = """
+SELECT id, at, actor, action, plan_id, version, run_id, subject, detail FROM audit_log
+WHERE ($1::text IS NULL OR plan_id = $1) AND ($2::text IS NULL OR run_id = $2)
+ORDER BY id DESC LIMIT $3
 """
 
 PLAN_VERSION_BODY = """

@@ -14,9 +14,14 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from activities.api_keys import ApiKeyStore, has_scope
+from activities.api_keys import ApiKey, ApiKeyStore, has_scope
 from activities.rate_limit import RateLimiter
 from journeys.api_keys import scope_for
+from journeys.audit import key_actor
+
+KEY_SCOPE = "journeys.api_key"
+"""Where the gate leaves the request's checked key for the routes (the ASGI scope)."""
+OPEN_CALLER = "api"
 
 
 class KeyGate:
@@ -60,7 +65,14 @@ class KeyGate:
                 await _refuse(send, 429, f"key {key.key_id} is over its rate of {key.rate:g}/s",
                               retry_after=seconds)  # fmt: skip
                 return
+        scope[KEY_SCOPE] = key
         await self.app(scope, receive, send)
+
+
+def caller(scope: Scope) -> str:
+    """Who made a request, for the audit log: its API key, or ``api`` while the API is open."""
+    key = scope.get(KEY_SCOPE)
+    return key_actor(key.name) if isinstance(key, ApiKey) else OPEN_CALLER
 
 
 def _key(scope: Scope) -> str | None:

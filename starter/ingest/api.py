@@ -8,6 +8,7 @@ into a running plan with an API entry (``{"request_id": ..., "entries": [{"user_
 users suppressed, or allowed as test users, from ``{"user_ids": [...], "channel": "*"}``.
 ``POST /v1/inbox/read`` (and ``/click``) record what the app's user did with an
 in-app message. ``POST /v1/decide`` answers a decision instance for one caller.
+``POST /v1/plans/{plan_id}/versions/{version}/approval`` approves a version as its API key.
 ``GET /healthz`` checks PostgreSQL, Redis and Temporal; ``GET /metrics`` counts in the
 Prometheus text format. Once an API key exists, the other routes need one
 (:mod:`starter.ingest.access`).
@@ -40,6 +41,7 @@ from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 from journeys.policy import Suppression
 
 from .access import KeyGate
+from .approvals import add_approval_route
 from .body import BodyRefused, read_json, refused
 from .decide import add_decide_route
 from .entries import add_entry_routes
@@ -147,6 +149,7 @@ def create_app(
     add_entry_routes(app, ingest=lambda: state["ingest"], max_body_bytes=max_body_bytes)
     add_inbox_routes(app, store=lambda: state["engagement"], max_body_bytes=max_body_bytes)
     add_decide_route(app, service=lambda: state["decisions"], max_body_bytes=max_body_bytes)
+    add_approval_route(app, pool=lambda: state["pool"])
     add_suppression_routes(
         app,
         store=lambda: state["suppressions"],

@@ -13,6 +13,7 @@ from activities.controls.suppression import ListName, SuppressionStore
 from journeys.event_checks import ID_PATTERN
 from journeys.events import MAX_USER_ID, checked_user_id
 
+from .access import caller
 from .body import read_model, refused
 from .openapi import Refusal
 
@@ -113,7 +114,10 @@ def _handler(
         list_name: ListName = "allow" if change.allow else "suppress"
         if remove:
             changed = await store().remove(
-                change.user_ids, channel=change.channel, list_name=list_name
+                change.user_ids,
+                channel=change.channel,
+                list_name=list_name,
+                actor=caller(request.scope),
             )
         else:
             changed = await store().add(
@@ -122,6 +126,7 @@ def _handler(
                 list_name=list_name,
                 reason=change.reason,
                 source="api",
+                actor=caller(request.scope),
             )
         return JSONResponse(SuppressionsChanged(changed=changed).model_dump())
 
