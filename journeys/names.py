@@ -30,7 +30,12 @@ def run_workflow_id(plan_id: str, version: int, run_key: str) -> str:
 def parse_run_id(run_id: str) -> tuple[str, int] | None:
     """The plan id and version a run id names, or None when it is not one."""
     parts = run_id.split("/")
-    if len(parts) != 4 or parts[0] != "plan" or not parts[2][1:].isdigit() or parts[2][0] != "v":
+    if (
+        len(parts) != 4
+        or parts[0] != "plan"
+        or not (parts[2][1:].isascii() and parts[2][1:].isdigit())
+        or parts[2][0] != "v"
+    ):
         return None
     return parts[1], int(parts[2][1:])
 

@@ -61,6 +61,6 @@ def parse_route(name: str) -> Route:
         return Route("zone", zone=name.removeprefix(_ZONE))
     for prefix, kind in ((_BRANCH, "branch"), (_ARM, "arm")):
         digits = name.removeprefix(prefix)
-        if name.startswith(prefix) and digits.isdigit():
+        if name.startswith(prefix) and digits.isascii() and digits.isdigit():
             return Route("branch" if kind == "branch" else "arm", index=int(digits))
     raise ValueError(f"not a route name: {name!r}")

@@ -63,7 +63,7 @@ def _number(text: str, field: _Field) -> int:
     names = field.names.split()
     if text.lower() in names:
         return field.low + names.index(text.lower())
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(f'{field.name} "{text}" is not a number')
     value = int(text)
     if not field.low <= value <= field.high:
@@ -77,7 +77,7 @@ def _parse_item(item: str, field: _Field) -> set[int]:
     base, slash, step_text = item.partition("/")
     step = 1
     if slash:
-        if not step_text.isdigit():
+        if not (step_text.isascii() and step_text.isdigit()):
             raise ValueError(f'{field.name} step "{step_text}" is not a number')
         step = int(step_text)
         if step < 1:

@@ -132,7 +132,10 @@ def problems_from_error(exc: ValidationError, *, skip: Iterable[str] = ()) -> li
 
 def _path_key(path: str) -> tuple[tuple[int, int, str], ...]:
     # numeric segments sort as numbers so arms.10 comes after arms.2
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.split("."))
+    return tuple(
+        (0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
+        for part in path.split(".")
+    )
 
 
 def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:

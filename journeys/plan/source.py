@@ -3,6 +3,11 @@
 YAML is read with YAML 1.2 scalars (``yes``/``no``/``on`` stay strings, ``21:30`` is not the
 number 1290, dates stay strings) so a YAML file means exactly what the same JSON file means, and
 a repeated mapping key is an error instead of silently dropping the first value.
+
+A hostile document is refused before anything walks it: nesting deeper than
+:data:`MAX_DEPTH` (the parsers and validators recurse), YAML aliases that expand past
+:data:`MAX_VALUES` values (a "billion laughs" file is a few lines), and integers longer
+than Python converts (4,300 digits).
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ from typing import Any, TypeVar
 import yaml
 
 from journeys.errors import Problem
+
+MAX_DEPTH = 64
+"""The deepest nesting of lists and mappings a document may have."""
+MAX_VALUES = 1_000_000
+"""The most values a YAML document may expand to, its aliases followed."""
+MAX_INT_DIGITS = 4300  # Python's own limit on int(str)
 
 
 class DocumentError(Exception):
@@ -58,6 +69,18 @@ _Loader.add_implicit_resolver(
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
 )
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> object:
+    text = loader.construct_scalar(node)
+    if len(text.lstrip("+-")) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number longer than {MAX_INT_DIGITS} digits", node.start_mark
+        )
+    return loader.construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
@@ -68,9 +91,49 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _yaml_shape_problem(text: str) -> Problem | None:
+    """Too deep, or aliases that expand too far, from the parser's events (which take no
+    recursion and follow no alias), before anything builds the document."""
+    sizes: dict[str, int] = {}
+    open_: list[tuple[str | None, int]] = []  # per open collection: its anchor, values so far
+    total = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            open_.append((event.anchor, 1))
+            if len(open_) > MAX_DEPTH:
+                return _at(event, f"nested more than {MAX_DEPTH} levels deep")
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_.pop()
+        elif isinstance(event, yaml.AliasEvent):
+            anchor, size = None, sizes.get(event.anchor or "", 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if open_:
+            open_[-1] = (open_[-1][0], open_[-1][1] + size)
+        else:
+            total += size
+        if total + sum(n for _, n in open_) > MAX_VALUES:
+            return _at(event, f"expands to more than {MAX_VALUES:,} values (aliases)")
+    return None
+
+
+def _at(event: yaml.Event, reason: str) -> Problem:
+    mark = event.start_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return Problem("", f"bad YAML{where}: {reason}")
+
+
 def parse_yaml(text: str) -> object:
     """Parse one YAML document; raise :class:`DocumentError` with the line and column."""
     try:
+        problem = _yaml_shape_problem(text)
+        if problem is not None:
+            raise DocumentError(problem)
         return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -90,13 +153,36 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+TOO_DEEP_JSON = Problem("", f"bad JSON: nested more than {MAX_DEPTH} levels deep")
+
+
 def parse_json(text: str) -> object:
     """Parse a JSON document; raise :class:`DocumentError` with the line and column."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         where = f"bad JSON at line {exc.lineno}, column {exc.colno}"
         raise DocumentError(Problem("", f"{where}: {exc.msg}")) from None
+    except RecursionError:
+        raise DocumentError(TOO_DEEP_JSON) from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise DocumentError(Problem("", f"bad JSON: {exc}")) from None
+    if _depth(data) > MAX_DEPTH:
+        raise DocumentError(TOO_DEEP_JSON)
+    return data
+
+
+def _depth(data: object) -> int:
+    """How deep ``data`` nests, without recursion."""
+    deepest, stack = 0, [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth + 1)
+            stack.extend(
+                (v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)
+            )
+    return deepest
 
 
 def read_document(path: Path) -> object:

@@ -27,7 +27,7 @@ async def read_json(request: Request, *, max_bytes: int) -> object:
     Stops reading at ``max_bytes`` (a declared length over it is refused before any byte is
     read), so an oversized body costs the server at most ``max_bytes`` of memory."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise BodyRefused(413, f"body of {declared} bytes, at most {max_bytes}")
     chunks: list[bytes] = []
     size = 0
