@@ -6,6 +6,7 @@ k carries the same hash tag, so ZUNIONSTORE and friends work even on Redis Clust
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -115,10 +116,15 @@ async def _from_query(
             timeout_ms = int(SQL_AUDIENCE_TIMEOUT.total_seconds() * 1000)
             await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
             await conn.execute("SET LOCAL ROLE journeys_reader")
+        # the statement timeout bounds each FETCH; a query whose rows never end needs a
+        # deadline over the whole read as well
+        deadline = time.monotonic() + SQL_AUDIENCE_TIMEOUT.total_seconds()
         cursor = await conn.cursor(query, *params)
         while rows := await cursor.fetch(_CHUNK):
             ids = [str(r[0]) for r in rows if r[0] is not None]
             counts = await write_shards(redis, ids, shards=shards, key=target)
+            if as_reader and time.monotonic() > deadline:
+                raise asyncpg.exceptions.QueryCanceledError("audience read past its deadline")
     return counts
 
 
