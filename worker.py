@@ -29,6 +29,7 @@ from activities.journey.waiting import WaitingActivities
 from activities.journey.winners import WinnerActivities
 from activities.plans import PlanActivities
 from activities.runs import RunActivities
+from activities.signal_hold import SignalHoldActivities
 from journeys.redact import configure_logging
 from journeys.settings import Settings, get_settings
 from workflows.plan_run import PlanRunWorkflow
@@ -65,6 +66,7 @@ def build_activities(
     registry = RegistryActivities(redis=redis)
     entries = EntryActivities(pool=pool, redis=redis)
     winners = WinnerActivities(pool=pool)
+    holds = SignalHoldActivities(redis=redis)
     return [
         plans.load_plan_version,
         runs.materialise_audience,
@@ -82,6 +84,8 @@ def build_activities(
         registry.unregister_listeners,
         entries.admit_entries,
         winners.decide_winner,
+        holds.hold_signals,
+        holds.open_signals,
     ]
 
 

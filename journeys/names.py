@@ -88,6 +88,11 @@ def exited_key(run_id: str, shard: int) -> str:
     return f"{run_shard_prefix(run_id, shard)}:exited"
 
 
+def signal_hold_key(run_id: str, shard: int) -> str:
+    """Set while one shard continues as new: the ingest API holds that shard's signals."""
+    return f"{run_shard_prefix(run_id, shard)}:hold"
+
+
 def pages_done_key(run_id: str, shard: int, cohort: str) -> str:
     """Hash page -> result of a routing node's pages already written (retries reuse it)."""
     return f"{cohort_key(run_id, shard, cohort)}:pages"

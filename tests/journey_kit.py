@@ -223,18 +223,22 @@ async def eventually(probe: Callable[[], Awaitable[T]], *, until: Callable[[T], 
             await asyncio.sleep(0.05)
 
 
+_NOT_YET = (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
+
+
 async def until_shard(
     client: Client, run_id: str, ok: Callable[[ShardSummary], bool], *, shard: int = 0
 ) -> ShardSummary:
     """Query a shard's progress until ``ok`` holds (a condition, not a timed wait); a shard
-    not started yet is waited for, any other error raised."""
+    not started yet, or a new run whose first task has not run, is waited for, any other
+    error raised."""
     handle = shard_handle(client, run_id, shard)
 
     async def progress() -> ShardSummary | None:
         try:
             return await handle.query(ShardWorkflow.progress)
         except RPCError as exc:
-            if exc.status is not RPCStatusCode.NOT_FOUND:
+            if exc.status not in _NOT_YET:
                 raise
             return None
 

@@ -28,6 +28,8 @@ def test_there_are_recorded_histories() -> None:
     assert {"plan_run_v2", "shard_v2_run0", "journey_v2_run", "journey_v2_shard_run0"} <= names
     # v3: after the report-after-arming patch and the interpreter's move to one handler per kind
     assert {"plan_run_v3", "shard_v3_run0", "journey_v3_run", "journey_v3_shard_run0"} <= names
+    # v4: after the quiet-handover patch (hold the signals, continue as new, reopen them)
+    assert {"plan_run_v4", "shard_v4_run1", "journey_v4_run", "journey_v4_shard_run1"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

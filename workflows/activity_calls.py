@@ -52,6 +52,11 @@ MATERIALISE = CallKind(
     start_to_close=timedelta(minutes=30), heartbeat=timedelta(minutes=2), retry=STEADY_RETRY
 )
 """Copying a whole audience into shard keys."""
+HINT = CallKind(
+    start_to_close=timedelta(seconds=10),
+    retry=RetryPolicy(maximum_interval=timedelta(seconds=1), maximum_attempts=3),
+)
+"""A call that only makes things faster: a few quick tries, then the caller goes on."""
 PAGE = CallKind(start_to_close=timedelta(minutes=10), retry=PAGE_RETRY)
 """One page of users; the heartbeat timeout comes from the run's options."""
 
@@ -97,3 +102,5 @@ mark_exited = Call(contracts.MARK_EXITED, QUICK)
 record_conversions = Call(contracts.RECORD_CONVERSIONS, QUICK)
 admit_entries = Call(contracts.ADMIT_ENTRIES, QUICK)
 decide_winner = Call(contracts.DECIDE_WINNER, QUICK)
+hold_signals = Call(contracts.HOLD_SIGNALS, HINT)
+open_signals = Call(contracts.OPEN_SIGNALS, HINT)

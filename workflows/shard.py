@@ -6,7 +6,7 @@ split waiting on different timers, a wait for events and a send all go on side b
 activities of the whole shard share one concurrency bound; control signals take effect at the
 next page boundary. When Temporal suggests it, every handler stops at a safe point with its
 state in its cohort (page cursor, timer deadline, unmatched events) and the workflow
-continues-as-new carrying them all.
+continues-as-new carrying them all (:mod:`workflows.handover`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.steps import SendStep, WebhookStep
 
 from workflows import activity_calls as calls
-from workflows import search
+from workflows import handover, search
 from workflows.context import ShardContext
 from workflows.entries import entries_done, entry_loop
-from workflows.inbox import too_big_to_carry
 from workflows.shard_events import exit_loop, goal_loop, sort_events
 from workflows.steps import run_step
 
@@ -55,6 +54,8 @@ class ShardWorkflow:
         ctx, state = self._ctx, self._ctx.state
         if state.entered_at is None:
             state.entered_at = workflow.now()
+        if state.generation > 0:
+            await handover.reopen(ctx)
         loops = [
             asyncio.create_task(exit_loop(ctx)),
             asyncio.create_task(goal_loop(ctx)),
@@ -66,7 +67,7 @@ class ShardWorkflow:
         if ctx.draining:
             await loops[2]  # the entry loop admits its backlog first
             await ctx.reports.send_due()
-            await self._continue_as_new()
+            await handover.continue_as_new(ctx)
         await workflow.wait_condition(lambda: not state.goal_inbox and ctx.events_busy == 0)
         for loop in loops:
             loop.cancel()
@@ -195,17 +196,3 @@ class ShardWorkflow:
         state.counters.cancelled += left
         state.counters.retrying = 0
         state.cohorts = []
-
-    async def _continue_as_new(self) -> None:
-        ctx, state = self._ctx, self._ctx.state
-        await workflow.wait_condition(
-            lambda: (
-                ctx.inflight == 0
-                and ctx.events_busy == 0
-                and not too_big_to_carry(state.exit_inbox)
-                and not too_big_to_carry(state.goal_inbox)
-            )
-        )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        state.generation += 1
-        workflow.continue_as_new(state)

@@ -39,12 +39,16 @@ from journeys.contracts.pages import (
 from journeys.contracts.run_setup import (
     CleanupInput,
     CleanupOutput,
+    HoldSignalsInput,
+    HoldSignalsOutput,
     ListenersInput,
     ListenersOutput,
     LoadPlanInput,
     LoadPlanOutput,
     MaterialiseInput,
     MaterialiseOutput,
+    OpenSignalsInput,
+    OpenSignalsOutput,
     SetRateInput,
     SetRateOutput,
 )
@@ -81,6 +85,8 @@ RECORD_CONVERSIONS = ActivityContract(
 )
 ADMIT_ENTRIES = ActivityContract("admit_entries", AdmitEntriesInput, AdmitEntriesOutput)
 DECIDE_WINNER = ActivityContract("decide_winner", DecideWinnerInput, DecideWinnerOutput)
+HOLD_SIGNALS = ActivityContract("hold_signals", HoldSignalsInput, HoldSignalsOutput)
+OPEN_SIGNALS = ActivityContract("open_signals", OpenSignalsInput, OpenSignalsOutput)
 
 
 class Named(Protocol):
@@ -113,5 +119,7 @@ ALL: tuple[Named, ...] = (
     RECORD_CONVERSIONS,
     ADMIT_ENTRIES,
     DECIDE_WINNER,
+    HOLD_SIGNALS,
+    OPEN_SIGNALS,
 )
 """Every contract; the worker must register an implementation of each."""

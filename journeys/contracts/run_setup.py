@@ -3,7 +3,7 @@ events, set the rate, clean up."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
@@ -81,3 +81,35 @@ class SetRateOutput(BaseModel):
     """The rate written."""
 
     per_second: float
+
+
+SIGNAL_HOLD = timedelta(seconds=3)
+"""How long a shard's hold on its signals lasts at most: the ingest API resumes after it even
+if the new run never reopened them (its worker died mid-handover)."""
+
+
+class HoldSignalsInput(BaseModel):
+    """A shard is about to continue as new: senders of its signals wait until it reopens."""
+
+    run_id: str
+    shard: int
+    hold: timedelta = SIGNAL_HOLD
+
+
+class HoldSignalsOutput(BaseModel):
+    """The hold is set."""
+
+    held: bool
+
+
+class OpenSignalsInput(BaseModel):
+    """A shard's new run is up: its signals may flow again."""
+
+    run_id: str
+    shard: int
+
+
+class OpenSignalsOutput(BaseModel):
+    """Whether a hold was still set (False once it expired)."""
+
+    was_held: bool

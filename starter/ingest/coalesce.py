@@ -6,6 +6,9 @@ one run that arrive within ``linger`` of each other go in one signal, whichever 
 came in: a few signals per shard per second, however many requests. Each request still waits
 for the signals that carry its events, so a 202 keeps meaning "reached its journeys", and a
 failed signal fails every request in it (their retries re-route; consumers are idempotent).
+
+Given a :class:`SignalHold`, a signal to a shard that is continuing as new waits until its
+new run is up (see :mod:`activities.signal_hold`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 
+from activities.signal_hold import SignalHold
 from journeys.events import JourneyEvent
 from journeys.sharding import shard_of
 from starter.event_signals import signal_events
@@ -36,15 +40,19 @@ class _Pending:
 class SignalCoalescer:
     """Sends events to shard workflows, one signal per shard per ``linger`` window."""
 
-    def __init__(self, client: Client, *, linger: timedelta) -> None:
+    def __init__(
+        self, client: Client, *, linger: timedelta, hold: SignalHold | None = None
+    ) -> None:
         self._client = client
         self._linger = linger.total_seconds()
+        self._hold = hold
         self._pending: dict[_Key, _Pending] = {}
         self._flushing: set[asyncio.Task[None]] = set()
 
     async def send(self, *, run_id: str, shards: int, events: Sequence[JourneyEvent]) -> int:
         """Deliver ``events`` to the shards of ``run_id``; how many reached a running shard."""
         if self._linger <= 0:
+            await self._wait_open(run_id, sorted({shard_of(e.user_id, shards) for e in events}))
             sent = await signal_events(self._client, run_id=run_id, shards=shards, events=events)
             return sum(sent.values())
         by_shard: dict[int, list[JourneyEvent]] = defaultdict(list)
@@ -70,8 +78,9 @@ class SignalCoalescer:
 
     async def _flush_later(self, key: _Key) -> None:
         await asyncio.sleep(self._linger)
-        pending = self._pending.pop(key)
-        run_id, shards, _ = key
+        run_id, shards, shard = key
+        await self._wait_open(run_id, [shard])
+        pending = self._pending.pop(key)  # events that came while it waited go too
         try:
             sent = await signal_events(
                 self._client, run_id=run_id, shards=shards, events=pending.events
@@ -80,3 +89,7 @@ class SignalCoalescer:
             pending.sent.set_exception(exc)
         else:
             pending.sent.set_result(bool(sent))
+
+    async def _wait_open(self, run_id: str, shards: list[int]) -> None:
+        if self._hold is not None:
+            await asyncio.gather(*(self._hold.wait_open(run_id, shard) for shard in shards))

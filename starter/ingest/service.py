@@ -28,6 +28,7 @@ from activities.db import plan_store, queries
 from activities.db.pool import DbPool
 from activities.engagement import EngagementMap, EngagementStore
 from activities.event_registry import Listener, ListenerCache
+from activities.signal_hold import SignalHold
 from journeys.errors import EventsRefused, NotFound, NotListening
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_PROPS_BYTES, JourneyEvent, api_entry_event, parse_events
@@ -70,7 +71,7 @@ class EventIngest:
         self._suppressions = SuppressionStore(pool=pool, redis=redis)
         self._max_props_bytes = max_props_bytes
         self._max_props_depth = max_props_depth
-        self._signals = SignalCoalescer(client, linger=linger)
+        self._signals = SignalCoalescer(client, linger=linger, hold=SignalHold(redis))
         self._listeners = ListenerCache(redis)
         self._plans: dict[tuple[str, int], Plan] = {}
 
