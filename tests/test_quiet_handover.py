@@ -8,7 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
+import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
@@ -31,7 +33,7 @@ from tests.journey_runner import (
 )
 
 _SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-_SIGNALLED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+_TASK_FAILED = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
 
 
 class CountingRedis:
@@ -122,21 +124,24 @@ async def test_each_handover_holds_signals_and_the_next_run_reopens_them(
     for later in runs[1:]:  # and the first thing after
         assert activities(later)[0] == "open_signals"
     assert "open_signals" not in activities(runs[0])
+    failed = [e for run in runs for e in run if e.event_type == _TASK_FAILED]
+    assert failed == []  # no handover task was refused and replayed
 
 
+@pytest.mark.parametrize("linger", [timedelta(0), timedelta(milliseconds=10)])
 async def test_a_hold_keeps_the_coalescer_from_signalling_until_it_is_opened(
-    stack_settings: Settings, redis: aioredis.Redis
+    stack_settings: Settings, redis: aioredis.Redis, linger: timedelta
 ) -> None:
     client = await Client.connect(stack_settings.temporal_address)
     run_id = f"qc-{uuid.uuid4().hex[:6]}"  # no such run: the signal finds no shard
     await redis.set(signal_hold_key(run_id, 0), "1", px=60_000)
-    counting = CountingRedis(redis, after=5)
-    signals = SignalCoalescer(client, linger=timedelta(milliseconds=10), hold=hold_on(counting))
+    counting = CountingRedis(redis, after=20)
+    signals = SignalCoalescer(client, linger=linger, hold=hold_on(counting))
     sending = asyncio.create_task(
         signals.send(run_id=run_id, shards=1, events=[JourneyEvent(user_id="u", name="joined")])
     )
     async with asyncio.timeout(30):
-        await counting.polled.wait()  # it has looked at the hold five times
+        await counting.polled.wait()  # it has looked at the hold twenty times
     assert not sending.done()  # and still holds the signal back
     await redis.delete(signal_hold_key(run_id, 0))
     async with asyncio.timeout(30):
@@ -152,9 +157,23 @@ async def test_wait_open_returns_at_once_without_a_hold_and_gives_up_at_most(
     await hold_on(free).wait_open(key_run, 0)
     assert free.calls == 1  # one look, no polling
 
-    await redis.set(signal_hold_key(key_run, 1), "1", px=60_000)
+    await redis.set(signal_hold_key(key_run, 1), "1", px=600_000)
     stuck = CountingRedis(redis, after=1)
-    waited = await hold_on(stuck, most=timedelta(milliseconds=50)).wait_open(key_run, 1)
+    async with asyncio.timeout(60):  # ignoring ``most`` would wait out the key's 10 minutes
+        waited = await hold_on(stuck, most=timedelta(milliseconds=50)).wait_open(key_run, 1)
     assert waited >= 0.05  # a hold left behind delays a sender by ``most``, no longer
     assert stuck.calls >= 2
     await redis.delete(signal_hold_key(key_run, 1))
+
+
+class UnreadableRedis:
+    """A Redis that cannot answer."""
+
+    async def exists(self, *keys: str) -> int:
+        raise RedisConnectionError("connection reset")
+
+
+async def test_a_hold_that_cannot_be_read_lets_the_signal_go() -> None:
+    hold = SignalHold(cast(aioredis.Redis, UnreadableRedis()), most=timedelta(minutes=10))
+    async with asyncio.timeout(60):  # neither raises nor waits out ``most``
+        await hold.wait_open("any-run", 0)

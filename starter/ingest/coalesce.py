@@ -79,7 +79,11 @@ class SignalCoalescer:
     async def _flush_later(self, key: _Key) -> None:
         await asyncio.sleep(self._linger)
         run_id, shards, shard = key
-        await self._wait_open(run_id, [shard])
+        try:
+            await self._wait_open(run_id, [shard])
+        except BaseException:  # cancelled: its requests fail (and retry), new ones flush anew
+            self._pending.pop(key).sent.cancel()
+            raise
         pending = self._pending.pop(key)  # events that came while it waited go too
         try:
             sent = await signal_events(
