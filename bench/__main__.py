@@ -33,6 +33,8 @@ from bench import (
     decide,
     engagement_load,
     events,
+    events_soak,
+    events_tail,
     per_user,
     profiles,
     report,
@@ -54,6 +56,8 @@ SCENARIOS: dict[str, Scenario] = {
     "blast": blast.run,
     "blast_http": blast_http.run,
     "events": events.run,
+    "events_tail": events_tail.run,
+    "events_soak": events_soak.run,
     "triggers": triggers.run,
     "per_user": per_user.run,
     "scale_out": scale_out.run,
@@ -63,6 +67,8 @@ SCENARIOS: dict[str, Scenario] = {
     "engagement_load": engagement_load.run,
     "decide": decide.run,
 }
+ON_REQUEST = ("events_tail", "events_soak")
+"""Scenarios of half an hour or more: run only when named, not in the default ``make bench``."""
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
 
 console = Console(highlight=False)
@@ -85,7 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Journeys benchmarks, against the configured services or a private stack.",
     )
     parser.add_argument(
-        "scenarios", nargs="*", metavar="scenario", help=f"one of {', '.join(SCENARIOS)} (all)"
+        "scenarios",
+        nargs="*",
+        metavar="scenario",
+        help=f"one of {', '.join(SCENARIOS)} (all but {', '.join(ON_REQUEST)})",
     )
     parser.add_argument(
         "--sizes",
@@ -100,7 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    args.scenarios = args.scenarios or list(SCENARIOS)
+    args.scenarios = args.scenarios or [name for name in SCENARIOS if name not in ON_REQUEST]
     if args.skip_largest:
         args.sizes = args.sizes[:-1] or args.sizes
     return args

@@ -183,14 +183,16 @@ def user_of(run_id: str, n: int) -> str:
 Send = Callable[[list[tuple[str, datetime]]], Coroutine[Any, Any, None]]
 
 
-async def steady(send: Send, run_id: str) -> dict[str, datetime]:
-    """``RATE`` events/s for ``DURATION``; the due time of each user's event.
+async def steady(
+    send: Send, run_id: str, *, duration: timedelta = DURATION, rate: int = RATE
+) -> dict[str, datetime]:
+    """``rate`` events/s for ``duration``; the due time of each user's event.
 
     Open loop, as many product services are: a batch goes every tick whether or not the
     previous ones were answered (the API holds each request until its signal went out).
     """
-    per_tick = round(RATE * TICK.total_seconds())
-    ticks = round(DURATION / TICK)
+    per_tick = round(rate * TICK.total_seconds())
+    ticks = round(duration / TICK)
     start_wall, start = datetime.now(UTC), time.perf_counter()
     due: dict[str, datetime] = {}
     posts: list[asyncio.Task[Any]] = []
