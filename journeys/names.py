@@ -93,6 +93,11 @@ def signal_hold_key(run_id: str, shard: int) -> str:
     return f"{run_shard_prefix(run_id, shard)}:hold"
 
 
+def signal_passing_key(run_id: str, shard: int) -> str:
+    """Sorted set token -> ms of the ingest signals to one shard that passed its hold."""
+    return f"{run_shard_prefix(run_id, shard)}:passing"
+
+
 def pages_done_key(run_id: str, shard: int, cohort: str) -> str:
     """Hash page -> result of a routing node's pages already written (retries reuse it)."""
     return f"{cohort_key(run_id, shard, cohort)}:pages"

@@ -4,21 +4,23 @@ waits on the hold, the new run reopens them (real Temporal, Redis, PostgreSQL, i
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio.client import Pipeline
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from activities.signal_hold import SignalHold
+from activities.signal_hold import SignalHold, SignalHoldActivities
+from journeys.contracts.run_setup import HoldSignalsInput
 from journeys.contracts.runs import RunOptions
 from journeys.events import JourneyEvent
-from journeys.names import shard_workflow_id, signal_hold_key
+from journeys.names import shard_workflow_id, signal_hold_key, signal_passing_key
 from journeys.settings import Settings
 from starter.ingest.coalesce import SignalCoalescer
 from tests.journey_kit import shard_handle
@@ -34,21 +36,43 @@ from tests.journey_runner import (
 
 _SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 _TASK_FAILED = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+_OPTIONS_UPDATED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED
 
 
 class CountingRedis:
-    """Passes ``exists`` to Redis and says when it was asked ``after`` times."""
+    """Passes everything to Redis and says when a sender has read the hold ``after`` times."""
 
     def __init__(self, redis: aioredis.Redis, *, after: int) -> None:
         self._redis, self._after = redis, after
         self.calls = 0
         self.polled = asyncio.Event()
 
-    async def exists(self, *keys: str) -> int:
+    def pipeline(self, *, transaction: bool = True) -> Pipeline:
         self.calls += 1
         if self.calls >= self._after:
             self.polled.set()
-        return int(await self._redis.exists(*keys))
+        return self._redis.pipeline(transaction=transaction)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._redis, name)
+
+
+class LookingRedis:
+    """Passes everything to Redis and says when the holder has counted ``after`` times."""
+
+    def __init__(self, redis: aioredis.Redis, *, after: int) -> None:
+        self._redis, self._after = redis, after
+        self.looks = 0
+        self.looked = asyncio.Event()
+
+    async def zcard(self, key: str) -> int:
+        self.looks += 1
+        if self.looks >= self._after:
+            self.looked.set()
+        return int(await self._redis.zcard(key))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._redis, name)
 
 
 def hold_on(redis: CountingRedis, *, most: timedelta = timedelta(seconds=30)) -> SignalHold:
@@ -66,6 +90,22 @@ async def run_histories(client: Client, workflow_id: str) -> list[list[HistoryEv
         run = started.continued_execution_run_id or None
         if run is None:
             return runs
+
+
+def refused_by_a_signal(events: list[HistoryEvent]) -> list[HistoryEvent]:
+    """The failed workflow tasks of a run, but for those the test's own clock caused.
+
+    ``Advance`` moves the time-skipping clock by updating the workflow's options; when that
+    lands during the last handover the server refuses the task as it would for a signal (the
+    update is the next event). Production has no time skipping; the signals are what count.
+    """
+    skipped = {
+        e.event_id
+        for e in events
+        if e.event_type == _OPTIONS_UPDATED
+        and e.workflow_execution_options_updated_event_attributes.time_skipping_config_updated
+    }
+    return [e for e in events if e.event_type == _TASK_FAILED and e.event_id + 1 not in skipped]
 
 
 def activities(events: list[HistoryEvent]) -> list[str]:
@@ -124,7 +164,7 @@ async def test_each_handover_holds_signals_and_the_next_run_reopens_them(
     for later in runs[1:]:  # and the first thing after
         assert activities(later)[0] == "open_signals"
     assert "open_signals" not in activities(runs[0])
-    failed = [e for run in runs for e in run if e.event_type == _TASK_FAILED]
+    failed = [e for run in runs for e in refused_by_a_signal(run)]
     assert failed == []  # no handover task was refused and replayed
 
 
@@ -149,31 +189,65 @@ async def test_a_hold_keeps_the_coalescer_from_signalling_until_it_is_opened(
     assert counting.calls >= 6
 
 
-async def test_wait_open_returns_at_once_without_a_hold_and_gives_up_at_most(
+async def test_a_sender_goes_at_once_without_a_hold_and_waits_at_most_most(
     redis: aioredis.Redis,
 ) -> None:
     key_run = f"hold-{uuid.uuid4().hex[:6]}"
     free = CountingRedis(redis, after=1)
-    await hold_on(free).wait_open(key_run, 0)
-    assert free.calls == 1  # one look, no polling
+    async with hold_on(free).passage(key_run, [0]):
+        assert free.calls == 1  # one look, no polling
+        assert await redis.zcard(signal_passing_key(key_run, 0)) == 1  # it says it is passing
+    assert await redis.zcard(signal_passing_key(key_run, 0)) == 0  # and that it has landed
 
     await redis.set(signal_hold_key(key_run, 1), "1", px=600_000)
     stuck = CountingRedis(redis, after=1)
     async with asyncio.timeout(60):  # ignoring ``most`` would wait out the key's 10 minutes
-        waited = await hold_on(stuck, most=timedelta(milliseconds=50)).wait_open(key_run, 1)
-    assert waited >= 0.05  # a hold left behind delays a sender by ``most``, no longer
+        async with hold_on(stuck, most=timedelta(milliseconds=50)).passage(key_run, [1]) as waited:
+            assert waited >= 0.05  # a hold left behind delays a sender by ``most``, no longer
     assert stuck.calls >= 2
     await redis.delete(signal_hold_key(key_run, 1))
 
 
-class UnreadableRedis:
-    """A Redis that cannot answer."""
+async def test_a_hold_waits_for_the_signals_already_past_it(redis: aioredis.Redis) -> None:
+    run_id = f"hp-{uuid.uuid4().hex[:6]}"
+    looking = LookingRedis(redis, after=3)
+    holder = SignalHoldActivities(
+        redis=cast(aioredis.Redis, looking), poll=timedelta(milliseconds=1)
+    )
+    sender = hold_on(CountingRedis(redis, after=1))
+    async with sender.passage(run_id, [0]):  # read the key before the hold was set
+        holding = asyncio.create_task(holder.hold_signals(HoldSignalsInput(run_id=run_id, shard=0)))
+        async with asyncio.timeout(30):
+            await looking.looked.wait()  # it has counted the passing signals three times
+        assert await redis.exists(signal_hold_key(run_id, 0))
+        assert not holding.done()  # the hold is set but this signal is still on its way
+    async with asyncio.timeout(30):
+        assert (await holding).drained  # it landed, so the shard may hand over
+    await redis.delete(signal_hold_key(run_id, 0))
 
-    async def exists(self, *keys: str) -> int:
-        raise RedisConnectionError("connection reset")
+
+async def test_a_sender_that_died_past_the_hold_delays_it_by_the_drain_at_most(
+    redis: aioredis.Redis,
+) -> None:
+    run_id = f"hd-{uuid.uuid4().hex[:6]}"
+    await redis.zadd(signal_passing_key(run_id, 0), {"died": 0})  # long stale: dropped
+    holder = SignalHoldActivities(redis=redis, poll=timedelta(milliseconds=1))
+    async with asyncio.timeout(30):
+        out = await holder.hold_signals(HoldSignalsInput(run_id=run_id, shard=0))
+    assert out.drained
+    await redis.zadd(signal_passing_key(run_id, 0), {"hung": int(time.time() * 1000)})
+    async with asyncio.timeout(30):
+        out = await holder.hold_signals(
+            HoldSignalsInput(run_id=run_id, shard=0, drain=timedelta(milliseconds=50))
+        )
+    assert not out.drained  # a fresh entry that never clears is waited out, then ignored
+    await redis.delete(signal_hold_key(run_id, 0), signal_passing_key(run_id, 0))
 
 
 async def test_a_hold_that_cannot_be_read_lets_the_signal_go() -> None:
-    hold = SignalHold(cast(aioredis.Redis, UnreadableRedis()), most=timedelta(minutes=10))
+    unreachable = aioredis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2)
+    hold = SignalHold(unreachable, most=timedelta(minutes=10))
     async with asyncio.timeout(60):  # neither raises nor waits out ``most``
-        await hold.wait_open("any-run", 0)
+        async with hold.passage("any-run", [0, 1]):
+            pass
+    await unreachable.aclose()

@@ -87,6 +87,9 @@ SIGNAL_HOLD = timedelta(seconds=3)
 """How long a shard's hold on its signals lasts at most: the ingest API resumes after it even
 if the new run never reopened them (its worker died mid-handover)."""
 
+SIGNAL_DRAIN = timedelta(milliseconds=500)
+"""How long a hold waits at most for the signals that passed before it was set to land."""
+
 
 class HoldSignalsInput(BaseModel):
     """A shard is about to continue as new: senders of its signals wait until it reopens."""
@@ -94,12 +97,14 @@ class HoldSignalsInput(BaseModel):
     run_id: str
     shard: int
     hold: timedelta = SIGNAL_HOLD
+    drain: timedelta = SIGNAL_DRAIN
 
 
 class HoldSignalsOutput(BaseModel):
-    """The hold is set."""
+    """The hold is set; ``drained`` once no signal that passed before it was still on its way."""
 
     held: bool
+    drained: bool = True
 
 
 class OpenSignalsInput(BaseModel):

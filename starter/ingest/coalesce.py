@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -52,8 +53,11 @@ class SignalCoalescer:
     async def send(self, *, run_id: str, shards: int, events: Sequence[JourneyEvent]) -> int:
         """Deliver ``events`` to the shards of ``run_id``; how many reached a running shard."""
         if self._linger <= 0:
-            await self._wait_open(run_id, sorted({shard_of(e.user_id, shards) for e in events}))
-            sent = await signal_events(self._client, run_id=run_id, shards=shards, events=events)
+            targets = sorted({shard_of(e.user_id, shards) for e in events})
+            async with self._passage(run_id, targets):
+                sent = await signal_events(
+                    self._client, run_id=run_id, shards=shards, events=events
+                )
             return sum(sent.values())
         by_shard: dict[int, list[JourneyEvent]] = defaultdict(list)
         for event in events:
@@ -79,21 +83,23 @@ class SignalCoalescer:
     async def _flush_later(self, key: _Key) -> None:
         await asyncio.sleep(self._linger)
         run_id, shards, shard = key
-        try:
-            await self._wait_open(run_id, [shard])
-        except BaseException:  # cancelled: its requests fail (and retry), new ones flush anew
-            self._pending.pop(key).sent.cancel()
-            raise
-        pending = self._pending.pop(key)  # events that came while it waited go too
-        try:
-            sent = await signal_events(
-                self._client, run_id=run_id, shards=shards, events=pending.events
-            )
-        except Exception as exc:  # every request in this signal fails and retries
-            pending.sent.set_exception(exc)
-        else:
-            pending.sent.set_result(bool(sent))
+        async with AsyncExitStack() as passage:
+            try:
+                await passage.enter_async_context(self._passage(run_id, [shard]))
+            except BaseException:  # cancelled: its requests fail (and retry), new ones flush anew
+                self._pending.pop(key).sent.cancel()
+                raise
+            pending = self._pending.pop(key)  # events that came while it waited go too
+            try:
+                sent = await signal_events(
+                    self._client, run_id=run_id, shards=shards, events=pending.events
+                )
+            except Exception as exc:  # every request in this signal fails and retries
+                pending.sent.set_exception(exc)
+            else:
+                pending.sent.set_result(bool(sent))
 
-    async def _wait_open(self, run_id: str, shards: list[int]) -> None:
-        if self._hold is not None:
-            await asyncio.gather(*(self._hold.wait_open(run_id, shard) for shard in shards))
+    def _passage(self, run_id: str, shards: list[int]) -> AbstractAsyncContextManager[float]:
+        if self._hold is None:
+            return nullcontext(0.0)
+        return self._hold.passage(run_id, shards)
