@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -83,21 +83,23 @@ class SignalCoalescer:
     async def _flush_later(self, key: _Key) -> None:
         await asyncio.sleep(self._linger)
         run_id, shards, shard = key
-        async with AsyncExitStack() as passage:
-            try:
-                await passage.enter_async_context(self._passage(run_id, [shard]))
-            except BaseException:  # cancelled: its requests fail (and retry), new ones flush anew
-                self._pending.pop(key).sent.cancel()
-                raise
-            pending = self._pending.pop(key)  # events that came while it waited go too
-            try:
-                sent = await signal_events(
-                    self._client, run_id=run_id, shards=shards, events=pending.events
-                )
-            except Exception as exc:  # every request in this signal fails and retries
-                pending.sent.set_exception(exc)
-            else:
-                pending.sent.set_result(bool(sent))
+        pending: _Pending | None = None
+        try:
+            async with self._passage(run_id, [shard]):
+                pending = self._pending.pop(key)  # events that came while it waited go too
+                try:
+                    sent = await signal_events(
+                        self._client, run_id=run_id, shards=shards, events=pending.events
+                    )
+                except Exception as exc:  # every request in this signal fails and retries
+                    pending.sent.set_exception(exc)
+                else:
+                    pending.sent.set_result(bool(sent))
+        except BaseException:  # cancelled: its requests fail (and retry), new ones flush anew
+            pending = pending or self._pending.pop(key)
+            if not pending.sent.done():
+                pending.sent.cancel()
+            raise
 
     def _passage(self, run_id: str, shards: list[int]) -> AbstractAsyncContextManager[float]:
         if self._hold is None:
