@@ -410,9 +410,9 @@ def _cpu_seconds(settings: Settings) -> dict[str, float]:
     out = {"bench+worker": usage.ru_utime + usage.ru_stime}
     stats = _proc_stats()
     for name in SERVICES:
-        pid = _service_pid(settings.home / "run" / f"{name}.pid")
+        pid = service_pid(settings.home / "run" / f"{name}.pid")
         if pid is not None and pid in stats:
-            out[name] = _tree_cpu(pid, stats)
+            out[name] = tree_total(pid, stats)
     return out
 
 
@@ -420,7 +420,8 @@ def _cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, f
     return {name: round(after[name] - before[name], 2) for name in after if name in before}
 
 
-def _service_pid(path: Path) -> int | None:
+def service_pid(path: Path) -> int | None:
+    """The pid in a service's pid file, or None if it is missing or unreadable."""
     try:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -441,14 +442,15 @@ def _proc_stats() -> dict[int, tuple[int, float]]:
     return stats
 
 
-def _tree_cpu(root: int, stats: dict[int, tuple[int, float]]) -> float:
+def tree_total(root: int, stats: dict[int, tuple[int, float]]) -> float:
+    """Sum of ``stats`` (pid -> (parent pid, figure)) over ``root`` and its descendants."""
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in stats.items():
         children.setdefault(parent, []).append(pid)
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()
-        total += stats[pid][1]
+        total += stats.get(pid, (0, 0.0))[1]
         todo += children.get(pid, [])
     return total
 

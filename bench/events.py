@@ -31,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 import yaml
 from rich.console import Console
 from rich.table import Table
+from temporalio.client import Client, WorkflowHandle
 
 from activities.db.pool import DbPool
 from journeys.contracts.runs import ControlSignal, RunOptions
 from journeys.names import listeners_key
+from journeys.plan.models import Plan
 from journeys.settings import Settings
 from starter.client import Journeys
 from starter.connect import database, redis_client
@@ -94,6 +97,34 @@ async def post_events(journeys: Journeys, plan_id: str, batch: list[tuple[str, d
     )
 
 
+async def launch_listening(
+    settings: Settings,
+    plan_file: Path,
+    *,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    listens_for: str = EVENT,
+) -> tuple[Client, Plan, str, WorkflowHandle[Any, Any]]:
+    """Launch ``plan_file`` and return once its run listens for ``listens_for``."""
+    client = await client_for(settings)
+    plan = read_plan(plan_file, channels=settings.channels_file)
+    launched, handle = await launch(
+        settings,
+        client=client,
+        pool=pool,
+        redis=redis,
+        plan=plan,
+        plan_file=plan_file,
+        options=RunOptions(),
+    )
+    async with asyncio.timeout(60):
+        while True:  # a poll of Redis; nothing here to wait on
+            if await redis.hget(listeners_key(listens_for), launched.run_id):
+                break
+            await asyncio.sleep(0.05)
+    return client, plan, launched.run_id, handle
+
+
 async def measure(
     settings: Settings,
     plan_file: Path,
@@ -110,23 +141,9 @@ async def measure(
         database(settings) as pool,
         worker_running(settings),
     ):
-        client = await client_for(settings)
-        plan = read_plan(plan_file, channels=settings.channels_file)
-        launched, handle = await launch(
-            settings,
-            client=client,
-            pool=pool,
-            redis=redis,
-            plan=plan,
-            plan_file=plan_file,
-            options=RunOptions(),
+        _, plan, run_id, handle = await launch_listening(
+            settings, plan_file, pool=pool, redis=redis, listens_for=listens_for
         )
-        run_id = launched.run_id
-        async with asyncio.timeout(60):  # the run listens
-            while True:
-                if await redis.hget(listeners_key(listens_for), run_id):
-                    break
-                await asyncio.sleep(0.05)
         rows = []
         async with Journeys(url) as journeys:
 

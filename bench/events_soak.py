@@ -23,18 +23,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from journeys.contracts.runs import ControlSignal, RunOptions
-from journeys.names import listeners_key, shard_workflow_id
+from journeys.contracts.runs import ControlSignal
+from journeys.names import shard_workflow_id
 from journeys.settings import Settings
 from starter.client import Journeys
 from starter.connect import database, redis_client
-from starter.launching import launch
-from starter.plan_files import read_plan
-from tests.engine import client_for, for_test, worker_running
+from tests.engine import for_test, worker_running
 from workflows.plan_run import PlanRunWorkflow
 
-from .blast import SERVICES, _service_pid, forget_run, write_channels
-from .events import EVENT, ingest_api, percentile, post_events, steady, write_event_plan
+from .blast import SERVICES, forget_run, service_pid, tree_total, write_channels
+from .events import ingest_api, launch_listening, percentile, post_events, steady, write_event_plan
 from .events_tail import FLUSH, task_timings
 from .results import save
 
@@ -66,23 +64,9 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
 
 async def soak(settings: Settings, plan_file: Path, *, url: str) -> dict[str, Any]:
     async with redis_client(settings) as redis, database(settings) as pool:
-        client = await client_for(settings)
-        plan = read_plan(plan_file, channels=settings.channels_file)
-        launched, handle = await launch(
-            settings,
-            client=client,
-            pool=pool,
-            redis=redis,
-            plan=plan,
-            plan_file=plan_file,
-            options=RunOptions(),
+        client, plan, run_id, handle = await launch_listening(
+            settings, plan_file, pool=pool, redis=redis
         )
-        run_id = launched.run_id
-        async with asyncio.timeout(60):
-            while True:
-                if await redis.hget(listeners_key(EVENT), run_id):
-                    break
-                await asyncio.sleep(0.05)
         samples: list[dict[str, float]] = []
         started = datetime.now(UTC)
         sampling = asyncio.create_task(sample_memory(settings, redis, samples, started))
@@ -133,8 +117,8 @@ async def sample_memory(
         row["bench+worker"] = stats.get(me, (0, 0.0))[1]
         row["ingest API"] = sum(rss for pid, (parent, rss) in stats.items() if parent == me)
         for name in SERVICES:
-            pid = _service_pid(settings.home / "run" / f"{name}.pid")
-            row[name] = _tree_rss(pid, stats) if pid is not None else 0.0
+            pid = service_pid(settings.home / "run" / f"{name}.pid")
+            row[name] = tree_total(pid, stats) if pid is not None else 0.0
         info = await redis.info("memory")
         row["redis used_memory"] = int(info["used_memory"]) / 2**20
         into.append(row)
@@ -155,18 +139,6 @@ def _rss_by_pid() -> dict[int, tuple[int, float]]:
             continue
         out[int(entry.name)] = (parent, resident * page / 2**20)
     return out
-
-
-def _tree_rss(root: int, stats: dict[int, tuple[int, float]]) -> float:
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo += children.get(pid, [])
-    return total
 
 
 async def _all_created(pool: Any, run_id: str, expected: int) -> dict[str, datetime]:

@@ -10,7 +10,6 @@ run continued as new. ``BENCH_TRIALS`` sets the trials per shard count (default 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -24,18 +23,24 @@ from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from journeys.contracts.runs import ControlSignal, RunOptions
-from journeys.names import listeners_key, shard_workflow_id
+from journeys.contracts.runs import ControlSignal
+from journeys.names import shard_workflow_id
 from journeys.settings import Settings
 from starter.client import Journeys
 from starter.connect import database, redis_client
-from starter.launching import launch
-from starter.plan_files import read_plan
-from tests.engine import client_for, for_test, worker_running
+from tests.engine import for_test, worker_running
 from workflows.plan_run import PlanRunWorkflow
 
 from .blast import forget_run, write_channels
-from .events import EVENT, RATE, collect, ingest_api, post_events, steady, write_event_plan
+from .events import (
+    RATE,
+    collect,
+    ingest_api,
+    launch_listening,
+    post_events,
+    steady,
+    write_event_plan,
+)
 from .results import save
 
 DURATION = timedelta(seconds=90)
@@ -85,23 +90,9 @@ async def one_trial(
 ) -> dict[str, Any]:
     """One fresh run fed at RATE for DURATION; latency and the shards' task timings."""
     async with redis_client(settings) as redis, database(settings) as pool:
-        client = await client_for(settings)
-        plan = read_plan(plan_file, channels=settings.channels_file)
-        launched, handle = await launch(
-            settings,
-            client=client,
-            pool=pool,
-            redis=redis,
-            plan=plan,
-            plan_file=plan_file,
-            options=RunOptions(),
+        client, plan, run_id, handle = await launch_listening(
+            settings, plan_file, pool=pool, redis=redis
         )
-        run_id = launched.run_id
-        async with asyncio.timeout(60):  # the run listens
-            while True:
-                if await redis.hget(listeners_key(EVENT), run_id):
-                    break
-                await asyncio.sleep(0.05)
         started = datetime.now(UTC)
         async with Journeys(url) as journeys:
 
