@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import signal
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -81,6 +83,30 @@ class DevStack:
                 terminate(state.pid, sig=state.service.stop_signal, timeout=timedelta(seconds=20))
                 self._pidfile(state.service).remove()
 
+    async def restart(self, name: str, *, kill: bool = False, wipe: bool = False) -> None:
+        """Stop service ``name`` (SIGKILL with ``kill``, else its stop signal), delete its data
+        with ``wipe`` (a Redis without persistence), and start it again on the same port.
+        Only a service this stack owns; the fault harness's way of failing one."""
+        index, state = next((i, s) for i, s in enumerate(self.states) if s.service.name == name)
+        if not state.owned or state.pid is None:
+            raise ServiceUnavailable(f"{name} is not this stack's to restart")
+        service = state.service
+        stop = signal.SIGKILL if kill else service.stop_signal
+        gone = await asyncio.to_thread(
+            terminate, state.pid, sig=stop, timeout=timedelta(seconds=30)
+        )
+        self._pidfile(service).remove()
+        # the port can answer for a moment after the process is gone (seen under load)
+        released = gone and await _port_released(service, within=timedelta(seconds=10))
+        if not released:
+            raise ServiceUnavailable(
+                f"{name} (pid {state.pid}) still holds {service.host}:{service.port} after "
+                f"{stop.name}" + ("" if gone else ": it did not exit")
+            )
+        if wipe:
+            shutil.rmtree(service.data_dir, ignore_errors=True)
+        self.states[index] = await self._start(service, limit=self.settings.service_start_timeout)
+
     def _pidfile(self, service: EmbeddedService) -> PidFile:
         return PidFile(self.home / "run" / f"{service.name}.pid", marker=service.marker)
 
@@ -97,6 +123,10 @@ class DevStack:
         if recorded is not None and recorded.orphaned:  # our leftover, not serving: replace it
             terminate(recorded.pid, sig=service.stop_signal, timeout=timedelta(seconds=10))
             pidfile.remove()
+        return await self._start(service, limit=limit)
+
+    async def _start(self, service: EmbeddedService, *, limit: timedelta) -> ServiceState:
+        pidfile = self._pidfile(service)
         await asyncio.to_thread(service.prepare)
         proc = spawn(service.command(), log=service.log_path, user=service.user)
         pidfile.write(proc.pid)
@@ -108,6 +138,16 @@ class DevStack:
             pidfile.remove()
             raise
         return state
+
+
+async def _port_released(service: EmbeddedService, *, within: timedelta) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within.total_seconds()
+    while is_listening(service.host, service.port):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def _wait_started(service: EmbeddedService, pid: int, *, limit: timedelta) -> None:
