@@ -28,6 +28,7 @@ from activities.journey.routing import RoutingActivities
 from activities.journey.waiting import WaitingActivities
 from activities.journey.winners import WinnerActivities
 from activities.plans import PlanActivities
+from activities.redis_epoch import EpochGuard, ensure_epoch
 from activities.runs import RunActivities
 from activities.signal_hold import SignalHoldActivities
 from journeys.redact import configure_logging
@@ -54,12 +55,17 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_activities(
-    *, pool: DbPool, redis: aioredis.Redis, channels: ChannelRuntime
+    *,
+    pool: DbPool,
+    redis: aioredis.Redis,
+    channels: ChannelRuntime,
+    guard: EpochGuard | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity the worker hosts, bound to the shared pools."""
+    """Every activity the worker hosts, bound to the shared pools (``guard``: the Redis
+    epoch's, :mod:`activities.redis_epoch`)."""
     plans = PlanActivities(pool)
     runs = RunActivities(pool=pool, redis=redis)
-    delivery = DeliveryActivities(pool=pool, redis=redis, channels=channels)
+    delivery = DeliveryActivities(pool=pool, redis=redis, channels=channels, guard=guard)
     routing = RoutingActivities(pool=pool, redis=redis, channels=channels)
     waiting = WaitingActivities(pool=pool, redis=redis)
     goals = GoalActivities(pool=pool, redis=redis)
@@ -72,6 +78,7 @@ def build_activities(
         runs.materialise_audience,
         runs.cohort_size,
         runs.set_rate,
+        runs.seal_run_state,
         runs.cleanup_run,
         delivery.deliver_page,
         delivery.release_cohort,
@@ -110,6 +117,7 @@ async def run_worker(
         settings.channels_file, pool=pool, limits=settings.template_limits()
     )
     try:
+        guard = await ensure_epoch(pool, redis)  # a Redis that lost its data: refuse to start
         client = await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
@@ -121,7 +129,7 @@ async def run_worker(
             workflows=list(WORKFLOWS),
             workflow_runner=workflow_runner(),
             activities=(wrap_activities or list)(
-                build_activities(pool=pool, redis=redis, channels=channels)
+                build_activities(pool=pool, redis=redis, channels=channels, guard=guard)
             ),
             max_concurrent_activities=settings.worker_max_activities,
             workflow_failure_exception_types=list(fail_workflows_on),

@@ -42,7 +42,9 @@ from activities.heartbeat import heartbeating
 from activities.journey.facts import admit, page_users
 from activities.page_content import PageContent, page_message
 from activities.rate_limit import RateLimiter
+from activities.redis_epoch import EpochGuard
 from activities.redis_values import text_of
+from activities.run_state import require_state
 from journeys.contracts import activities as contracts
 from journeys.contracts import failures
 from journeys.contracts.counters import Counters
@@ -65,7 +67,17 @@ _LOG = LogSender()
 class DeliveryActivities:
     """Sends pages; the worker builds one with the shared pools and the channel runtime."""
 
-    def __init__(self, *, pool: DbPool, redis: aioredis.Redis, channels: ChannelRuntime) -> None:
+    def __init__(
+        self,
+        *,
+        pool: DbPool,
+        redis: aioredis.Redis,
+        channels: ChannelRuntime,
+        guard: EpochGuard | None = None,
+    ) -> None:
+        """``guard``: the page fails for good, not sends, if Redis lost its data since the
+        worker started (the gate's reads would find nobody suppressed, no cap reached)."""
+        self._guard = guard
         self._pool = pool
         self._redis = redis
         self._channels = channels
@@ -108,7 +120,11 @@ class DeliveryActivities:
 
     async def _deliver(self, data: DeliverPageInput) -> DeliverPageOutput:
         entries = await page_users(
-            self._redis, key=data.cohort_key, page=data.page, page_size=data.page_size
+            self._redis,
+            key=data.cohort_key,
+            page=data.page,
+            page_size=data.page_size,
+            state_key=data.state_key,
         )
         users, exited = await admit(
             self._redis,
@@ -141,6 +157,7 @@ class DeliveryActivities:
                 verdict = await self._gate.check(
                     data, {u: entries[u] for u in open_users}, profiles
                 )
+                await require_state(self._redis, data.state_key, self._guard)
             sent_now = {"status": "sent", "attempts": data.attempt, "reason": None}
             state = dict.fromkeys(keys, sent_now)
             page = _PageUsers(keys, users, entries, profiles)
@@ -174,6 +191,9 @@ class DeliveryActivities:
         _count_settled(counters, settled)
         if verdict is None and profiles is not None:  # the claim path checks its open rows
             verdict = await self._gate.check(data, {u: entries[u] for _, u in open_rows}, profiles)
+            await require_state(
+                self._redis, data.state_key, self._guard
+            )  # the gate read trusted state
         gated = gated_rows(verdict, open_rows)
         todo = [(k, u) for k, u in open_rows if k not in gated.rows]
         _count_settled(counters, gated.counts)

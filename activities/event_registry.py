@@ -14,6 +14,7 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from temporalio import activity
 
+from activities.redis_epoch import EpochGuard
 from activities.redis_values import text_of
 from journeys.contracts import activities as contracts
 from journeys.contracts.run_setup import ListenersInput, ListenersOutput
@@ -60,9 +61,16 @@ class ListenerCache:
     signal that fails as not found, which the router skips.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, ttl: timedelta = timedelta(seconds=1)) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        ttl: timedelta = timedelta(seconds=1),
+        guard: EpochGuard | None = None,
+    ) -> None:
         self._redis = redis
         self._ttl = ttl.total_seconds()
+        self._guard = guard
         self._cache: dict[str, tuple[float, list[Listener]]] = {}
 
     async def lookup(self, names: list[str], *, fresh: bool = False) -> dict[str, list[Listener]]:
@@ -81,7 +89,14 @@ class ListenerCache:
             pipe = self._redis.pipeline(transaction=False)
             for name in stale:
                 pipe.hgetall(listeners_key(name))
-            for name, entries in zip(stale, await pipe.execute(), strict=True):
+            if self._guard is not None:
+                # after the reads: a registry read from a Redis that lost its data says
+                # "nobody listens", and the events would be stored as routed to nobody
+                pipe.exists(self._guard.key)
+            replies = await pipe.execute()
+            if self._guard is not None and not replies.pop():
+                raise self._guard.lost()
+            for name, entries in zip(stale, replies, strict=True):
                 listeners = sorted(
                     Listener(run_id=text_of(run), shards=int(shards))
                     for run, shards in entries.items()

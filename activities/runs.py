@@ -10,6 +10,7 @@ from activities.audience.materialise import materialise
 from activities.audience.saved import is_evaluated, save_evaluated, saved_into, snapshot_name
 from activities.db.pool import DbPool
 from activities.rate_limit import RateLimiter
+from activities.run_state import mark_run_state, missing_marks, run_state_lost
 from journeys.contracts import activities as contracts
 from journeys.contracts.pages import CohortSizeInput, CohortSizeOutput
 from journeys.contracts.run_setup import (
@@ -17,11 +18,13 @@ from journeys.contracts.run_setup import (
     CleanupOutput,
     MaterialiseInput,
     MaterialiseOutput,
+    SealRunStateInput,
+    SealRunStateOutput,
     SetRateInput,
     SetRateOutput,
 )
 from journeys.errors import InvalidInput, NotFound, Problem
-from journeys.names import run_audience_key, run_keys_pattern
+from journeys.names import run_audience_key, run_keys_pattern, run_state_key
 
 
 class RunActivities:
@@ -89,7 +92,28 @@ class RunActivities:
     @activity.defn(name=contracts.COHORT_SIZE.name)
     async def cohort_size(self, data: CohortSizeInput) -> CohortSizeOutput:
         """ZCARD of a cohort (a retry cohort's true size after crashes)."""
-        return CohortSizeOutput(size=int(await self._redis.zcard(data.key)))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(data.key)
+        if data.state_key is not None:
+            pipe.exists(data.state_key)  # after the count: a loss between them is seen too
+        replies = await pipe.execute()
+        if data.state_key is not None and not replies[1]:
+            raise run_state_lost(data.state_key)
+        return CohortSizeOutput(size=int(replies[0]))
+
+    @activity.defn(name=contracts.SEAL_RUN_STATE.name)
+    async def seal_run_state(self, data: SealRunStateInput) -> SealRunStateOutput:
+        """Mark the run's shards before anything else of them is written (a launcher that
+        preloaded the audience marked them itself: then check the marks are still there)."""
+        if not data.preloaded:
+            return SealRunStateOutput(
+                keys=await mark_run_state(self._redis, data.run_id, data.shards)
+            )
+        keys = [run_state_key(data.run_id, k) for k in range(data.shards)]
+        missing = await missing_marks(self._redis, keys)
+        if missing:
+            raise run_state_lost(missing[0])
+        return SealRunStateOutput(keys=keys)
 
     @activity.defn(name=contracts.SET_RATE.name)
     async def set_rate(self, data: SetRateInput) -> SetRateOutput:

@@ -97,8 +97,16 @@ class NotListening(JourneysError):
     or its entry is not ``api``)."""
 
 
+class RunStateLost(JourneysError):
+    """Redis no longer holds a running run's working state (its cohorts, marks, counters)."""
+
+
 class ServiceUnavailable(JourneysError):
     """A backing service (Temporal, Redis, PostgreSQL) cannot be reached or started."""
+
+
+class RedisLost(ServiceUnavailable):
+    """Redis answers but lost the data PostgreSQL says it holds (its epoch key is gone)."""
 
 
 class MigrationError(JourneysError):

@@ -73,6 +73,12 @@ def run_keys_pattern(run_id: str) -> str:
     return f"{escaped}*"
 
 
+def run_state_key(run_id: str, shard: int) -> str:
+    """Set when a run's shard is set up, before anything else of it is written; read after
+    every page of it. Gone while the run lives means Redis lost the run's data."""
+    return f"{run_shard_prefix(run_id, shard)}:live"
+
+
 def run_audience_key(run_id: str, shard: int) -> str:
     """The run's own copy of its audience for one shard: the entry cohort."""
     return f"{run_shard_prefix(run_id, shard)}:aud"
@@ -119,6 +125,11 @@ def daily_entries_key(run_id: str, day: str) -> str:
     run, so the counter and the per-batch marks beside it share a cluster slot; they expire
     on their own."""
     return f"{KEY_PREFIX}:day:{{{run_id}}}:{day}"
+
+
+def redis_epoch_key(epoch: str) -> str:
+    """Present while Redis holds the data of epoch ``epoch`` (recorded in PostgreSQL)."""
+    return f"{KEY_PREFIX}:epoch:{epoch}"
 
 
 def listeners_key(event: str) -> str:

@@ -22,6 +22,7 @@ from . import (
     plan_commands,
     policy_commands,
     profile_commands,
+    recover_commands,
     report_commands,
     run_commands,
     saved_audience_commands,
@@ -61,6 +62,7 @@ decision_commands.register(app)
 catalog_commands.register(app)
 key_commands.register(app)
 audit_commands.register(app)
+recover_commands.register(app)
 
 
 def run_cli(args: list[str] | None = None) -> int:

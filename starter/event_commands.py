@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from activities.engagement import EngagementMap
+from activities.redis_epoch import ensure_epoch
 from journeys.channels_config import channels_at
 from journeys.errors import InvalidInput, Problem
 from journeys.events import MAX_BATCH
@@ -46,6 +47,7 @@ async def _ingest_path() -> AsyncIterator[EventIngest]:
             max_props_depth=settings.event_props_max_depth,
             suppression=policy.suppression if policy is not None else None,
             engagement=engagement,
+            guard=await ensure_epoch(pool, redis),
         )
 
 

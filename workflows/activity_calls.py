@@ -90,6 +90,7 @@ materialise_audience = Call(contracts.MATERIALISE_AUDIENCE, MATERIALISE)
 register_listeners = Call(contracts.REGISTER_LISTENERS, QUICK)
 unregister_listeners = Call(contracts.UNREGISTER_LISTENERS, QUICK)
 set_rate = Call(contracts.SET_RATE, QUICK)
+seal_run_state = Call(contracts.SEAL_RUN_STATE, QUICK)
 cleanup_run = Call(contracts.CLEANUP_RUN, HOUSEKEEPING)
 
 # a shard's calls

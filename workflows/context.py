@@ -191,5 +191,8 @@ class ShardContext:
         self.state.cohorts.append(Cohort(id=cohort_id, node=node, key=key, size=size))
 
     async def cohort_size(self, key: str) -> int:
-        out = await calls.cohort_size(CohortSizeInput(key=key), summary=f"{self.where} · size")
+        out = await calls.cohort_size(
+            CohortSizeInput(key=key, state_key=self.state.state_key),
+            summary=f"{self.where} · size",
+        )
         return out.size

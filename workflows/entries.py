@@ -105,6 +105,7 @@ async def _admit(ctx: ShardContext, entry: EventEntry) -> None:
                 shard=state.shard,
                 batch=batch,
                 cohort_key=key,
+                state_key=state.state_key,
                 entry=entry,
                 events=events,
                 live_keys=sorted({c.key for c in state.cohorts}),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ListenersInput,
         LoadPlanInput,
         MaterialiseInput,
+        SealRunStateInput,
         SetRateInput,
     )
     from journeys.contracts.runs import (
@@ -35,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ShardSummary,
     )
     from journeys.contracts.shard import Cohort, ShardState
-    from journeys.names import run_audience_key, shard_workflow_id
+    from journeys.names import run_audience_key, run_state_key, shard_workflow_id
     from journeys.plan.audience import AllAudience
     from journeys.plan.listening import listened_events, listening_entry
     from journeys.plan.models import Plan
@@ -64,6 +65,7 @@ class PlanRunWorkflow:
         self._unstarted_cancelled = 0
         self._started = 0
         self._failures: list[str] = []
+        self._sealed = False
 
     @workflow.run
     async def run(self, data: PlanRunInput) -> PlanRunResult:
@@ -75,6 +77,16 @@ class PlanRunWorkflow:
             summary=f"load {data.plan_id} v{data.version}",
         )
         self._plan = plan = loaded.plan
+        # Mark the shards in Redis before anything of them is written: their reads check the
+        # marks, so a Redis that lost its data fails the run instead of emptying it.
+        self._sealed = workflow.patched("run-state-marks")
+        if self._sealed:
+            await calls.seal_run_state(
+                SealRunStateInput(
+                    run_id=run_id, shards=plan.shards, preloaded=data.audience.preloaded
+                ),
+                summary="mark the shards' Redis state",
+            )
         if self._everyone_may_enter(plan, data):
             self._per_shard = [0] * plan.shards  # users come with their entry events
         else:
@@ -167,6 +179,7 @@ class PlanRunWorkflow:
                 policy=data.policy,
                 delivery_controls=data.delivery_controls,
                 paused=self._paused,
+                state_key=run_state_key(run_id, k) if self._sealed else None,
                 **self._entry_fields(plan, data, run_id, k),
             ),
             id=shard_workflow_id(run_id, k),
@@ -198,7 +211,7 @@ class PlanRunWorkflow:
             )
             self._show_details()
         except ChildWorkflowError as exc:
-            self._failures.append(f"shard {k}: {exc.cause or exc}")
+            self._failures.append(f"shard {k}: {_failure_text(exc)}")
             self._shards[k] = self._shards[k].model_copy(update={"status": RunStatus.FAILED})
         finally:
             del self._children[k]
@@ -322,3 +335,14 @@ class PlanRunWorkflow:
         workflow.set_current_details(
             details_line(self._status, self._totals(), node_totals(summaries))
         )
+
+
+def _failure_text(error: BaseException) -> str:
+    """A child's failure down to its root cause ("Activity task failed: Redis lost ..."):
+    the outer messages alone do not say what went wrong."""
+    messages: list[str] = []
+    cause = error.__cause__
+    while isinstance(cause, FailureError) and len(messages) < 4:
+        messages.append(cause.message)
+        cause = cause.__cause__
+    return ": ".join(messages) or str(error)

@@ -73,6 +73,7 @@ async def _route_page(
             node=cohort.node,
             step=step,
             cohort_key=cohort.key,
+            state_key=state.state_key,
             page=page,
             page_size=ctx.page_size,
             out_prefix=prefix,

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from activities.db import queries
 from activities.db.pool import DbPool
+from activities.run_state import mark_run_state
 from journeys.audience_file import ParsedAudience, read_audience_file
 from journeys.errors import InvalidInput, NotFound, Problem
 from journeys.names import audience_shard_key, audience_staging_key, run_audience_key
@@ -240,6 +241,7 @@ async def load_file_into_run(
     parsed = await asyncio.to_thread(read_audience_file, path, max_bad_share=max_bad_share)
     dest = partial(run_audience_key, run_id)
     await _delete(redis, [dest(k) for k in range(shards)])
+    await mark_run_state(redis, run_id, shards)  # before the audience: see its module
     counts = await write_shards(redis, parsed.ids, shards=shards, key=dest)
     return parsed, counts
 

@@ -674,6 +674,12 @@ WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR list = $2)
 ORDER BY user_id, list, channel LIMIT $3
 """
 
+REDIS_EPOCH = "SELECT epoch FROM redis_epoch"
+
+REDIS_EPOCH_CLAIM = """
+INSERT INTO redis_epoch (epoch) VALUES ($1) ON CONFLICT (only_row) DO NOTHING
+"""
+
 SUPPRESSIONS_ALL = "SELECT user_id, list, channel FROM suppressions ORDER BY user_id"
 
 SUPPRESSIONS_OF = "SELECT user_id, list, channel FROM suppressions WHERE user_id = ANY($1::text[])"

@@ -22,6 +22,7 @@ from temporalio import activity
 from activities.db import queries
 from activities.db.pool import DbPool
 from activities.journey.facts import load_facts
+from activities.run_state import run_state_lost
 from journeys.contracts import activities as contracts
 from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
 from journeys.events import JourneyEvent
@@ -74,7 +75,11 @@ class EntryActivities:
             if data.exited_key is not None:
                 pipe.zrem(data.exited_key, *admitted)  # a new entry starts afresh
         pipe.hset(marks, data.batch, out.model_dump_json())
-        await pipe.execute()
+        if data.state_key is not None:
+            pipe.exists(data.state_key)  # last: the audience read and these writes are covered
+        replies = await pipe.execute()
+        if data.state_key is not None and not replies[-1]:
+            raise run_state_lost(data.state_key)
         return out
 
     async def _decide(self, data: AdmitEntriesInput) -> tuple[dict[str, int], AdmitEntriesOutput]:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from activities.db import queries, tag_store
 from activities.db.params import json_list
 from activities.db.pool import DbPool
+from activities.run_state import run_state_lost
 from activities.tags.values import page_tag_values, passes_through
 from journeys.plan.rule_sites import rule_tags
 from journeys.rule_eval import (
@@ -103,16 +104,22 @@ async def load_facts(
 
 
 async def page_users(
-    redis: aioredis.Redis, *, key: str, page: int, page_size: int
+    redis: aioredis.Redis, *, key: str, page: int, page_size: int, state_key: str | None = None
 ) -> dict[str, int]:
     """Page ``page`` of a cohort: ranks ``page * page_size`` on (stable while it is paged),
-    each user with their entry number (the member's score; 0 outside event entries)."""
+    each user with their entry number (the member's score; 0 outside event entries).
+    ``state_key``: the shard's mark, checked after the read (:mod:`activities.run_state`)."""
     start = page * page_size
     # The bare command: redis-py's zrange(withscores=True) turns RESP3 pairs back into RESP2
     # tuples, half the CPU of reading a page. Pairs (RESP3) or a flat list (RESP2) both read.
-    raw: list[Any] = await redis.execute_command(  # type: ignore[no-untyped-call]
-        "ZRANGE", key, start, start + page_size - 1, "WITHSCORES"
-    )
+    pipe = redis.pipeline(transaction=False)  # the mark shares the cohort's slot
+    pipe.execute_command("ZRANGE", key, start, start + page_size - 1, "WITHSCORES")
+    if state_key is not None:
+        pipe.exists(state_key)
+    replies = await pipe.execute()
+    if state_key is not None and not replies[1]:
+        raise run_state_lost(state_key)
+    raw: list[Any] = replies[0]
     pairs = raw if raw and isinstance(raw[0], list) else zip(raw[::2], raw[1::2], strict=True)
     members: dict[str, int] = {}
     for member, score in pairs:

@@ -60,7 +60,11 @@ class RoutingActivities:
         if earlier is not None:
             return RoutePageOutput.model_validate_json(earlier)
         entries = await page_users(
-            self._redis, key=data.cohort_key, page=data.page, page_size=data.page_size
+            self._redis,
+            key=data.cohort_key,
+            page=data.page,
+            page_size=data.page_size,
+            state_key=data.state_key,
         )
         kept, exited = await admit(
             self._redis,

@@ -49,6 +49,8 @@ from journeys.contracts.run_setup import (
     MaterialiseOutput,
     OpenSignalsInput,
     OpenSignalsOutput,
+    SealRunStateInput,
+    SealRunStateOutput,
     SetRateInput,
     SetRateOutput,
 )
@@ -72,6 +74,7 @@ MATERIALISE_AUDIENCE = ActivityContract("materialise_audience", MaterialiseInput
 REGISTER_LISTENERS = ActivityContract("register_listeners", ListenersInput, ListenersOutput)
 UNREGISTER_LISTENERS = ActivityContract("unregister_listeners", ListenersInput, ListenersOutput)
 SET_RATE = ActivityContract("set_rate", SetRateInput, SetRateOutput)
+SEAL_RUN_STATE = ActivityContract("seal_run_state", SealRunStateInput, SealRunStateOutput)
 CLEANUP_RUN = ActivityContract("cleanup_run", CleanupInput, CleanupOutput)
 COHORT_SIZE = ActivityContract("cohort_size", CohortSizeInput, CohortSizeOutput)
 DELIVER_PAGE = ActivityContract("deliver_page", DeliverPageInput, DeliverPageOutput)
@@ -108,6 +111,7 @@ ALL: tuple[Named, ...] = (
     REGISTER_LISTENERS,
     UNREGISTER_LISTENERS,
     SET_RATE,
+    SEAL_RUN_STATE,
     CLEANUP_RUN,
     COHORT_SIZE,
     DELIVER_PAGE,

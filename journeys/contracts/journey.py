@@ -100,6 +100,9 @@ class AdmitEntriesInput(BaseModel):
     batch: str
     """Unique per shard and deterministic (``in{n}``): a retried admission reuses its result."""
     cohort_key: str
+    state_key: str | None = None
+    """The shard's mark (:func:`journeys.names.run_state_key`), checked after the write; None
+    for runs set up before marks existed."""
     entry: EventEntry
     events: list[JourneyEvent]
     live_keys: list[str] = Field(default_factory=list)

@@ -24,6 +24,9 @@ class DeliverPageInput(BaseModel):
     template: str
     vars: dict[str, object] = Field(default_factory=dict)
     cohort_key: str
+    state_key: str | None = None
+    """The shard's mark (:func:`journeys.names.run_state_key`), checked after the read; None
+    for runs set up before marks existed."""
     page: int
     page_size: int
     attempt: int
@@ -100,6 +103,9 @@ class RoutePageInput(BaseModel):
     node: str
     step: Step
     cohort_key: str
+    state_key: str | None = None
+    """The shard's mark (:func:`journeys.names.run_state_key`), checked after the read; None
+    for runs set up before marks existed."""
     page: int
     page_size: int
     out_prefix: str
@@ -131,6 +137,9 @@ class CohortSizeInput(BaseModel):
     """A cohort's Redis key."""
 
     key: str
+    state_key: str | None = None
+    """The shard's mark (:func:`journeys.names.run_state_key`), checked after the read; None
+    for runs set up before marks existed."""
 
 
 class CohortSizeOutput(BaseModel):

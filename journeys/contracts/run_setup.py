@@ -58,6 +58,22 @@ class ListenersOutput(BaseModel):
     events: int
 
 
+class SealRunStateInput(BaseModel):
+    """Mark a run's shards as set up in Redis (:func:`journeys.names.run_state_key`)."""
+
+    run_id: str
+    shards: int
+    preloaded: bool = False
+    """The launcher loaded the audience and marked the shards: check the marks instead (a
+    mark written now could hide an audience Redis lost since)."""
+
+
+class SealRunStateOutput(BaseModel):
+    """The marks' keys, one per shard."""
+
+    keys: list[str]
+
+
 class CleanupInput(BaseModel):
     """Delete a run's Redis working keys."""
 

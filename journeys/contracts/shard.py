@@ -107,5 +107,8 @@ class ShardState(BaseModel):
     """The entry window's end (None: open until the run is cancelled)."""
     entries_closed: bool = False
     last_entry_at: datetime | None = None
+    state_key: str | None = None
+    """The shard's mark in Redis (:func:`journeys.names.run_state_key`), which its page reads
+    check; None for runs set up before marks existed."""
     eligible_key: str | None = None
     """Only members of this set may enter (the plan's audience, materialised)."""

@@ -35,7 +35,8 @@ from activities.controls.suppression import SuppressionStore
 from activities.decisions import DecisionService
 from activities.engagement import EngagementMap, EngagementStore
 from activities.rate_limit import RateLimiter
-from journeys.errors import EventsRefused
+from activities.redis_epoch import ensure_epoch
+from journeys.errors import EventsRefused, RedisLost
 from journeys.event_checks import MAX_PROPS_DEPTH
 from journeys.events import MAX_BODY_BYTES, MAX_PROPS_BYTES
 from journeys.policy import Suppression
@@ -75,6 +76,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool, redis, client = await connect()
         state.update(pool=pool, redis=redis, client=client)
+        guard = await ensure_epoch(pool, redis)  # refuses to start on a Redis that lost it all
         state["ingest"] = EventIngest(
             pool=pool,
             redis=redis,
@@ -84,6 +86,7 @@ def create_app(
             linger=linger,
             suppression=suppression,
             engagement=engagement,
+            guard=guard,
         )
         state["engagement"] = EngagementStore(pool=pool, engagement=engagement)
         state["suppressions"] = SuppressionStore(pool=pool, redis=redis)
@@ -141,6 +144,9 @@ def create_app(
             counts["refused_batches"] += 1
             counts["refused_events"] += len({index for index, _, _ in exc.refused})
             return refused(exc.refused)
+        except RedisLost as exc:  # nothing stored: the sender retries once Redis is recovered
+            counts["unavailable_batches"] += 1
+            return refused([(-1, "redis", str(exc))], status=503)
         counts["accepted_events"] += report.accepted
         counts["duplicate_events"] += report.duplicates
         counts["routed_events"] += report.routed

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from journeys.errors import EventsRefused, NotFound, NotListening
+from journeys.errors import EventsRefused, NotFound, NotListening, RedisLost
 from journeys.triggers import TriggerReport
 
 from .body import BodyRefused, read_json, refused
@@ -52,4 +52,6 @@ def add_entry_routes(
             return refused([(-1, "plan_id", str(exc))], status=404)
         except NotListening as exc:
             return refused([(-1, "plan_id", str(exc))], status=409)
+        except RedisLost as exc:
+            return refused([(-1, "redis", str(exc))], status=503)
         return JSONResponse(report.model_dump(), status_code=202)

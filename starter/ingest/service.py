@@ -28,6 +28,7 @@ from activities.db import plan_store, queries
 from activities.db.pool import DbPool
 from activities.engagement import EngagementMap, EngagementStore
 from activities.event_registry import Listener, ListenerCache
+from activities.redis_epoch import EpochGuard
 from activities.signal_hold import SignalHold
 from journeys.errors import EventsRefused, NotFound, NotListening
 from journeys.event_checks import MAX_PROPS_DEPTH
@@ -64,7 +65,10 @@ class EventIngest:
         linger: timedelta = timedelta(0),
         suppression: Suppression | None = None,
         engagement: EngagementMap | None = None,
+        guard: EpochGuard | None = None,
     ) -> None:
+        """``guard``: refuse (:class:`RedisLost`) rather than read a Redis that lost its data
+        (:mod:`activities.redis_epoch`); every long-lived ingest path passes one."""
         self._pool = pool
         self._engagement = EngagementStore(pool=pool, engagement=engagement)
         self._suppression = suppression or Suppression()
@@ -72,7 +76,7 @@ class EventIngest:
         self._max_props_bytes = max_props_bytes
         self._max_props_depth = max_props_depth
         self._signals = SignalCoalescer(client, linger=linger, hold=SignalHold(redis))
-        self._listeners = ListenerCache(redis)
+        self._listeners = ListenerCache(redis, guard=guard)
         self._plans: dict[tuple[str, int], Plan] = {}
 
     async def ingest(self, raw: Sequence[object]) -> IngestReport:

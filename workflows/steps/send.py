@@ -82,6 +82,7 @@ async def _page(
             template=step.template,
             vars=dict(step.vars),
             cohort_key=cohort.key,
+            state_key=state.state_key,
             page=page,
             timezone=state.plan.timezone,
             page_size=limits.page_size,
