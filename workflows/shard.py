@@ -36,6 +36,10 @@ ARMED_FIRST = "report-after-arming"
 their timers and counted their arrival: the run's view shows them waiting, with deadlines."""
 RELEASE_ON_CANCEL = "release-on-cancel"
 """Patch: a cancelled shard's cohorts at send nodes give back what their users reserve."""
+LOOPS_FAIL = "event-loops-fail-the-shard"
+"""Patch: an event loop (exits, goals, entries) whose activity failed for good fails the
+shard. It used to end in silence and leave the shard deaf to those events for the rest of
+the run (seen when Redis lost the run's state: entries were accepted and never admitted)."""
 _ENDED = {RunStatus.COMPLETED: "finished", RunStatus.CANCELLED: "cancelled"}
 """What a shard's current details say once it ended."""
 
@@ -48,6 +52,8 @@ class ShardWorkflow:
     def __init__(self, data: ShardState) -> None:
         self._ctx = ShardContext(data)  # before any signal handler runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._loops_fail = False
 
     @workflow.run
     async def run(self, data: ShardState) -> ShardResult:
@@ -61,6 +67,7 @@ class ShardWorkflow:
             asyncio.create_task(goal_loop(ctx)),
             asyncio.create_task(entry_loop(ctx)),
         ]
+        self._loops, self._loops_fail = loops, workflow.patched(LOOPS_FAIL)
         await self._drive_cohorts()
         if not ctx.draining and not state.cancelled:
             await self._goal_window()
@@ -103,11 +110,24 @@ class ShardWorkflow:
                     any(task.done() for task in self._tasks.values())
                     or self._unstarted()
                     or (not self._tasks and (entries_done(ctx) or ctx.stopping()))
+                    or self._loop_failure() is not None
                 )
             )
+            failure = self._loop_failure()
+            if failure is not None:
+                raise failure
             for cohort_id in [c for c, task in self._tasks.items() if task.done()]:
                 self._tasks.pop(cohort_id).result()
             ctx.drain_due()
+
+    def _loop_failure(self) -> BaseException | None:
+        """The error an event loop ended with (under :data:`LOOPS_FAIL`), if one did."""
+        if not self._loops_fail:
+            return None
+        for loop in self._loops:
+            if loop.done() and not loop.cancelled() and loop.exception() is not None:
+                return loop.exception()
+        return None
 
     def _unstarted(self) -> bool:
         if self._ctx.stopping():
