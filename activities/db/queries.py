@@ -577,6 +577,10 @@ SELECT DISTINCT ON (user_id) user_id, entry, entered_at FROM journey_entries
 WHERE run_id = $1 AND user_id = ANY($2::text[]) ORDER BY user_id, entry DESC
 """
 
+ENTRIES_OF_EVENTS = """
+SELECT event_id FROM journey_entries WHERE run_id = $1 AND event_id = ANY($2::text[])
+"""
+
 ENTRIES_INSERT = """
 INSERT INTO journey_entries (run_id, user_id, entry, batch, event_id, props, entered_at)
 SELECT $1, t.user_id, t.entry, $2, t.event_id, t.props, $7

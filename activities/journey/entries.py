@@ -82,6 +82,26 @@ class EntryActivities:
             raise run_state_lost(data.state_key)
         return out
 
+    async def _not_admitted_before(
+        self,
+        run_id: str,
+        users: list[str],
+        first: dict[str, JourneyEvent],
+        refused: Counter[str],
+    ) -> list[str]:
+        """``users`` but those whose event already entered them: an event the ingest API
+        signalled and then crashed before marking routed comes again when its sender
+        retries, and must not enter its user a second time."""
+        ids = [first[u].event_id for u in users if first[u].event_id is not None]
+        if not ids:
+            return users
+        seen = {
+            r["event_id"] for r in await self._pool.fetch(queries.ENTRIES_OF_EVENTS, run_id, ids)
+        }
+        again = [u for u in users if first[u].event_id in seen]
+        refused["repeat of an entered event"] += len(again)
+        return [u for u in users if first[u].event_id not in seen]
+
     async def _decide(self, data: AdmitEntriesInput) -> tuple[dict[str, int], AdmitEntriesOutput]:
         data = data.model_copy(update={"now": in_zone(data.now, data.timezone)})
         refused: Counter[str] = Counter()
@@ -91,7 +111,7 @@ class EntryActivities:
                 refused["repeat in batch"] += 1
             else:
                 first[event.user_id] = event
-        users = sorted(first)
+        users = await self._not_admitted_before(data.run_id, sorted(first), first, refused)
         if data.audience_key is not None and users:
             scores = await self._redis.zmscore(data.audience_key, users)
             outside = {u for u, s in zip(users, scores, strict=True) if s is None}
