@@ -115,10 +115,16 @@ async def sample_memory(
         me = os.getpid()
         row = {"at_s": (datetime.now(UTC) - started).total_seconds()}
         row["bench+worker"] = stats.get(me, (0, 0.0))[1]
-        row["ingest API"] = sum(rss for pid, (parent, rss) in stats.items() if parent == me)
-        for name in SERVICES:
-            pid = service_pid(settings.home / "run" / f"{name}.pid")
+        services = {name: service_pid(settings.home / "run" / f"{name}.pid") for name in SERVICES}
+        for name, pid in services.items():
             row[name] = tree_total(pid, stats) if pid is not None else 0.0
+        # the embedded stack's servers are this process's children too: only the rest is
+        # the ingest API
+        row["ingest API"] = sum(
+            rss
+            for pid, (parent, rss) in stats.items()
+            if parent == me and pid not in services.values()
+        )
         info = await redis.info("memory")
         row["redis used_memory"] = int(info["used_memory"]) / 2**20
         into.append(row)
