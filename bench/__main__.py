@@ -136,6 +136,20 @@ def temporary_home() -> Path:
     return home
 
 
+def private_settings(
+    settings: Settings, *, home: Path, port: Callable[[], int] = free_port
+) -> Settings:
+    """``settings`` pointed at a private stack under ``home``, each service on ``port()``."""
+    return settings.model_copy(
+        update={
+            "temporal_address": f"127.0.0.1:{port()}",
+            "redis_url": f"redis://127.0.0.1:{port()}/0",
+            "database_url": f"postgresql://postgres@127.0.0.1:{port()}/journeys",
+            "home": home,
+        }
+    )
+
+
 @asynccontextmanager
 async def services(settings: Settings) -> AsyncIterator[Settings]:
     """The configured services, or a private embedded stack that is stopped on exit."""
@@ -144,14 +158,7 @@ async def services(settings: Settings) -> AsyncIterator[Settings]:
         yield settings
         return
     home = temporary_home()
-    private = settings.model_copy(
-        update={
-            "temporal_address": f"127.0.0.1:{free_port()}",
-            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-            "database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/journeys",
-            "home": home,
-        }
-    )
+    private = private_settings(settings, home=home)
     console.print(f"configured services not reachable: starting an embedded stack in {home}")
     stack = DevStack(private, home=home, ui=False)
     try:
