@@ -157,6 +157,7 @@ class DeliveryActivities:
                 verdict = await self._gate.check(
                     data, {u: entries[u] for u in open_users}, profiles
                 )
+                # the gate read shared state: trust it only if Redis still holds its data
                 await require_state(self._redis, data.state_key, self._guard)
             sent_now = {"status": "sent", "attempts": data.attempt, "reason": None}
             state = dict.fromkeys(keys, sent_now)
@@ -191,9 +192,7 @@ class DeliveryActivities:
         _count_settled(counters, settled)
         if verdict is None and profiles is not None:  # the claim path checks its open rows
             verdict = await self._gate.check(data, {u: entries[u] for _, u in open_rows}, profiles)
-            await require_state(
-                self._redis, data.state_key, self._guard
-            )  # the gate read trusted state
+            await require_state(self._redis, data.state_key, self._guard)
         gated = gated_rows(verdict, open_rows)
         todo = [(k, u) for k, u in open_rows if k not in gated.rows]
         _count_settled(counters, gated.counts)

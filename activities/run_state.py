@@ -13,8 +13,10 @@ loss between the two commands is caught too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from temporalio.exceptions import ApplicationError
 
 from activities.redis_epoch import EpochGuard
@@ -39,6 +41,17 @@ async def missing_marks(redis: aioredis.Redis, keys: Sequence[str]) -> list[str]
     for key in keys:
         pipe.exists(key)
     return [key for key, found in zip(keys, await pipe.execute(), strict=True) if not found]
+
+
+async def execute_checked(pipe: Pipeline, state_key: str | None) -> list[Any]:
+    """Run ``pipe`` with the mark ``state_key`` checked last; its own replies, or
+    ``RunStateLost`` if the mark is gone (None: a run from before marks, unchecked)."""
+    if state_key is not None:
+        pipe.exists(state_key)
+    replies: list[Any] = await pipe.execute()
+    if state_key is not None and not replies.pop():
+        raise run_state_lost(state_key)
+    return replies
 
 
 def run_state_lost(key: str) -> ApplicationError:

@@ -10,7 +10,7 @@ from activities.audience.materialise import materialise
 from activities.audience.saved import is_evaluated, save_evaluated, saved_into, snapshot_name
 from activities.db.pool import DbPool
 from activities.rate_limit import RateLimiter
-from activities.run_state import mark_run_state, missing_marks, run_state_lost
+from activities.run_state import execute_checked, mark_run_state, missing_marks, run_state_lost
 from journeys.contracts import activities as contracts
 from journeys.contracts.pages import CohortSizeInput, CohortSizeOutput
 from journeys.contracts.run_setup import (
@@ -94,12 +94,8 @@ class RunActivities:
         """ZCARD of a cohort (a retry cohort's true size after crashes)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.zcard(data.key)
-        if data.state_key is not None:
-            pipe.exists(data.state_key)  # after the count: a loss between them is seen too
-        replies = await pipe.execute()
-        if data.state_key is not None and not replies[1]:
-            raise run_state_lost(data.state_key)
-        return CohortSizeOutput(size=int(replies[0]))
+        (size,) = await execute_checked(pipe, data.state_key)
+        return CohortSizeOutput(size=int(size))
 
     @activity.defn(name=contracts.SEAL_RUN_STATE.name)
     async def seal_run_state(self, data: SealRunStateInput) -> SealRunStateOutput:

@@ -22,7 +22,7 @@ from temporalio import activity
 from activities.db import queries
 from activities.db.pool import DbPool
 from activities.journey.facts import load_facts
-from activities.run_state import run_state_lost
+from activities.run_state import execute_checked
 from journeys.contracts import activities as contracts
 from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
 from journeys.events import JourneyEvent
@@ -75,11 +75,7 @@ class EntryActivities:
             if data.exited_key is not None:
                 pipe.zrem(data.exited_key, *admitted)  # a new entry starts afresh
         pipe.hset(marks, data.batch, out.model_dump_json())
-        if data.state_key is not None:
-            pipe.exists(data.state_key)  # last: the audience read and these writes are covered
-        replies = await pipe.execute()
-        if data.state_key is not None and not replies[-1]:
-            raise run_state_lost(data.state_key)
+        await execute_checked(pipe, data.state_key)  # covers the audience read above too
         return out
 
     async def _not_admitted_before(

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from activities.db import queries, tag_store
 from activities.db.params import json_list
 from activities.db.pool import DbPool
-from activities.run_state import run_state_lost
+from activities.run_state import execute_checked
 from activities.tags.values import page_tag_values, passes_through
 from journeys.plan.rule_sites import rule_tags
 from journeys.rule_eval import (
@@ -114,12 +114,7 @@ async def page_users(
     # tuples, half the CPU of reading a page. Pairs (RESP3) or a flat list (RESP2) both read.
     pipe = redis.pipeline(transaction=False)  # the mark shares the cohort's slot
     pipe.execute_command("ZRANGE", key, start, start + page_size - 1, "WITHSCORES")
-    if state_key is not None:
-        pipe.exists(state_key)
-    replies = await pipe.execute()
-    if state_key is not None and not replies[1]:
-        raise run_state_lost(state_key)
-    raw: list[Any] = replies[0]
+    raw: list[Any] = (await execute_checked(pipe, state_key))[0]
     pairs = raw if raw and isinstance(raw[0], list) else zip(raw[::2], raw[1::2], strict=True)
     members: dict[str, int] = {}
     for member, score in pairs:

@@ -107,6 +107,14 @@ def create_app(
             await pool.close()
 
     app = FastAPI(title="Journeys ingest", version="1", lifespan=lifespan)
+
+    async def redis_lost(_: Request, exc: Exception) -> Response:
+        """Any route that found Redis without its data: nothing was stored, so the sender
+        retries once ``journeys recover redis`` has run."""
+        counts["redis_lost_refusals"] += 1
+        return refused([(-1, "redis", str(exc))], status=503)
+
+    app.add_exception_handler(RedisLost, redis_lost)
     install_openapi(app, max_props_depth=max_props_depth, max_props_bytes=max_props_bytes)
     app.add_middleware(
         KeyGate, keys=lambda: state.get("keys"), limiter=lambda: state.get("limiter")
@@ -120,6 +128,7 @@ def create_app(
             202: {"model": IngestReport, "description": "Stored and routed."},
             413: {"model": Refusal, "description": "The body is over the size limit."},
             422: {"model": Refusal, "description": "Malformed: nothing was stored."},
+            503: {"model": Refusal, "description": "Redis lost its data: nothing was stored."},
         },
         openapi_extra=EVENTS_BODY,
     )
@@ -144,9 +153,6 @@ def create_app(
             counts["refused_batches"] += 1
             counts["refused_events"] += len({index for index, _, _ in exc.refused})
             return refused(exc.refused)
-        except RedisLost as exc:  # nothing stored: the sender retries once Redis is recovered
-            counts["unavailable_batches"] += 1
-            return refused([(-1, "redis", str(exc))], status=503)
         counts["accepted_events"] += report.accepted
         counts["duplicate_events"] += report.duplicates
         counts["routed_events"] += report.routed

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from journeys.errors import EventsRefused, NotFound, NotListening, RedisLost
+from journeys.errors import EventsRefused, NotFound, NotListening
 from journeys.triggers import TriggerReport
 
 from .body import BodyRefused, read_json, refused
@@ -33,6 +33,7 @@ def add_entry_routes(
                 "nothing was stored.",
             },
             413: {"model": Refusal, "description": "The body is over the size limit."},
+            503: {"model": Refusal, "description": "Redis lost its data: nothing was stored."},
             422: {"model": Refusal, "description": "Malformed: nothing was stored."},
         },
         openapi_extra=ENTRIES_BODY,
@@ -52,6 +53,4 @@ def add_entry_routes(
             return refused([(-1, "plan_id", str(exc))], status=404)
         except NotListening as exc:
             return refused([(-1, "plan_id", str(exc))], status=409)
-        except RedisLost as exc:
-            return refused([(-1, "redis", str(exc))], status=503)
         return JSONResponse(report.model_dump(), status_code=202)
