@@ -201,12 +201,20 @@ Send = Callable[[list[tuple[str, datetime]]], Coroutine[Any, Any, None]]
 
 
 async def steady(
-    send: Send, run_id: str, *, duration: timedelta = DURATION, rate: int = RATE
+    send: Send,
+    run_id: str,
+    *,
+    duration: timedelta = DURATION,
+    rate: int = RATE,
+    users: int | None = None,
 ) -> dict[str, datetime]:
-    """``rate`` events/s for ``duration``; the due time of each user's event.
+    """``rate`` events/s for ``duration``; the due time of each event.
 
     Open loop, as many product services are: a batch goes every tick whether or not the
     previous ones were answered (the API holds each request until its signal went out).
+    Each event is a new user, keyed by user id; with ``users``, events cycle through that
+    many users and are keyed ``user:n``, the user's n-th event (its entry number, which ends
+    the message id, when every event enters).
     """
     per_tick = round(rate * TICK.total_seconds())
     ticks = round(duration / TICK)
@@ -217,9 +225,14 @@ async def steady(
         offset = tick * TICK.total_seconds()
         await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
         at = start_wall + timedelta(seconds=offset)
-        batch = [(user_of(run_id, tick * per_tick + k), at) for k in range(per_tick)]
+        numbers = range(tick * per_tick, (tick + 1) * per_tick)
+        batch = [(user_of(run_id, n if users is None else n % users), at) for n in numbers]
         posts.append(asyncio.create_task(send(batch)))
-        due.update(batch)
+        if users is None:
+            due.update(batch)
+        else:
+            keys = (f"{u}:{n // users + 1}" for (u, _), n in zip(batch, numbers, strict=True))
+            due.update((key, at) for key in keys)
     await asyncio.gather(*posts)
     return due
 
