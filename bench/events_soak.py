@@ -83,7 +83,7 @@ async def soak(settings: Settings, plan_file: Path, *, url: str) -> dict[str, An
         posts: list[tuple[datetime, float]] = []
         started = datetime.now(UTC)
         sampling = asyncio.create_task(
-            sample_memory(settings, redis, samples, started, pool=pool, postgres=postgres)
+            sample_stack(settings, redis, samples, started, pool=pool, postgres=postgres)
         )
         async with Journeys(url) as journeys:
 
@@ -129,7 +129,7 @@ async def soak(settings: Settings, plan_file: Path, *, url: str) -> dict[str, An
     }
 
 
-async def sample_memory(
+async def sample_stack(
     settings: Settings,
     redis: Any,
     into: list[dict[str, float]],

@@ -40,7 +40,7 @@ _TABLES = """
 SELECT relname, n_live_tup, autovacuum_count, autoanalyze_count
 FROM pg_stat_user_tables WHERE relname = ANY($1::text[]) ORDER BY relname
 """
-EVENT_PATH_TABLES = ["events", "entries", "deliveries", "inbox"]
+EVENT_PATH_TABLES = ["events", "journey_entries", "deliveries", "inbox"]
 
 
 async def sample_postgres(pool: DbPool, *, at_s: float) -> dict[str, Any]:
@@ -84,15 +84,20 @@ async def redis_by_shape(
     keys; past it the figures are a sample)."""
     sizes: Counter[str] = Counter()
     counts: Counter[str] = Counter()
-    seen = 0
+    keys: list[str] = []
     async for raw in redis.scan_iter(count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        shape = key_shape(key, run_id=run_id)
-        sizes[shape] += int(await redis.memory_usage(key) or 0)
-        counts[shape] += 1
-        seen += 1
-        if seen >= limit:
+        keys.append(raw.decode() if isinstance(raw, bytes) else str(raw))
+        if len(keys) >= limit:
             break
+    for start in range(0, len(keys), 1000):  # one round trip per thousand keys
+        chunk = keys[start : start + 1000]
+        pipe = redis.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key)
+        for key, size in zip(chunk, await pipe.execute(), strict=True):
+            shape = key_shape(key, run_id=run_id)
+            sizes[shape] += int(size or 0)
+            counts[shape] += 1
     return [
         {"shape": shape, "keys": counts[shape], "mib": round(size / 2**20, 2)}
         for shape, size in sizes.most_common(12)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
+import redis.asyncio as aioredis
+
 from bench.events import steady, user_of
-from bench.soak_probes import key_shape
+from bench.soak_probes import key_shape, redis_by_shape
 
 RUN = "bench-events-ab12cd:v1:20261203T1200"
 
@@ -40,3 +43,16 @@ def test_key_shapes_hide_runs_users_and_shards() -> None:
     )
     assert key_shape(f"jny:hist:{user}", run_id=RUN) == "jny:hist:USER-N"
     assert key_shape(f"jny:run:{RUN}:{{s0}}:c:in17", run_id=RUN) == "jny:run:RUN:{sN}:c:inN"
+
+
+async def test_redis_memory_is_summed_by_key_shape(redis: aioredis.Redis) -> None:
+    run = f"probe-{uuid.uuid4().hex[:8]}:v1:x"
+    keys = [f"jny:run:{run}:{{s{k}}}:c:in{n}" for k in (0, 1) for n in (1, 2)]
+    await redis.mset({key: "x" * 300_000 for key in keys})  # big enough to rank first
+    try:
+        shapes = {row["shape"]: row for row in await redis_by_shape(redis, run_id=run)}
+    finally:
+        await redis.delete(*keys)
+    mine = shapes["jny:run:RUN:{sN}:c:inN"]
+    assert mine["keys"] == 4
+    assert 1.1 < mine["mib"] < 1.3  # four values of 300,000 bytes and their overhead
