@@ -187,9 +187,10 @@ def _recipient(**attrs: object) -> Recipient:
 
 # What no estimate catches (a comparison of deep lists is one C call; a join of many
 # references to one big string is measured as empty): the render child's hard deadline and
-# memory cap hold it, and the page goes on.
+# memory cap hold it, and the page goes on. The comparison is 400**4 pointer checks, far past
+# the 1.8 s hard deadline on any machine (250**4 could finish inside it on an idle one).
 ESCAPES = {
-    "slow": "{% set n = range(250)|length %}{% set a = [[[[1] * n] * n] * n] * n %}"
+    "slow": "{% set n = range(400)|length %}{% set a = [[[[1] * n] * n] * n] * n %}"
     "{% set b = [[[[1] * n] * n] * n] * n %}"
     "{% if user.evil %}{{ a == b }}{% endif %}{{ user.first_name }}",
     "huge": "{% set s = 'a' * 250000 %}{% if user.evil %}{{ ([s] * 200000)|join }}{% endif %}"
