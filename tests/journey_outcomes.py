@@ -52,11 +52,19 @@ class JourneyOutcome:
         return {user: outcome.path for user, outcome in sorted(self.users.items())}
 
 
-async def read_run_keys(redis: aioredis.Redis, run_id: str) -> dict[str, dict[str, int]]:
-    """Every sorted set of a run: key suffix after the shard tag -> member -> score."""
+async def read_run_keys(
+    redis: aioredis.Redis, run_id: str, *, only: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Every sorted set of a run (or those of ``only`` keys): key -> member -> score."""
     sets: dict[str, dict[str, int]] = {}
-    async for raw in redis.scan_iter(match=run_keys_pattern(run_id), count=1000):
-        key = raw.decode()
+    if only is not None:
+        names = only
+    else:
+        names = [
+            raw.decode()
+            async for raw in redis.scan_iter(match=run_keys_pattern(run_id), count=1000)
+        ]
+    for key in names:
         if await redis.type(key) != b"zset":
             continue
         sets[key] = await page_users(redis, key=key, page=0, page_size=await redis.zcard(key))

@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db.pool import DbPool
 from journeys.contracts import activities as contracts
+from journeys.contracts.journey import AdmitEntriesInput, AdmitEntriesOutput
 from journeys.contracts.run_setup import CleanupInput, CleanupOutput
 from journeys.contracts.runs import (
     ControlSignal,
@@ -271,17 +272,32 @@ class JourneyKit:
             await step.probe(live)
 
     def _snapshotting(self, hosted: Hosted) -> Hosted:
-        """The worker's activities with a ``cleanup_run`` that first keeps the run's keys."""
+        """The worker's activities with a ``cleanup_run`` that first keeps the run's keys,
+        and an ``admit_entries`` that first keeps the keys it is told to delete (the cohorts
+        that left an event-triggered shard), so paths see every cohort a run made."""
         redis, keys = self.redis, self._keys
-        real = next(f for f in hosted if _name(f) == contracts.CLEANUP_RUN.name)
+        real_cleanup = next(f for f in hosted if _name(f) == contracts.CLEANUP_RUN.name)
+        real_admit = next(f for f in hosted if _name(f) == contracts.ADMIT_ENTRIES.name)
 
         @activity.defn(name=contracts.CLEANUP_RUN.name)
         async def cleanup_run(data: CleanupInput) -> CleanupOutput:
-            keys[data.run_id] = await read_run_keys(redis, data.run_id)
-            out: CleanupOutput = await real(data)
+            kept = keys.setdefault(data.run_id, {})
+            kept.update(await read_run_keys(redis, data.run_id))
+            out: CleanupOutput = await real_cleanup(data)
             return out
 
-        return [cleanup_run if f is real else f for f in hosted]
+        @activity.defn(name=contracts.ADMIT_ENTRIES.name)
+        async def admit_entries(data: AdmitEntriesInput) -> AdmitEntriesOutput:
+            kept = keys.setdefault(data.run_id, {})
+            kept.update(await read_run_keys(redis, data.run_id, only=data.drop_keys))
+            out: AdmitEntriesOutput = await real_admit(data)
+            return out
+
+        wrapped: dict[int, Callable[..., Any]] = {
+            id(real_cleanup): cleanup_run,
+            id(real_admit): admit_entries,
+        }
+        return [wrapped.get(id(f), f) for f in hosted]
 
 
 async def _unless_failed(step: Awaitable[object], ending: asyncio.Future[PlanRunResult]) -> None:

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.entry import EventEntry
 
 from workflows import activity_calls as calls
+from workflows import dead_keys
 from workflows.context import ShardContext
 from workflows.inbox import next_batch, too_big_to_carry
 
@@ -97,6 +98,9 @@ async def _admit(ctx: ShardContext, entry: EventEntry) -> None:
     events = next_batch(state.entry_inbox, most=entry.flush_size)
     batch = f"in{state.entry_batches}"
     key = ctx.key(batch)
+    collecting = dead_keys.collecting(ctx)
+    drop_keys = list(state.dead_keys) if collecting else []
+    drop_marks = [f"in{state.entry_batches - 1}"] if collecting and state.entry_batches else []
     ctx.events_busy += 1
     try:
         out = await calls.admit_entries(
@@ -109,6 +113,8 @@ async def _admit(ctx: ShardContext, entry: EventEntry) -> None:
                 entry=entry,
                 events=events,
                 live_keys=sorted({c.key for c in state.cohorts}),
+                drop_keys=drop_keys,
+                drop_marks=drop_marks,
                 audience_key=state.eligible_key,
                 exited_key=ctx.page_exit_key,
                 timezone=state.plan.timezone,
@@ -119,6 +125,7 @@ async def _admit(ctx: ShardContext, entry: EventEntry) -> None:
     finally:
         ctx.events_busy -= 1
     del state.entry_inbox[: len(events)]
+    del state.dead_keys[: len(drop_keys)]  # keys that died meanwhile wait for the next batch
     state.entry_batches += 1
     for reason in sorted(out.refused):
         label = f"entry: {reason}"

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.steps import SendStep, WebhookStep
 
 from workflows import activity_calls as calls
-from workflows import handover, search
+from workflows import dead_keys, handover, search
 from workflows.context import ShardContext
 from workflows.entries import entries_done, entry_loop
 from workflows.shard_events import exit_loop, goal_loop, sort_events
@@ -139,6 +139,7 @@ class ShardWorkflow:
         if await run_step(self._ctx, cohort):
             state = self._ctx.state
             state.cohorts = [c for c in state.cohorts if c is not cohort]
+            dead_keys.left(self._ctx, cohort)
 
     async def _goal_window(self) -> None:
         """Keep measuring conversions until the goal window of the entry closes."""

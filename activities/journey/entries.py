@@ -7,7 +7,8 @@ as their score in the cohort.
 
 Exactly once: the entry rows carry the batch id, so a retry finds what it admitted before; the
 daily counter takes its share under a per-batch mark in the same Lua call; the cohort key and
-the batch's result are written in one MULTI/EXEC.
+the batch's result are written in one MULTI/EXEC, which also deletes what the shard says is
+dead: the keys of cohorts that left it and the marks of batches it has recorded.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class EntryActivities:
             if data.exited_key is not None:
                 pipe.zrem(data.exited_key, *admitted)  # a new entry starts afresh
         pipe.hset(marks, data.batch, out.model_dump_json())
+        if data.drop_keys:
+            pipe.unlink(*data.drop_keys)
+        if data.drop_marks:
+            pipe.hdel(marks, *data.drop_marks)
         await execute_checked(pipe, data.state_key)  # covers the audience read above too
         return out
 

@@ -107,6 +107,10 @@ class AdmitEntriesInput(BaseModel):
     events: list[JourneyEvent]
     live_keys: list[str] = Field(default_factory=list)
     """Keys of the shard's live cohorts: users in them are in the journey now."""
+    drop_keys: list[str] = Field(default_factory=list)
+    """Keys of cohorts that left the shard, deleted with the write (:mod:`workflows.dead_keys`)."""
+    drop_marks: list[str] = Field(default_factory=list)
+    """Earlier batches whose results the shard has recorded: their marks go with the write."""
     audience_key: str | None = None
     """Only users in this set may enter (the plan has an audience)."""
     exited_key: str | None = None

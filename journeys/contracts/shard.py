@@ -103,6 +103,8 @@ class ShardState(BaseModel):
     """Event-triggered plans: entry events waiting for the next flush."""
     entry_batches: int = 0
     """Entry batches admitted so far (the next cohort is ``in{entry_batches}``)."""
+    dead_keys: list[str] = Field(default_factory=list)
+    """Keys of cohorts that left, for the next admission to delete (:mod:`workflows.dead_keys`)."""
     entries_until: datetime | None = None
     """The entry window's end (None: open until the run is cancelled)."""
     entries_closed: bool = False

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.steps import SendStep, WebhookStep
 
 from workflows import activity_calls as calls
+from workflows import dead_keys
 from workflows.context import ShardContext
 
 
@@ -132,7 +133,10 @@ async def _after_pass(ctx: ShardContext, cohort: Cohort, step: SendStep | Webhoo
     _release_held(ctx, cohort)
     if retry_size:
         backoff = retry.backoff * (2 ** (cohort.attempt - 1))
+        done_key = cohort.key
         cohort.key, cohort.size, cohort.next_page = ctx.key(retry_id), retry_size, 0
+        if dead_keys.collecting(ctx):  # the pass read its last page from the old key
+            dead_keys.bury(ctx, done_key)
         cohort.attempt += 1
         cohort.not_before = workflow.now() + backoff
     state.counters.retrying = sum(c.size for c in state.cohorts if c.attempt > 1)
