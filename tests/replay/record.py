@@ -6,6 +6,7 @@ histories must keep replaying, new ones show the new behaviour.
 
     python -m tests.replay.record --tag v2          # the blast (plan_run_v2, shard_v2_run*)
     python -m tests.replay.record journey --tag v2  # a journey (journey_v2_run, ...shard_run*)
+    python -m tests.replay.record entries --tag v5  # entries by event (entries_v5_run, ...)
 
 Each tag is a generation of the workflow code; v1 predates the ``last-pass-in-result`` patch.
 """
@@ -17,8 +18,10 @@ import asyncio
 import json
 import tempfile
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from temporalio.client import Client, WorkflowHistory
@@ -26,7 +29,7 @@ from temporalio.client import Client, WorkflowHistory
 from activities.db.pool import create_pool
 from journeys.ab import assign
 from journeys.contracts.counters import Counters, RunStatus
-from journeys.contracts.runs import RunOptions
+from journeys.contracts.runs import RunOptions, ShardSummary
 from journeys.events import JourneyEvent
 from journeys.names import exited_key, shard_workflow_id
 from journeys.plan.steps import AbSplitStep
@@ -215,7 +218,107 @@ async def record_journey(tag: str) -> None:
         await pool.close()
 
 
-RECORDERS = {"blast": record, "journey": record_journey}
+def entries_journey(window_end: datetime) -> dict[str, Any]:
+    """Entries by event into a branch, a send, a wait for a click: every kind of key a
+    cohort leaves behind (sub-cohorts, routing marks, a caught set)."""
+    return {
+        "audience": {"source": "all"},
+        "entry": {
+            "type": "event",
+            "event": "joined",
+            "reentry": "when_absent",
+            "flush_every": "1s",
+            "flush_size": 5,
+            "window": {"end": window_end.isoformat()},
+        },
+        "steps": {
+            "pick": {
+                "type": "branch",
+                "branches": [
+                    {
+                        "name": "a",
+                        "rule": {"tag": "entry.kind", "op": "eq", "value": "a"},
+                        "next": "welcome",
+                    }
+                ],
+                "else": "nudge",
+            },
+            "welcome": {"type": "send", "channel": "push", "template": "hello", "next": "heard"},
+            "heard": {
+                "type": "wait_for_event",
+                "event": "clicked",
+                "within": "1h",
+                "on_event": "thanks",
+                "on_timeout": "nudge",
+            },
+            "thanks": {"type": "send", "channel": "popup", "template": "hello"},
+            "nudge": {"type": "send", "channel": "sms", "template": "nudge"},
+        },
+        "limits": {"page_size": 5, "concurrency": 1},
+    }
+
+
+def delivered(count: int) -> Callable[[ShardSummary], bool]:
+    """A shard condition: ``count`` messages delivered."""
+    return lambda summary: summary.counters.delivered == count
+
+
+async def record_entries(tag: str) -> None:
+    """Run an event-triggered journey on virtual time (three waves of entries, a click, the
+    wait's timeout, continue-as-new after every page) and save its run's history and every
+    run of its shard's chain."""
+    with tempfile.TemporaryDirectory() as tmp, Receiver() as receiver:
+        directory = Path(tmp)
+        channels = write_journey_channels(directory, receiver_url=receiver.url)
+        settings = for_test(get_settings(), channels)
+        window_end = datetime.now(UTC) + timedelta(hours=3)
+        plan_file = write_journey(directory, entries_journey(window_end))
+        unique = uuid.uuid4().hex[:6]
+        users = [f"re-{unique}-{n:02d}" for n in range(12)]
+        pool = await create_pool(settings)
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        options = RunOptions(continue_as_new_after_pages=1)
+        async with worker_running(settings), virtual_time(settings, skipping=False) as time:
+            launched, handle = await launch_journey(
+                settings, time, pool=pool, redis=redis, plan_file=plan_file, users=None,
+                options=options,
+            )  # fmt: skip
+            run = launched.run_id
+            await until_shard(time.client, run, lambda s: True)  # listening
+            for wave in range(3):
+                joined = [
+                    JourneyEvent(user_id=u, name="joined", props={"kind": "ab"[n % 2]})
+                    for n, u in enumerate(users[wave * 4 : wave * 4 + 4])
+                ]
+                await send(time.client, run, joined)
+                await until_shard(time.client, run, delivered(4 * (wave + 1)))
+            await send(time.client, run, [JourneyEvent(user_id=users[0], name="clicked")])
+            await until_shard(
+                time.client, run, lambda s: s.nodes.get("thanks", Counters()).delivered == 1
+            )
+            shard = shard_handle(time.client, run)
+            await time.fast_forward(shard, timedelta(hours=1, minutes=1))  # the waits end
+            await until_shard(
+                time.client, run, lambda s: s.nodes.get("nudge", Counters()).delivered == 11
+            )
+            await time.fast_forward(shard, timedelta(hours=2))  # the window closes
+            result = await handle.result()
+        assert result.status is RunStatus.COMPLETED, result
+        assert result.totals.delivered == 18, result  # 12 entered, a click, 5 timeouts
+        client = await client_for(settings)
+        save(f"entries_{tag}_run", await client.get_workflow_handle(run).fetch_history())
+        chain = await shard_chain(client, shard_workflow_id(run, 0))
+        assert len(chain) >= 2, "expected at least one continue-as-new"
+        for stale in HERE.glob(f"entries_{tag}_shard_run*.json"):
+            stale.unlink()
+        for generation, history in enumerate(chain):
+            save(f"entries_{tag}_shard_run{generation}", history)
+        print(f"recorded {run}: the run and {len(chain)} shard runs")
+        await redis.aclose()
+        await pool.close()
+
+
+RECORDERS = {"blast": record, "journey": record_journey, "entries": record_entries}
 
 
 def main() -> None:
