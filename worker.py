@@ -39,7 +39,7 @@ from workflows.shard import ShardWorkflow
 log = logging.getLogger("journeys.worker")
 
 WORKFLOWS: Sequence[type] = (PlanRunWorkflow, ShardWorkflow)
-PASSED_THROUGH = ("redis", "asyncpg", "httpx", "pglast")
+PASSED_THROUGH = ("redis", "asyncpg", "httpx", "aiohttp", "pglast")
 """I/O libraries the workflow sandbox shares with the rest of the process. Workflow code never
 uses them, but a garbage collection in the workflow thread runs their finalizers there: redis's
 ``ConnectionPool.__del__`` imports ``redis.observability.recorder`` lazily, which inside the

@@ -96,6 +96,9 @@ class HttpProvider(_Model):
     signature_header: Text = "X-Journeys-Signature"
     timeout: Annotated[Duration, within(maximum=timedelta(minutes=5))] = timedelta(seconds=10)
     batch_size: int = Field(default=1, ge=1, le=1000)
+    # Requests in flight at once, per worker; a remote provider answering in 50 ms needs
+    # hundreds for thousands of messages a second.
+    connections: int = Field(default=16, ge=1, le=1000)
 
 
 class SmtpProvider(_Model):

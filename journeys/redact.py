@@ -46,7 +46,7 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-QUIET_LOGGERS = ("httpx", "httpcore")
+QUIET_LOGGERS = ("httpx", "httpcore", "aiohttp.client", "aiohttp.internal")
 
 
 def configure_logging(level: str) -> None:

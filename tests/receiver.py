@@ -78,6 +78,8 @@ class Receiver:
         self.random = random.Random(seed)  # fail_ratio draws: same seed, same failure count
         self.requests: list[Received] = []
         self.repeats = 0
+        self.in_flight = 0  # requests read and not yet answered
+        self.most_in_flight = 0  # the highest in_flight seen
         self._accepted: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (id, message)
         self._answers: dict[str, tuple[int, bytes]] = {}  # Idempotency-Key -> 2xx answer
         self._lock = threading.Lock()
@@ -162,6 +164,16 @@ class Receiver:
         length = int(request.headers.get("Content-Length") or 0)
         raw = request.rfile.read(length)
         at = time.monotonic()
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._answer(request, raw, at)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: _Handler, raw: bytes, at: float) -> None:
         if self.latency:
             self._wake.wait(self.latency)
         headers = {name.lower(): value for name, value in request.headers.items()}

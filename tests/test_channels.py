@@ -167,6 +167,41 @@ async def test_connection_refused_then_back_on_the_same_port(receiver: Receiver)
     assert receiver.by_user() == {"u0": 1, "u1": 1}
 
 
+@pytest.mark.parametrize("connections", [2, 8])
+async def test_a_channel_keeps_its_connections_in_flight(
+    receiver: Receiver, connections: int
+) -> None:
+    receiver.latency = 0.2  # a slow provider: every connection fills before one is answered
+    push = http_channel(receiver.url, connections=connections)
+    async with runtime({"push": push}) as channels:
+        results = await channels.send("push", [message(f"u{n}") for n in range(24)])
+    assert {r.outcome for r in results} == {Outcome.SENT}
+    assert receiver.most_in_flight == connections
+
+
+async def test_url_credentials_are_basic_auth_unless_a_header_authorizes(
+    receiver: Receiver,
+) -> None:
+    with_user = receiver.url.replace("http://", "http://svc:pw@")
+    plain = http_channel(f"{with_user}/a")
+    headed = http_channel(f"{with_user}/b", headers={"Authorization": "Bearer tok"})
+    async with runtime({"push": plain, "hook": headed}) as channels:
+        assert (await channels.send("push", [message("u1")]))[0].outcome is Outcome.SENT
+        [sent] = await channels.send("hook", [message("u2", channel="hook")])
+        assert sent.outcome is Outcome.SENT
+    auth = {r.path: r.headers["authorization"] for r in receiver.requests}
+    assert auth == {"/a": "Basic c3ZjOnB3", "/b": "Bearer tok"}  # base64("svc:pw")
+
+
+def test_connections_are_bounded() -> None:
+    for bad in (0, 1001):
+        model, problems = check_channels(
+            {"channels": {"push": http_channel("http://127.0.0.1:1/p", connections=bad)}}
+        )
+        assert model is None
+        assert [p.path for p in problems] == ["channels.push.provider.http.connections"], problems
+
+
 async def test_a_repeated_key_is_answered_again_not_delivered_again(receiver: Receiver) -> None:
     messages = [message(f"u{i}") for i in range(4)]
     async with runtime({"push": http_channel(receiver.url)}) as channels:

@@ -16,8 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from activities.db.pool import DbPool
 from journeys.channels_config import (
     Channel,
@@ -32,7 +30,7 @@ from journeys.channels_config import (
 from journeys.contracts import failures
 from journeys.template_sandbox import TemplateLimits
 
-from .http_provider import MAX_CONNECTIONS, HttpSender, make_client
+from .http_provider import HttpSender
 from .inbox_provider import InboxSender
 from .isolated import RenderPool
 from .log_provider import LogSender
@@ -56,8 +54,6 @@ class ChannelRuntime:
         self._limits = limits or TemplateLimits()
         self._renderer = Renderer(channels, limits=self._limits)
         self._render_pool: RenderPool | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._senders: dict[str, Sender] = {
             name: self._sender(channel, pool=pool) for name, channel in channels.channels.items()
         }
@@ -148,24 +144,17 @@ class ChannelRuntime:
         return [result for result in final if result is not None]
 
     async def aclose(self) -> None:
-        """Close every provider, the shared HTTP client and the render children."""
+        """Close every provider (and its connections) and the render children."""
         if self._render_pool is not None:
             await asyncio.to_thread(self._render_pool.close)
             self._render_pool = None
         for sender in self._senders.values():
             await sender.aclose()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def _sender(self, channel: Channel, *, pool: DbPool | None) -> Sender:
         provider = channel.provider
         if isinstance(provider, HttpProvider):
-            if self._client is None:
-                self._client = make_client()
-            return HttpSender(
-                provider, channel_type=channel.type, client=self._client, slots=self._slots
-            )
+            return HttpSender(provider, channel_type=channel.type)
         if isinstance(provider, SmtpProvider):
             return SmtpSender(provider)
         if isinstance(provider, InboxProvider):
