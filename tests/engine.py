@@ -31,9 +31,16 @@ STRICT: tuple[type[BaseException], ...] = (Warning, NondeterminismError)
 non-deterministic replay. In production the task would retry, so the tests would hang."""
 
 
-def write_channels(directory: Path, *, receiver_url: str, secret: str = "s3cret") -> Path:
-    """A channels file: http push (per message), http batch push, inbox popup, log."""
-    channels = {
+def write_channels(
+    directory: Path,
+    *,
+    receiver_url: str,
+    secret: str = "s3cret",
+    connections: int | None = None,
+) -> Path:
+    """A channels file: http push (per message), http batch push, inbox popup, log
+    (``connections``: the http channels' connections, else their default)."""
+    channels: dict[str, dict[str, dict[str, Any]]] = {
         "channels": {
             "push": {
                 "type": "push",
@@ -67,6 +74,9 @@ def write_channels(directory: Path, *, receiver_url: str, secret: str = "s3cret"
             },
         }
     }
+    if connections is not None:
+        for name in ("push", "batchpush"):
+            channels["channels"][name]["provider"]["connections"] = connections
     path = directory / "channels.yaml"
     path.write_text(yaml.safe_dump(channels))
     return path
