@@ -27,8 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two pytest workers, each with a private stack of its own; services given by the environment
+# are shared, so then one worker.
+PYTEST_WORKERS ?= $(if $(TEMPORAL_ADDRESS),0,2)
+
 test: lint typecheck  ## ruff, mypy and the whole suite against real services
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
