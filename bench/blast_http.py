@@ -9,7 +9,8 @@ says how close the channel comes to what a bare client does here.
 
 Sweeps, each a comma list: ``BENCH_HTTP_CONNECTIONS`` (the channels' ``connections``,
 default 16), ``BENCH_HTTP_LATENCY_MS`` (the receiver's answer delay, default 0) and
-``BENCH_HTTP_RECEIVERS`` (its processes, default 2). A per-message blast expected to take
+``BENCH_HTTP_RECEIVERS`` (its processes, default 2); ``BENCH_HTTP_WORKERS`` worker
+processes poll beside the bench's own (default 0). A per-message blast expected to take
 longer than :data:`LONGEST_S` (its size times the latency over the connections), or larger
 than :data:`PER_MESSAGE_UP_TO`, is skipped and says so.
 """
@@ -53,6 +54,7 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     latencies = sweep("BENCH_HTTP_LATENCY_MS", 0)
     connection_counts = sweep("BENCH_HTTP_CONNECTIONS", 16)
     processes = sweep("BENCH_HTTP_RECEIVERS", 2)[0]
+    extra_workers = sweep("BENCH_HTTP_WORKERS", 0)[0]
     rows: list[dict[str, Any]] = []
     received: list[dict[str, int]] = []
     console = Console()
@@ -82,6 +84,7 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
                                 PAGE_SIZE,
                                 channel=mode,
                                 channels=channels,
+                                extra_workers=extra_workers,
                             )
                             floor = await http_floor.floor(
                                 f"{url}/{PATHS[mode]}",
@@ -95,7 +98,13 @@ async def run(settings: Settings, sizes: list[int]) -> dict[str, Any]:
     if any(count["bad_signatures"] for count in received):
         raise RuntimeError(f"blast_http: the receiver saw bad signatures: {received}")
     Console(width=180).print(table(rows))
-    return save("blast_http", rows=rows, receiver_processes=processes, received=received)
+    return save(
+        "blast_http",
+        rows=rows,
+        receiver_processes=processes,
+        extra_workers=extra_workers,
+        received=received,
+    )
 
 
 @asynccontextmanager

@@ -132,15 +132,23 @@ class HttpSender:
     async def send(self, messages: list[Message]) -> list[SendResult]:
         """Send a page concurrently; one result per message, in order."""
         size = self._config.batch_size
-
-        async def one(chunk: list[Message]) -> list[SendResult]:
-            async with self._slots:
-                if size == 1:
-                    return [await self._send_one(chunk[0])]
-                return await self._send_batch(chunk)
-
         chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
-        parts = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        parts: list[list[SendResult]] = [[] for _ in chunks]
+        queue = list(range(len(chunks) - 1, -1, -1))
+
+        async def lane() -> None:
+            # A few lanes that each post chunk after chunk, rather than a task per message:
+            # at thousands of messages a second the tasks cost as much as the requests.
+            while queue:
+                index = queue.pop()
+                async with self._slots:
+                    if size == 1:
+                        parts[index] = [await self._send_one(chunks[index][0])]
+                    else:
+                        parts[index] = await self._send_batch(chunks[index])
+
+        lanes = min(len(chunks), self._config.connections)
+        await asyncio.gather(*(lane() for _ in range(lanes)))
         return [result for part in parts for result in part]
 
     async def aclose(self) -> None:

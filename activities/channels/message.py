@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from journeys.contracts import failures
 
@@ -17,7 +17,8 @@ class Recipient(BaseModel):
     email: str | None = None
     phone: str | None = None
     timezone: str | None = None
-    attrs: dict[str, Any] = {}
+    # a factory, not ``{}``: pydantic deep-copies a mutable default for every instance
+    attrs: dict[str, Any] = Field(default_factory=dict)
 
 
 def idempotency_key(run_id: str, node: str, user_id: str, entry: int = 0) -> str:
@@ -41,7 +42,7 @@ class Message(BaseModel):
     to: Recipient
     content: dict[str, str]
     """Rendered template fields (title, body, subject, url, ...); ``payload`` is JSON text."""
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = Field(default_factory=dict)
     """The step's vars."""
 
 
