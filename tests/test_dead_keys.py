@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from journeys.contracts.counters import Counters
 from journeys.names import entry_marks_key, run_keys_pattern
 from tests.journey_runner import (
     Advance,
@@ -122,3 +123,73 @@ async def test_cohorts_that_left_lose_their_keys_at_the_next_admission(
     assert outcome.users[u[1]].path == ["pick", "nudge"]
     assert outcome.users[u[2]].path == ["pick", "welcome", "heard", "nudge"]
     assert outcome.users[u[3]].path == ["pick", "nudge"]
+
+
+async def test_routes_that_lead_nowhere_lose_their_keys_too(
+    journey: JourneyKit, ingest_url: str
+) -> None:
+    # a control arm, a branch without an else, and a wait with no timeout step: each route
+    # writes a key that no cohort ever holds
+    journey.use_ingest(ingest_url)
+    tag = uuid.uuid4().hex[:6]
+    users = [f"dn-{tag}-{n}" for n in range(12)]
+    window_end = datetime.now(UTC) + timedelta(hours=3)
+    keys: dict[str, list[str]] = {"first": [], "left": []}
+
+    async def keys_now(run_id: str) -> list[str]:
+        pattern = run_keys_pattern(run_id)
+        found = sorted([raw.decode() async for raw in journey.redis.scan_iter(match=pattern)])
+        return [k.split(":c:", 1)[1] for k in found if ":c:" in k]
+
+    async def first(live: LiveRun) -> None:
+        keys["first"].extend(await keys_now(live.run_id))
+
+    async def left(live: LiveRun) -> None:
+        keys["left"].extend(await keys_now(live.run_id))
+
+    joined = [{"user_id": u, "name": "joined"} for u in users]
+    outcome = await journey.run(
+        {
+            "entry": {
+                "type": "event",
+                "event": "joined",
+                "reentry": "when_absent",
+                "flush_every": "1s",
+                "flush_size": 50,
+                "window": {"end": window_end.isoformat()},
+            },
+            "steps": {
+                "split": {
+                    "type": "ab_split",
+                    "arms": [
+                        {"name": "test", "weight": 50, "next": "heard"},
+                        {"name": "holdout", "weight": 50, "control": True},
+                    ],
+                },
+                "heard": {
+                    "type": "wait_for_event",
+                    "event": "clicked",
+                    "within": "1h",
+                    "on_event": "thanks",
+                },
+                "thanks": {"type": "send", "channel": "popup", "template": "hello"},
+            },
+        },
+        users=None,
+        skipping=False,
+        script=[
+            UntilListening("joined"),
+            Post(joined[:11]),
+            UntilShard(lambda s: s.nodes.get("split", Counters()).entered == 11),
+            Advance(timedelta(hours=1, minutes=1)),  # every wait times out: the journeys end
+            UntilShard(lambda s: s.counters.completed == 11),
+            Check(first),
+            Post(joined[11:]),  # the next admission deletes the first batch's keys
+            UntilShard(lambda s: s.nodes.get("split", Counters()).entered == 12),
+            Check(left),
+            Advance(timedelta(hours=2)),
+        ],
+    )
+    assert any(k.startswith("in0>split.") for k in keys["first"]), keys["first"]
+    assert keys["left"] and all(k.startswith("in1") for k in keys["left"]), keys["left"]
+    assert outcome.result.totals.completed == 12

@@ -43,6 +43,8 @@ class ShardContext:
         self.events_busy = 0
         """Event activities (exits, goals, entries) running now."""
         self.reports = Reports(self)
+        self.on_completed: Callable[[str], None] | None = None
+        """Told the key of every cohort whose journey completes (the shard sets it)."""
         self._entry_for: Plan | None = None
         self._entry: EventEntry | None = None
 
@@ -187,6 +189,8 @@ class ShardContext:
             return
         if node is None:
             self.state.counters.completed += size
+            if self.on_completed is not None:
+                self.on_completed(key)
             return
         self.state.cohorts.append(Cohort(id=cohort_id, node=node, key=key, size=size))
 

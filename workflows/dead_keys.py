@@ -37,6 +37,10 @@ DROP_DEAD_KEYS = "drop-dead-cohort-keys"
 """Patch: an event-triggered shard deletes the keys of cohorts that left at its next
 admission, instead of keeping them until the run ends."""
 
+DROP_COMPLETED_KEYS = "drop-completed-cohort-keys"
+"""Patch: a route that leads nowhere (a control arm, a branch with no ``else``, a last
+step) is dead at once, not kept until the run ends."""
+
 _ROUTED = BranchStep | AbSplitStep | UpdateStep | DecideStep | CheckStep
 
 
@@ -51,6 +55,12 @@ def bury(ctx: ShardContext, key: str) -> None:
     if any(c.key == key for c in state.cohorts) or key in state.dead_keys:
         return
     state.dead_keys.append(key)
+
+
+def completed(ctx: ShardContext, key: str) -> None:
+    """The users of ``key`` completed their journey: no cohort was made for them."""
+    if collecting(ctx) and workflow.patched(DROP_COMPLETED_KEYS):
+        bury(ctx, key)
 
 
 def left(ctx: ShardContext, cohort: Cohort) -> None:
