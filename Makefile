@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 
 # Two pytest workers, each with a private stack of its own; services given by the environment
 # are shared, so then one worker.
-PYTEST_WORKERS ?= $(if $(TEMPORAL_ADDRESS),0,2)
+PYTEST_WORKERS ?= $(if $(and $(TEMPORAL_ADDRESS),$(REDIS_URL),$(DATABASE_URL)),0,2)
 
 test: lint typecheck  ## ruff, mypy and the whole suite against real services
 	$(BIN)/pytest -n $(PYTEST_WORKERS)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jinja2
+import yarl
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
@@ -72,9 +73,21 @@ class _Model(BaseModel):
 
 
 def _http_url(value: str) -> str:
+    # never echo it: a mistyped URL is where a credential shows up unredactable
     if not re.match(r"https?://[^\s/]+", value):
-        # never echo it: a mistyped URL is where a credential shows up unredactable
         raise ValueError("bad url: must start with http:// or https://")
+    try:
+        parsed = yarl.URL(value)
+        if not parsed.host or parsed.port is None:
+            raise ValueError
+    except ValueError:  # the client would refuse it when the worker starts
+        raise ValueError("bad url: not a valid host and port") from None
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value):
+        raise ValueError("header names must be HTTP tokens (letters, digits, - and the like)")
     return value
 
 
@@ -91,9 +104,11 @@ class HttpProvider(_Model):
     kind: Literal["http"] = "http"
     url: Annotated[str, AfterValidator(_http_url)]
     method: Literal["POST", "PUT"] = "POST"
-    headers: dict[str, Annotated[str, AfterValidator(_header_value)]] = Field(default_factory=dict)
+    headers: dict[
+        Annotated[str, AfterValidator(_header_name)], Annotated[str, AfterValidator(_header_value)]
+    ] = Field(default_factory=dict)
     secret: Text | None = None
-    signature_header: Text = "X-Journeys-Signature"
+    signature_header: Annotated[str, AfterValidator(_header_name)] = "X-Journeys-Signature"
     timeout: Annotated[Duration, within(maximum=timedelta(minutes=5))] = timedelta(seconds=10)
     batch_size: int = Field(default=1, ge=1, le=1000)
     # Requests in flight at once, per worker; a remote provider answering in 50 ms needs

@@ -159,7 +159,8 @@ async def test_connection_refused_then_back_on_the_same_port(receiver: Receiver)
     async with runtime({"push": http_channel(url)}) as channels:
         assert (await channels.send("push", [message("u0")]))[0].outcome is Outcome.SENT
         receiver.down()
-        [refused] = await channels.send("push", [message("u1")], retries=0)
+        # the kept-alive connection breaks first; the runtime's retry finds the port closed
+        [refused] = await channels.send("push", [message("u1")], retries=1, backoff=FAST)
         assert (refused.outcome, refused.reason) == (Outcome.RETRYABLE, "connection refused")
         receiver.up()
         assert receiver.url == url
@@ -191,6 +192,19 @@ async def test_url_credentials_are_basic_auth_unless_a_header_authorizes(
         assert sent.outcome is Outcome.SENT
     auth = {r.path: r.headers["authorization"] for r in receiver.requests}
     assert auth == {"/a": "Basic c3ZjOnB3", "/b": "Bearer tok"}  # base64("svc:pw")
+
+
+def test_urls_and_header_names_the_client_would_refuse_are_refused_when_read() -> None:
+    bad = {
+        "url": [http_channel(u) for u in ("http://h:abc/", "http://h:99999/", "http://[::1/")],
+        "headers": [http_channel("http://h/", headers={"X-A\r\nB": "v"})],
+        "signature_header": [http_channel("http://h/", signature_header="X Sig")],
+    }
+    for field, channels in bad.items():
+        for channel in channels:
+            model, problems = check_channels({"channels": {"push": channel}})
+            assert model is None
+            assert problems[0].path.startswith(f"channels.push.provider.http.{field}"), problems
 
 
 def test_connections_are_bounded() -> None:

@@ -7,7 +7,7 @@ a retried batch carries the same key. With a ``secret``, the signature header ho
 ``sha256=<hex HMAC-SHA256(secret, body)>``.
 
 Each channel has its own aiohttp session holding up to the channel's ``connections``
-keep-alive connections (docs/decisions.md, "Delivery": aiohttp posts about 7x what httpx
+keep-alive connections (docs/decisions.md, "The blast engine": aiohttp posts about 7x what httpx
 does on the same machine and receiver).
 """
 
@@ -163,8 +163,9 @@ class HttpSender:
             connector = aiohttp.TCPConnector(
                 limit=self._config.connections, limit_per_host=0, ttl_dns_cache=300
             )
+            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they did with httpx
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=True
+                connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=True
             )
         return self._session
 
@@ -222,14 +223,10 @@ class HttpSender:
         if self._config.secret is not None:
             headers[self._config.signature_header] = signature(self._config.secret, body)
         try:
-            try:
-                return await self._request(body, headers)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                if isinstance(exc, aiohttp.ClientConnectorError):
-                    raise
-                # A kept-alive connection the provider had closed: try once more on a new
-                # one. The Idempotency-Key makes a request that did arrive harmless to repeat.
-                return await self._request(body, headers)
+            # No retry of its own here: a broken kept-alive connection may have carried the
+            # whole request, and a provider without Idempotency-Key support would get it
+            # twice. The runtime sends retryable failures again after its backoff.
+            return await self._request(body, headers)
         except TimeoutError:
             return failures.TIMEOUT, f"timeout after {format_duration(self._config.timeout)}"
         except aiohttp.ClientConnectorError as exc:
