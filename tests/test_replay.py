@@ -32,6 +32,8 @@ def test_there_are_recorded_histories() -> None:
     assert {"plan_run_v4", "shard_v4_run1", "journey_v4_run", "journey_v4_shard_run1"} <= names
     # v5: entries by event, after the drop-dead-cohort-keys patch
     assert {"entries_v5_run", "entries_v5_shard_run0", "entries_v5_shard_run1"} <= names
+    # v6: a route to nowhere, after the drop-completed-cohort-keys patch
+    assert {"entries_v6_run", "entries_v6_shard_run0", "entries_v6_shard_run1"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
