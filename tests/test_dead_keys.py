@@ -19,6 +19,26 @@ from tests.journey_runner import (
 )
 
 
+def joined_entry() -> dict[str, object]:
+    """Entry by ``joined`` events, flushed every second, open for three hours."""
+    window_end = datetime.now(UTC) + timedelta(hours=3)
+    return {
+        "type": "event",
+        "event": "joined",
+        "reentry": "when_absent",
+        "flush_every": "1s",
+        "flush_size": 50,
+        "window": {"end": window_end.isoformat()},
+    }
+
+
+async def cohort_keys(journey: JourneyKit, run_id: str) -> list[str]:
+    """The run's cohort keys in Redis, past their ``…:c:`` prefix."""
+    pattern = run_keys_pattern(run_id)
+    keys = sorted([raw.decode() async for raw in journey.redis.scan_iter(match=pattern)])
+    return [k.split(":c:", 1)[1] for k in keys if ":c:" in k]
+
+
 async def test_cohorts_that_left_lose_their_keys_at_the_next_admission(
     journey: JourneyKit, ingest_url: str
 ) -> None:
@@ -26,7 +46,6 @@ async def test_cohorts_that_left_lose_their_keys_at_the_next_admission(
     tag = uuid.uuid4().hex[:6]
     u = [f"dk-{tag}-{n}" for n in range(4)]
     journey.receiver.status_for[u[2]] = 503  # u2's welcome waits for a retry pass
-    window_end = datetime.now(UTC) + timedelta(hours=3)
 
     def joined(user: str, kind: str) -> dict[str, object]:
         return {"user_id": user, "name": "joined", "props": {"kind": kind}}
@@ -34,32 +53,20 @@ async def test_cohorts_that_left_lose_their_keys_at_the_next_admission(
     first_keys: list[str] = []
     left_keys: list[str] = []
 
-    async def cohort_keys(run_id: str) -> list[str]:
-        pattern = run_keys_pattern(run_id)
-        keys = sorted([raw.decode() async for raw in journey.redis.scan_iter(match=pattern)])
-        return [k.split(":c:", 1)[1] for k in keys if ":c:" in k]
-
     async def provider_back(live: LiveRun) -> None:
         del journey.receiver.status_for[u[2]]
 
     async def the_first_batch_is_kept(live: LiveRun) -> None:
-        first_keys.extend(await cohort_keys(live.run_id))
+        first_keys.extend(await cohort_keys(journey, live.run_id))
 
     async def only_the_second_batch_is_kept(live: LiveRun) -> None:
-        left_keys.extend(await cohort_keys(live.run_id))
+        left_keys.extend(await cohort_keys(journey, live.run_id))
         marks = await journey.redis.hkeys(entry_marks_key(live.run_id, 0))
         assert sorted(m.decode() if isinstance(m, bytes) else m for m in marks) == ["in1"]
 
     outcome = await journey.run(
         {
-            "entry": {
-                "type": "event",
-                "event": "joined",
-                "reentry": "when_absent",
-                "flush_every": "1s",
-                "flush_size": 50,
-                "window": {"end": window_end.isoformat()},
-            },
+            "entry": joined_entry(),
             "steps": {
                 "pick": {
                     "type": "branch",
@@ -133,31 +140,18 @@ async def test_routes_that_lead_nowhere_lose_their_keys_too(
     journey.use_ingest(ingest_url)
     tag = uuid.uuid4().hex[:6]
     users = [f"dn-{tag}-{n}" for n in range(12)]
-    window_end = datetime.now(UTC) + timedelta(hours=3)
     keys: dict[str, list[str]] = {"first": [], "left": []}
 
-    async def keys_now(run_id: str) -> list[str]:
-        pattern = run_keys_pattern(run_id)
-        found = sorted([raw.decode() async for raw in journey.redis.scan_iter(match=pattern)])
-        return [k.split(":c:", 1)[1] for k in found if ":c:" in k]
-
     async def first(live: LiveRun) -> None:
-        keys["first"].extend(await keys_now(live.run_id))
+        keys["first"].extend(await cohort_keys(journey, live.run_id))
 
     async def left(live: LiveRun) -> None:
-        keys["left"].extend(await keys_now(live.run_id))
+        keys["left"].extend(await cohort_keys(journey, live.run_id))
 
     joined = [{"user_id": u, "name": "joined"} for u in users]
     outcome = await journey.run(
         {
-            "entry": {
-                "type": "event",
-                "event": "joined",
-                "reentry": "when_absent",
-                "flush_every": "1s",
-                "flush_size": 50,
-                "window": {"end": window_end.isoformat()},
-            },
+            "entry": joined_entry(),
             "steps": {
                 "split": {
                     "type": "ab_split",

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from journeys.plan.models import Plan
 
 from workflows import activity_calls as calls
+from workflows import dead_keys
 from workflows.reports import Reports
 
 T = TypeVar("T")
@@ -43,8 +44,6 @@ class ShardContext:
         self.events_busy = 0
         """Event activities (exits, goals, entries) running now."""
         self.reports = Reports(self)
-        self.on_completed: Callable[[str], None] | None = None
-        """Told the key of every cohort whose journey completes (the shard sets it)."""
         self._entry_for: Plan | None = None
         self._entry: EventEntry | None = None
 
@@ -189,8 +188,7 @@ class ShardContext:
             return
         if node is None:
             self.state.counters.completed += size
-            if self.on_completed is not None:
-                self.on_completed(key)
+            dead_keys.completed(self, key)
             return
         self.state.cohorts.append(Cohort(id=cohort_id, node=node, key=key, size=size))
 

@@ -16,6 +16,8 @@ returned, and the re-entry check reads only live cohorts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +33,8 @@ with workflow.unsafe.imports_passed_through():
         WaitUntilStep,
     )
 
-from workflows.context import ShardContext
+if TYPE_CHECKING:  # the context calls in here: no import cycle at run time
+    from workflows.context import ShardContext
 
 DROP_DEAD_KEYS = "drop-dead-cohort-keys"
 """Patch: an event-triggered shard deletes the keys of cohorts that left at its next
@@ -50,9 +53,10 @@ def collecting(ctx: ShardContext) -> bool:
 
 
 def bury(ctx: ShardContext, key: str) -> None:
-    """``key`` is dead unless a live cohort of the shard still holds it."""
+    """``key`` is dead unless a live cohort of the shard still holds it (only in a shard
+    that collects dead keys)."""
     state = ctx.state
-    if any(c.key == key for c in state.cohorts) or key in state.dead_keys:
+    if not collecting(ctx) or any(c.key == key for c in state.cohorts) or key in state.dead_keys:
         return
     state.dead_keys.append(key)
 

@@ -12,7 +12,6 @@ continues-as-new carrying them all (:mod:`workflows.handover`).
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
 from temporalio import workflow
 
@@ -52,7 +51,6 @@ class ShardWorkflow:
     @workflow.init
     def __init__(self, data: ShardState) -> None:
         self._ctx = ShardContext(data)  # before any signal handler runs
-        self._ctx.on_completed = partial(dead_keys.completed, self._ctx)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._loops_fail = False

@@ -135,8 +135,7 @@ async def _after_pass(ctx: ShardContext, cohort: Cohort, step: SendStep | Webhoo
         backoff = retry.backoff * (2 ** (cohort.attempt - 1))
         done_key = cohort.key
         cohort.key, cohort.size, cohort.next_page = ctx.key(retry_id), retry_size, 0
-        if dead_keys.collecting(ctx):  # the pass read its last page from the old key
-            dead_keys.bury(ctx, done_key)
+        dead_keys.bury(ctx, done_key)  # the pass read its last page from the old key
         cohort.attempt += 1
         cohort.not_before = workflow.now() + backoff
     state.counters.retrying = sum(c.size for c in state.cohorts if c.attempt > 1)
