@@ -207,6 +207,22 @@ def test_urls_and_header_names_the_client_would_refuse_are_refused_when_read() -
             assert problems[0].path.startswith(f"channels.push.provider.http.{field}"), problems
 
 
+async def test_http_proxy_from_the_environment_carries_the_request(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", receiver.url)  # the receiver stands in for the proxy
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with runtime({"push": http_channel("http://provider.invalid/push")}) as channels:
+        [result] = await channels.send("push", [message("u1")], retries=0)
+    assert result.outcome is Outcome.SENT
+    assert [r.path for r in receiver.requests] == ["http://provider.invalid/push"]
+    monkeypatch.setenv("NO_PROXY", "provider.invalid")  # bypassed: straight to a bad host
+    async with runtime({"push": http_channel("http://provider.invalid/push")}) as channels:
+        [result] = await channels.send("push", [message("u2")], retries=0)
+    assert result.outcome is Outcome.RETRYABLE and len(receiver.requests) == 1
+
+
 def test_connections_are_bounded() -> None:
     for bad in (0, 1001):
         model, problems = check_channels(

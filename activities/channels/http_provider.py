@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import urllib.request
 from base64 import b64encode
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,7 @@ class HttpSender:
         self._slots = asyncio.Semaphore(config.connections)
         self._timeout = aiohttp.ClientTimeout(total=config.timeout.total_seconds())
         self._url, self._headers = _split_credentials(config.url, config.headers)
+        self._proxy = _env_proxy(self._url)
 
     async def send(self, messages: list[Message]) -> list[SendResult]:
         """Send a page concurrently; one result per message, in order."""
@@ -163,9 +165,8 @@ class HttpSender:
             connector = aiohttp.TCPConnector(
                 limit=self._config.connections, limit_per_host=0, ttl_dns_cache=300
             )
-            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they did with httpx
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=True
+                connector=connector, timeout=self._timeout, auto_decompress=True
             )
         return self._session
 
@@ -209,6 +210,7 @@ class HttpSender:
             self._url,
             data=body,
             headers=headers,
+            proxy=self._proxy,
             allow_redirects=False,
         ) as response:
             return _Answer(response.status, await response.read())
@@ -243,6 +245,15 @@ def _split_credentials(url: str, headers: dict[str, str]) -> tuple[yarl.URL, dic
         return parsed.with_user(None), dict(headers)
     pair = f"{parsed.user}:{parsed.password or ''}".encode()
     return parsed.with_user(None), {**headers, "Authorization": "Basic " + b64encode(pair).decode()}
+
+
+def _env_proxy(url: yarl.URL) -> yarl.URL | None:
+    """The proxy ``HTTP(S)_PROXY`` and ``NO_PROXY`` give ``url``, as httpx honoured them.
+    Read once per channel: aiohttp's ``trust_env`` reads them, and ``.netrc``, per request."""
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    proxy = urllib.request.getproxies().get(url.scheme)
+    return yarl.URL(proxy) if proxy else None
 
 
 def _batch_results(chunk: list[Message], data: Any) -> list[SendResult]:
